@@ -1,0 +1,21 @@
+"""nasengine: hardware-aware neural architecture search (CLI, devices, evaluation, search, run store, export).
+
+Python entry points: `load_subnet(EXP)` returns an exported subnet as a plain torch module;
+`evaluate_subnet(EXP)` re-computes its accuracy on the split recorded in its manifest.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "evaluate_subnet", "load_subnet"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the heavy parts on first use, so `import nasengine` and the CLI start fast."""
+    if name in ("load_subnet", "evaluate_subnet"):
+        from nasengine import subnet
+
+        return getattr(subnet, name)
+    raise AttributeError(f"module 'nasengine' has no attribute {name!r}")

@@ -1,0 +1,18 @@
+"""Search-space DSL: genes with finite choices, conditional genes, spaces, JSON archs, encodings, samplers.
+
+>>> from search_spaces import Choice, Condition, Space
+>>> space = Space([Choice("depth", [1, 2]), Choice("b1.kernel", [3, 5], active_if=Condition("depth", ">", 1))])
+>>> space.size
+3
+"""
+
+from search_spaces.archs import arch_from_json, arch_to_json, read_archs, write_archs
+from search_spaces.choices import Choice, Condition
+from search_spaces.encoding import IntegerEncoding, OneHotEncoding, get_encoding
+from search_spaces.samplers import SandwichSampler, sample_unique
+from search_spaces.space import Arch, Space
+
+__all__ = [
+    "Arch", "Choice", "Condition", "IntegerEncoding", "OneHotEncoding", "SandwichSampler", "Space",
+    "arch_from_json", "arch_to_json", "get_encoding", "read_archs", "sample_unique", "write_archs",
+]

@@ -1,0 +1,86 @@
+"""Active ops described as data: the same description counts MACs/params and keys per-op latency tables."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One static op as it runs: kind, channel counts, kernel, stride, groups and spatial sizes.
+
+    `params` counts learnable parameters (running BN statistics excluded, as torch does); `macs`
+    counts multiply-accumulates at batch 1.
+    """
+
+    kind: str
+    in_channels: int
+    out_channels: int
+    in_hw: tuple[int, int] = (1, 1)
+    out_hw: tuple[int, int] = (1, 1)
+    kernel: int = 1
+    stride: int = 1
+    groups: int = 1
+    bias: bool = False
+    extra: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def params(self) -> int:
+        if self.kind == "conv2d":
+            weights = self.out_channels * (self.in_channels // self.groups) * self.kernel * self.kernel
+            return weights + (self.out_channels if self.bias else 0)
+        if self.kind == "linear":
+            return self.out_channels * self.in_channels + (self.out_channels if self.bias else 0)
+        if self.kind == "batchnorm2d":
+            return 2 * self.out_channels
+        return 0
+
+    @property
+    def macs(self) -> int:
+        if self.kind == "conv2d":
+            per_pixel = self.out_channels * (self.in_channels // self.groups) * self.kernel * self.kernel
+            return per_pixel * self.out_hw[0] * self.out_hw[1]
+        if self.kind == "linear":
+            return self.out_channels * self.in_channels
+        return 0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["extra"] = dict(self.extra)
+        return data
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """A named group of ops that runs as one unit (a block); `signature` ignores the name."""
+
+    name: str
+    kind: str
+    ops: tuple[OpSpec, ...] = field(default_factory=tuple)
+
+    @property
+    def signature(self) -> tuple[Any, ...]:
+        return (self.kind,) + self.ops
+
+    @property
+    def params(self) -> int:
+        return sum(op.params for op in self.ops)
+
+    @property
+    def macs(self) -> int:
+        return sum(op.macs for op in self.ops)
+
+
+def conv_out_hw(hw: tuple[int, int], kernel: int, stride: int) -> tuple[int, int]:
+    """Output size of a 'same'-padded convolution (padding kernel // 2)."""
+    pad = kernel // 2
+    return tuple((s + 2 * pad - kernel) // stride + 1 for s in hw)  # type: ignore[return-value]
+
+
+def total_params(layers: Iterable[LayerSpec]) -> int:
+    return sum(layer.params for layer in layers)
+
+
+def total_macs(layers: Iterable[LayerSpec]) -> int:
+    return sum(layer.macs for layer in layers)

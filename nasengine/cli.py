@@ -1,0 +1,205 @@
+"""The `nasengine` command line: train, search, export, evaluate, devices, supernets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, NoReturn, Sequence
+
+from nasengine.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit code 2) instead of usage dumps."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """`--set key=JSON` pairs as constructor overrides (values parsed as JSON, bare words as strings)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key] = text
+    return out
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from nasengine.training import TrainRequest, train
+
+    result = train(TrainRequest(args.supernet, Path(args.out), args.epochs, args.seed, args.recipe, args.batch_size,
+                                args.lr, args.n_random, args.overwrite, not args.quiet, _overrides(args.set)))
+    acc = result["final_accuracy"]
+    print(f"trained {args.supernet} in {result['seconds']:.0f}s -> {args.out}")
+    for name in ("max", "min"):
+        print(f"  {name} subnet: val {acc[name]['val']:.2%}  test {acc[name]['test']:.2%}")
+
+
+def _cmd_search(args: argparse.Namespace) -> None:
+    from nasengine.search.runner import SearchRequest, search
+
+    objectives = tuple(o.strip() for o in args.objectives.split(",") if o.strip())
+    result = search(SearchRequest(Path(args.supernet_dir), Path(args.out), tuple(args.device or ["ort-cpu-1t"]),
+                                  args.evals, args.latency_budget, objectives, args.strategy, args.seed,
+                                  args.overwrite, not args.quiet))
+    results, pareto = result["results"], result["pareto"]
+    print(f"searched {result['evaluated']} subnets ({result['new_this_session']} new) in {result['seconds']:.0f}s "
+          f"-> {args.out}")
+    for device, front in pareto.groupby("device", sort=False):
+        span = front["latency_ms"].max() / front["latency_ms"].min()
+        print(f"  {device}: {len(front)} Pareto subnets, {front['latency_ms'].min():.3f}-"
+              f"{front['latency_ms'].max():.3f} ms ({span:.1f}x), accuracy "
+              f"{front['accuracy'].min():.2%}-{front['accuracy'].max():.2%}")
+    if pareto.empty:
+        print("  no evaluated subnet meets the latency budget")
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from nasengine.export import ExportRequest, export
+
+    manifest = export(ExportRequest(Path(args.run), Path(args.out), args.latency_budget, args.device, args.overwrite))
+    print(f"exported -> {args.out}: test accuracy {manifest['accuracy']:.2%}, {manifest['latency_ms']:.3f} ms on "
+          f"{manifest['device']} (search: {manifest['search_accuracy']:.2%}, {manifest['search_latency_ms']:.3f} ms), "
+          f"{manifest['params']:,} params")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from nasengine.export import evaluate_subnet
+
+    try:
+        value = evaluate_subnet(Path(args.subnet), args.split)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    print(f"{args.subnet}: top-1 accuracy {value:.2%}")
+
+
+def _cmd_devices(args: argparse.Namespace) -> None:
+    from nasengine.devices import device_configs, get_device
+
+    rows = []
+    for config in device_configs():
+        reason = get_device(config.name).availability()
+        rows.append({"name": config.name, "backend": config.backend, "settings": config.settings,
+                     "available": reason is None, "reason": reason, "description": config.description})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        state = "available" if row["available"] else f"unavailable ({row['reason']})"
+        print(f"{row['name']:<16} {row['backend']:<12} {json.dumps(row['settings']):<32} {state}")
+
+
+def _cmd_supernets(args: argparse.Namespace) -> None:
+    import supernets
+
+    for name in supernets.available():
+        entry = supernets.entry(name)
+        print(f"{name:<20} task={entry.task:<8} {entry.summary}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nasengine", description="Hardware-aware neural architecture search.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train a weight-sharing supernet once")
+    p.add_argument("supernet", help="registered supernet name (see `nasengine supernets`)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--epochs", type=_positive_int, default=24)
+    p.add_argument("--seed", type=_int, default=0)
+    p.add_argument("--recipe", default="sandwich", help="sandwich (default) or progressive")
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--lr", type=_positive_float, default=4e-3)
+    p.add_argument("--n-random", type=_int, default=2, help="random subnets per step besides max and min")
+    p.add_argument("--set", action="append", metavar="KEY=JSON",
+                   help="override a supernet constructor argument, e.g. --set head_width=128 (repeatable)")
+    p.set_defaults(run=_cmd_train)
+
+    p = sub.add_parser("search", help="search a trained supernet for one or more devices")
+    p.add_argument("supernet_dir", help="directory written by `nasengine train`")
+    p.add_argument("--device", action="append", help="target device (repeatable); see `nasengine devices`")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--evals", type=_positive_int, default=200, help="subnets to evaluate")
+    p.add_argument("--latency-budget", type=_positive_float, default=None, metavar="MS")
+    p.add_argument("--objectives", default="error,latency", help="comma-separated: error, latency, params, macs")
+    p.add_argument("--strategy", default="nsga2", help="nsga2 (default), agemoea, nsga3, random")
+    p.add_argument("--seed", type=_int, default=0)
+    p.set_defaults(run=_cmd_search)
+
+    p = sub.add_parser("export", help="export a Pareto subnet as a standalone checkpoint and ONNX")
+    p.add_argument("run", help="run directory written by `nasengine search`")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--latency-budget", type=_positive_float, default=None, metavar="MS")
+    p.add_argument("--device", default=None, help="device whose Pareto set to pick from (default: the first)")
+    p.set_defaults(run=_cmd_export)
+
+    p = sub.add_parser("evaluate", help="accuracy of an exported subnet on its task split")
+    p.add_argument("subnet", help="directory written by `nasengine export`")
+    p.add_argument("--split", default=None, choices=["train", "val", "test"])
+    p.set_defaults(run=_cmd_evaluate)
+
+    p = sub.add_parser("devices", help="list the devices usable here")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_cmd_devices)
+
+    p = sub.add_parser("supernets", help="list the registered supernets")
+    p.set_defaults(run=_cmd_supernets)
+
+    for name in ("train", "search", "export"):
+        sp = sub.choices[name]
+        sp.add_argument("--overwrite", action="store_true", help="replace the output directory")
+        sp.add_argument("--quiet", action="store_true", help="no progress output")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], Any] = args.run
+    try:
+        handler(args)
+    except UserError as exc:
+        print(f"nasengine: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nasengine: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Devices: a name, a backend and its settings; every backend answers `measure(workload) -> Measurement`."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+from nasengine.devices.timing import Measurement, TimingSettings
+from nasengine.errors import UserError
+
+
+class Workload:
+    """What a device is asked to time: one subnet, available lazily as a torch module or as ONNX bytes.
+
+    Backends take the form they run (ORT and remote agents ONNX, torch backends the module, tables the
+    arch key); each form is built at most once per workload.
+    """
+
+    def __init__(self, arch: Mapping[str, Any], key: str, build: Callable[[], nn.Module],
+                 input_shape: tuple[int, ...], batch_size: int = 1):
+        self.arch, self.key, self._build = dict(arch), key, build
+        self.input_shape, self.batch_size = tuple(input_shape), batch_size
+        self._model: nn.Module | None = None
+        self._onnx: dict[int, bytes] = {}
+
+    def model(self) -> nn.Module:
+        if self._model is None:
+            self._model = self._build().eval()
+        return self._model
+
+    def example_input(self, batch_size: int | None = None) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(0)
+        return torch.randn((batch_size or self.batch_size, *self.input_shape), generator=gen)
+
+    def onnx(self, batch_size: int | None = None) -> bytes:
+        from nasengine.onnx_writer import to_onnx
+
+        batch = batch_size or self.batch_size
+        if batch not in self._onnx:
+            self._onnx[batch] = to_onnx(self.model(), self.example_input(batch))
+        return self._onnx[batch]
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """A device as configured: unique name, backend name and backend settings (plain JSON)."""
+
+    name: str
+    backend: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+class Device(ABC):
+    """A measurable target. Subclasses implement `_measure`; timing discipline lives in devices.timing."""
+
+    backend: str = ""
+
+    def __init__(self, config: DeviceConfig, timing: TimingSettings | None = None):
+        self.config = config
+        self.timing = timing or TimingSettings(**config.settings.get("timing", {}))
+        self.batch_size = int(config.settings.get("batch_size", 1))
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def availability(self) -> str | None:
+        """None when the device can measure here, else the reason it cannot."""
+        return None
+
+    def measure(self, workload: Workload) -> Measurement:
+        reason = self.availability()
+        if reason is not None:
+            raise UserError(f"device {self.name!r} is not usable here: {reason}")
+        return self._measure(workload)
+
+    @abstractmethod
+    def _measure(self, workload: Workload) -> Measurement:
+        """Latency of the workload at this device's batch size."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "backend": self.backend, "settings": self.config.settings,
+                "description": self.config.description}

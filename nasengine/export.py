@@ -1,0 +1,131 @@
+"""`nasengine export`: pick a Pareto subnet of a run and write it as a standalone directory.
+
+EXP/config.json (module spec, input shape and transform), EXP/model.safetensors, EXP/model.onnx and
+EXP/manifest.json (arch, accuracy on a recorded split, latency re-measured on the device, provenance).
+`nasengine.subnet.load_subnet(EXP)` rebuilds it as a plain torch module, with no supernet code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from safetensors.torch import save_file
+
+import supernets
+from kernels.inputs import apply_input_transform
+from kernels.static import to_spec
+from nasengine.devices import Workload, get_device
+from nasengine.errors import UserError
+from nasengine.evaluation import Evaluator, accuracy
+from nasengine.onnx_writer import to_onnx
+from nasengine.subnet import FORMAT
+from nasengine.reports import latency_column, pareto_frame
+from nasengine.search.runner import MARKER, load_trained
+from nasengine.tasks import get_task
+
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    run_dir: Path
+    out: Path
+    latency_budget_ms: float | None = None
+    device: str | None = None
+    overwrite: bool = False
+
+
+def _read_run(run_dir: Path) -> dict[str, Any]:
+    marker = Path(run_dir) / MARKER
+    if not marker.is_file():
+        raise UserError(f"{run_dir} is not a search run directory (no {MARKER})")
+    run = json.loads(marker.read_text())
+    if run.get("status") != "complete" or not (Path(run_dir) / "results.csv").is_file():
+        raise UserError(f"the search in {run_dir} is not complete; resume it with the same `nasengine search` command")
+    return run
+
+
+def choose_subnet(results: pd.DataFrame, device: str, latency_budget_ms: float | None) -> pd.Series:
+    """The most accurate Pareto subnet within the budget on `device` (the faster one on ties)."""
+    front = pareto_frame(results, [device], latency_budget_ms)
+    if front.empty:
+        fastest = results[latency_column(device)].min()
+        raise UserError(f"no evaluated subnet runs within {latency_budget_ms:g} ms on {device} "
+                        f"(fastest evaluated: {fastest:.3f} ms)")
+    return front.sort_values(["accuracy", latency_column(device)], ascending=[False, True]).iloc[0]
+
+
+def export(request: ExportRequest) -> dict[str, Any]:
+    """Choose, extract, verify and write the subnet; the output appears atomically, complete or not at all."""
+    if request.latency_budget_ms is not None and not request.latency_budget_ms > 0:
+        raise UserError(f"--latency-budget must be a positive number of ms, got {request.latency_budget_ms}")
+    out = Path(request.out)
+    if out.exists() and not request.overwrite:
+        raise UserError(f"{out} already exists; choose another --out or pass --overwrite")
+    run = _read_run(Path(request.run_dir))
+    identity = run["identity"]
+    device_name = request.device or identity["devices"][0]
+    if device_name not in identity["devices"]:
+        raise UserError(f"device {device_name!r} was not searched in this run (searched: {', '.join(identity['devices'])})")
+    results = pd.read_csv(Path(request.run_dir) / "results.csv")
+    row = choose_subnet(results, device_name, request.latency_budget_ms)
+    arch = json.loads(row["arch"])
+
+    net, config = load_trained(Path(identity["supernet_dir"]))
+    if supernets.weights_digest(Path(identity["supernet_dir"])) != identity["supernet_weights_sha1"]:
+        raise UserError(f"the supernet in {identity['supernet_dir']} changed since this search; search again")
+    task = get_task(config["task"])
+    module = Evaluator(net, task, "val").extract(arch)
+    transform = net.input_transform(arch)
+    test = task.split("test")
+    test_accuracy = accuracy(module, test, lambda x: apply_input_transform(x, transform))
+    device = get_device(device_name)
+    input_shape = list(net.input_shape(arch))
+    measurement = device.measure(Workload(arch, net.space.key(arch), lambda: module, tuple(input_shape)))
+    cost = net.cost(arch)
+    subnet_config = {"format": FORMAT, "version": 1, "module": to_spec(module), "input_shape": input_shape,
+                     "input_transform": transform, "task": config["task"], "arch": arch}
+    manifest = {
+        "format": FORMAT, "arch": arch,
+        "accuracy": test_accuracy, "accuracy_split": test.identity,
+        "search_accuracy": float(row["accuracy"]), "search_split": task.split("val").identity,
+        "latency_ms": measurement.median_ms, "latency": measurement.to_dict(),
+        "search_latency_ms": float(row[latency_column(device_name)]),
+        "device": device_name, "device_config": device.describe(),
+        "latency_budget_ms": request.latency_budget_ms, "params": cost.params, "macs": cost.macs,
+        "input_shape": input_shape, "input_transform": transform, "preprocessing": task.preprocessing,
+        "supernet": {"name": config["supernet"], "dir": identity["supernet_dir"],
+                     "weights_sha1": identity["supernet_weights_sha1"]},
+        "run": str(Path(request.run_dir).resolve()),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    example = torch.zeros((1, *input_shape))
+    _write_atomically(out, request.overwrite, {
+        "config.json": json.dumps(subnet_config, indent=2).encode(),
+        "manifest.json": json.dumps(manifest, indent=2).encode(),
+        "model.onnx": to_onnx(module, example, dynamic_batch=True),
+    }, module.state_dict())
+    return manifest
+
+
+def _write_atomically(out: Path, overwrite: bool, files: dict[str, bytes], state: dict[str, torch.Tensor]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / "model.safetensors"))
+        if overwrite and out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,44 @@
+"""Exported subnets: reload as plain torch modules and re-score them, without importing any supernet code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file
+from torch import nn
+
+from kernels.inputs import apply_input_transform
+from kernels.static import from_spec
+from nasengine.evaluation import accuracy
+from nasengine.tasks import get_task
+
+FORMAT = "nasengine-subnet"
+
+
+def _read_subnet_config(path: Path) -> dict[str, Any]:
+    config_path = Path(path) / "config.json"
+    if not config_path.is_file() or not (Path(path) / "model.safetensors").is_file():
+        raise FileNotFoundError(f"{path} is not an exported subnet (needs config.json and model.safetensors)")
+    config = json.loads(config_path.read_text())
+    if config.get("format") != FORMAT:
+        raise ValueError(f"{config_path} is not a nasengine subnet config")
+    return config
+
+
+def load_subnet(path: str | Path) -> nn.Module:
+    """The exported subnet as a plain torch module in eval mode (built from torch.nn and kernels.static only)."""
+    config = _read_subnet_config(Path(path))
+    module = from_spec(config["module"])
+    module.load_state_dict(load_file(str(Path(path) / "model.safetensors")), strict=True)
+    return module.eval()
+
+
+def evaluate_subnet(path: str | Path, split: str | None = None) -> float:
+    """Top-1 accuracy of an exported subnet on its task split (the manifest's split by default)."""
+    path = Path(path)
+    config = _read_subnet_config(path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    data = get_task(config["task"]).split(split or manifest["accuracy_split"]["split"])
+    return accuracy(load_subnet(path), data, lambda x: apply_input_transform(x, config["input_transform"]))

@@ -1,0 +1,86 @@
+"""scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes): the embedded default task."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nasengine.tasks.base import EpochBatches, Split, Task, register_task
+
+FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
+SPLIT_SEED = 0
+
+
+@lru_cache(maxsize=1)
+def _raw() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    return data.images.astype(np.float32), data.target.astype(np.int64)
+
+
+@lru_cache(maxsize=1)
+def _indices() -> dict[str, np.ndarray]:
+    """Stratified 70/15/15 split with a fixed seed: the same on every machine."""
+    from sklearn.model_selection import train_test_split
+
+    _, labels = _raw()
+    idx = np.arange(len(labels))
+    train, rest = train_test_split(idx, train_size=FRACTIONS["train"], stratify=labels, random_state=SPLIT_SEED)
+    val, test = train_test_split(rest, test_size=0.5, stratify=labels[rest], random_state=SPLIT_SEED)
+    return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+
+def random_affine(x: torch.Tensor, gen: torch.Generator, max_shift: float = 0.12, max_rotate_deg: float = 10.0,
+                  scale_range: float = 0.1) -> torch.Tensor:
+    """Small random rotations, scalings and sub-pixel shifts, batched (bilinear resampling at native size)."""
+    n = x.shape[0]
+    angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(max_rotate_deg)
+    scale = 1 + (torch.rand(n, generator=gen) * 2 - 1) * scale_range
+    shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * max_shift * 2
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+class Digits(Task):
+    name = "digits"
+    num_classes = 10
+    scale = 1.0 / 16.0  # raw pixel values are 0..16
+
+    @property
+    def _stats(self) -> tuple[float, float]:
+        images, _ = _raw()
+        train = images[_indices()["train"]] * self.scale
+        return float(train.mean()), float(train.std())
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        mean, std = self._stats
+        return {"input": "sklearn.datasets.load_digits().images (8x8, values 0..16)",
+                "normalize": {"scale": self.scale, "mean": round(mean, 6), "std": round(std, 6)},
+                "then": "bilinear resize to the subnet's resolution (align_corners=False)"}
+
+    def split(self, name: str) -> Split:
+        indices = _indices()[name]
+        images, labels = _raw()
+        mean, std = self._stats
+        x = torch.from_numpy((images[indices] * self.scale - mean) / std).unsqueeze(1)
+        identity = {"dataset": "sklearn digits", "split": name, "seed": SPLIT_SEED, "fractions": FRACTIONS,
+                    "n": int(len(indices)), "indices_sha1": hashlib.sha1(indices.tobytes()).hexdigest()}
+        return Split(name, x.contiguous(), torch.from_numpy(labels[indices]), identity)
+
+    def train_data(self, batch_size: int, seed: int, augment: bool = True) -> EpochBatches:
+        return EpochBatches(self.split("train"), batch_size, seed, random_affine if augment else None)
+
+
+@register_task("digits")
+def digits() -> Task:
+    return Digits()

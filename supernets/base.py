@@ -1,0 +1,104 @@
+"""The Supernet contract every family implements: a space, an active arch, extraction and a cost summary."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from kernels.describe import LayerSpec
+from kernels.inputs import apply_input_transform
+from search_spaces.space import Arch, Space
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Analytic size of one subnet: learnable parameters and multiply-accumulates at batch 1."""
+
+    params: int
+    macs: int
+
+
+class Supernet(nn.Module, ABC):
+    """A weight-sharing network over `space`; `set_active(arch)` selects the subnet that `forward` runs.
+
+    Subclasses build their layers from `kernels` and implement `_activate`, `extract`, `describe`,
+    `input_shape` and `config`; the arch dict is the only currency exchanged with the rest of the engine.
+    """
+
+    name: str = ""
+
+    def __init__(self, space: Space):
+        super().__init__()
+        self.space = space
+        self._active: Arch = space.max()
+
+    # --- the active subnet ---------------------------------------------------------------------------
+    @property
+    def active_arch(self) -> Arch:
+        return dict(self._active)
+
+    def set_active(self, arch: Mapping[str, Any]) -> Arch:
+        """Validate `arch` (ValueError naming the gene) and make it the subnet that forward runs."""
+        canonical = self.space.validate(arch)
+        self._activate(canonical)
+        self._active = canonical
+        return canonical
+
+    @abstractmethod
+    def _activate(self, arch: Arch) -> None:
+        """Push the canonical arch's choices into the elastic layers."""
+
+    # --- inputs ------------------------------------------------------------------------------------
+    @abstractmethod
+    def input_shape(self, arch: Mapping[str, Any]) -> tuple[int, ...]:
+        """Shape of one input sample (no batch dimension) that the subnet expects."""
+
+    def input_transform(self, arch: Mapping[str, Any]) -> dict[str, Any]:
+        """How task inputs become this arch's inputs, as data (e.g. `{"resize": [r, r]}`); exported with the subnet."""
+        return {}
+
+    def adapt_input(self, x: torch.Tensor, arch: Mapping[str, Any]) -> torch.Tensor:
+        """Apply `input_transform(arch)` to a batch of task inputs."""
+        return apply_input_transform(x, self.input_transform(arch))
+
+    def example_input(self, arch: Mapping[str, Any], batch: int = 1) -> torch.Tensor:
+        """A deterministic random input batch of the right shape for `arch`."""
+        gen = torch.Generator().manual_seed(0)
+        return torch.randn((batch, *self.input_shape(self.space.validate(arch))), generator=gen)
+
+    # --- static subnets and costs ------------------------------------------------------------------
+    @abstractmethod
+    def _export_active(self) -> nn.Module:
+        """Static module (kernels.static vocabulary) holding copies of the active subnet's weights."""
+
+    @torch.no_grad()
+    def extract(self, arch: Mapping[str, Any]) -> nn.Module:
+        """A standalone static module of `arch` in eval mode; the supernet's active arch is restored."""
+        previous = self._active
+        self.set_active(arch)
+        try:
+            module = self._export_active()
+        finally:
+            self.set_active(previous)
+        return module.eval()
+
+    @abstractmethod
+    def describe(self, arch: Mapping[str, Any]) -> list[LayerSpec]:
+        """The subnet's layers and their ops as data, for costs and per-op latency tables."""
+
+    def cost(self, arch: Mapping[str, Any]) -> Cost:
+        layers = self.describe(arch)
+        return Cost(params=sum(layer.params for layer in layers), macs=sum(layer.macs for layer in layers))
+
+    # --- persistence ----------------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def config(self) -> dict[str, Any]:
+        """JSON constructor arguments; `supernets.create(self.name, **self.config)` rebuilds this supernet."""
+
+    def prepare_phase(self, tags: set[str]) -> None:
+        """Hook called by training recipes when the elastic dimensions in `tags` are switched on."""

@@ -1,0 +1,114 @@
+import pytest
+import torch
+from torch import nn
+
+from kernels import ConvBNAct, ElasticBatchNorm2d, ElasticConv2d, ElasticLinear, ElasticMBConv
+
+
+def randomize_bn(module: nn.Module) -> None:
+    gen = torch.Generator().manual_seed(0)
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=gen) - 0.5)
+
+
+@pytest.mark.parametrize("depthwise", [False, True])
+@pytest.mark.parametrize("kernel", [3, 5, 7])
+def test_conv_export_matches_active_conv(depthwise: bool, kernel: int) -> None:
+    torch.manual_seed(0)
+    conv = ElasticConv2d(16, 16 if depthwise else 24, (3, 5, 7), stride=2, depthwise=depthwise)
+    for p in conv.transforms.values():
+        p.data += 0.1 * torch.randn_like(p)  # a trained, non-identity transform
+    cin = 12
+    conv.set_active(cin, cin if depthwise else 20, kernel)
+    x = torch.randn(2, cin, 9, 9)
+    static = conv.export()
+    assert isinstance(static, nn.Conv2d) and static.kernel_size == (kernel, kernel)
+    torch.testing.assert_close(conv(x), static(x), rtol=0, atol=1e-6)
+    spec = conv.describe((9, 9))
+    assert spec.out_hw == tuple(static(x).shape[-2:])
+    assert spec.params == sum(p.numel() for p in static.parameters())
+
+
+def test_kernel_shrink_uses_centre_and_learned_transform() -> None:
+    conv = ElasticConv2d(1, 1, (3, 5), kernel_transform=True)
+    conv.set_active(1, 1, 3)
+    torch.testing.assert_close(conv.active_weight(), conv.weight[:, :, 1:4, 1:4])  # identity at init
+    conv.transforms["k3"].data = torch.eye(9).flip(0)
+    assert torch.equal(conv.active_weight().flatten(), conv.weight[:, :, 1:4, 1:4].flatten().flip(0))
+
+
+def test_batchnorm_slices_statistics_and_updates_shared_buffers() -> None:
+    bn = ElasticBatchNorm2d(8)
+    bn.set_active(5)
+    bn.train()
+    bn(torch.randn(4, 5, 3, 3) + 2.0)
+    assert (bn.running_mean[:5] > 0.1).all() and torch.equal(bn.running_mean[5:], torch.zeros(3))
+    bn.eval()
+    x = torch.randn(2, 5, 3, 3)
+    torch.testing.assert_close(bn(x), bn.export().eval()(x))
+
+
+def test_linear_export() -> None:
+    lin = ElasticLinear(10, 6)
+    lin.set_active(7, 4)
+    x = torch.randn(3, 7)
+    torch.testing.assert_close(lin(x), lin.export()(x))
+
+
+def test_invalid_active_configs_are_refused() -> None:
+    conv = ElasticConv2d(8, 8, (3, 5))
+    with pytest.raises(ValueError, match="kernel size 7"):
+        conv.set_active(8, 8, 7)
+    with pytest.raises(ValueError, match="exceed"):
+        conv.set_active(9, 8, 3)
+    with pytest.raises(ValueError, match="odd"):
+        ElasticConv2d(4, 4, (2, 3))
+    with pytest.raises(ValueError, match="depthwise"):
+        ElasticConv2d(4, 8, (3,), depthwise=True)
+
+
+@pytest.mark.parametrize("stride, in_ch, use_se", [(1, 16, True), (2, 12, False), (1, 12, True)])
+def test_mbconv_export_and_description(stride: int, in_ch: int, use_se: bool) -> None:
+    torch.manual_seed(1)
+    block = ElasticMBConv(16, 16, (3, 5, 7), (3, 4, 6), stride=stride, act="hswish", use_se=use_se)
+    randomize_bn(block)
+    if use_se:
+        nn.init.normal_(block.se.expand.weight, std=0.1)
+    block.set_active(in_ch, 5, 4)
+    block.eval()
+    x = torch.randn(2, in_ch, 8, 8)
+    static = block.export().eval()
+    torch.testing.assert_close(block(x), static(x), rtol=0, atol=1e-5)
+    ops, hw = block.describe((8, 8))
+    assert hw == tuple(static(x).shape[-2:])
+    assert sum(op.params for op in ops) == sum(p.numel() for p in static.parameters())
+    assert block.residual == (stride == 1 and in_ch == 16)
+
+
+def test_channel_sorting_preserves_the_full_block_function() -> None:
+    torch.manual_seed(2)
+    block = ElasticMBConv(8, 8, (3,), (3, 6), use_se=True)
+    randomize_bn(block)
+    nn.init.normal_(block.se.expand.weight, std=0.1)
+    block.eval()
+    block.set_active(8, 3, 6)
+    x = torch.randn(2, 8, 6, 6)
+    before = block(x)
+    block.sort_hidden_channels()
+    torch.testing.assert_close(block(x), before, rtol=0, atol=1e-5)
+    importance = block.project.conv.weight.abs().sum(dim=(0, 2, 3))
+    assert torch.all(importance[:-1] >= importance[1:])
+
+
+def test_conv_bn_act_export() -> None:
+    layer = ConvBNAct(4, 8, (3,), 1, "relu")
+    randomize_bn(layer)
+    layer.eval()
+    layer.set_active(3, 6, 3)
+    x = torch.randn(1, 3, 5, 5)
+    torch.testing.assert_close(layer(x), layer.export().eval()(x))
