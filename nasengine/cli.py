@@ -93,14 +93,25 @@ def _cmd_search(args: argparse.Namespace) -> None:
 def _cmd_export(args: argparse.Namespace) -> None:
     from nasengine.export import ExportRequest, export
 
-    manifest = export(ExportRequest(Path(args.run), Path(args.out), args.latency_budget, args.device, args.overwrite))
+    arch = None
+    if args.arch is not None:
+        from search_spaces.archs import arch_from_json
+
+        try:
+            text = Path(args.arch[1:]).read_text() if args.arch.startswith("@") else args.arch
+            arch = arch_from_json(text)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"--arch: {exc}") from None
+    manifest = export(ExportRequest(Path(args.run), Path(args.out), args.latency_budget, args.device, args.overwrite,
+                                    arch))
+    searched = manifest["search_latency_ms"]
     print(f"exported -> {args.out}: test accuracy {manifest['accuracy']:.2%}, {manifest['latency_ms']:.3f} ms on "
-          f"{manifest['device']} (search: {manifest['search_accuracy']:.2%}, {manifest['search_latency_ms']:.3f} ms), "
-          f"{manifest['params']:,} params")
+          f"{manifest['device']} (search split: {manifest['search_accuracy']:.2%}"
+          + (f", {searched:.3f} ms" if searched is not None else "") + f"), {manifest['params']:,} params")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from nasengine.export import evaluate_subnet
+    from nasengine.subnet import evaluate_subnet
 
     try:
         value = evaluate_subnet(Path(args.subnet), args.split)
@@ -148,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-random", type=_int, default=2, help="random subnets per step besides max and min")
     p.add_argument("--set", action="append", metavar="KEY=JSON",
                    help="override a supernet constructor argument, e.g. --set head_width=128 (repeatable)")
-    p.set_defaults(run=_cmd_train)
+    p.set_defaults(handler=_cmd_train)
 
     p = sub.add_parser("search", help="search a trained supernet for one or more devices")
     p.add_argument("supernet_dir", help="directory written by `nasengine train`")
@@ -159,26 +170,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--objectives", default="error,latency", help="comma-separated: error, latency, params, macs")
     p.add_argument("--strategy", default="nsga2", help="nsga2 (default), agemoea, nsga3, random")
     p.add_argument("--seed", type=_int, default=0)
-    p.set_defaults(run=_cmd_search)
+    p.set_defaults(handler=_cmd_search)
 
     p = sub.add_parser("export", help="export a Pareto subnet as a standalone checkpoint and ONNX")
     p.add_argument("run", help="run directory written by `nasengine search`")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--latency-budget", type=_positive_float, default=None, metavar="MS")
     p.add_argument("--device", default=None, help="device whose Pareto set to pick from (default: the first)")
-    p.set_defaults(run=_cmd_export)
+    p.add_argument("--arch", default=None, help="export this arch (JSON, or @file.json) instead of choosing one")
+    p.set_defaults(handler=_cmd_export)
 
     p = sub.add_parser("evaluate", help="accuracy of an exported subnet on its task split")
     p.add_argument("subnet", help="directory written by `nasengine export`")
     p.add_argument("--split", default=None, choices=["train", "val", "test"])
-    p.set_defaults(run=_cmd_evaluate)
+    p.set_defaults(handler=_cmd_evaluate)
 
     p = sub.add_parser("devices", help="list the devices usable here")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(run=_cmd_devices)
+    p.set_defaults(handler=_cmd_devices)
 
     p = sub.add_parser("supernets", help="list the registered supernets")
-    p.set_defaults(run=_cmd_supernets)
+    p.set_defaults(handler=_cmd_supernets)
 
     for name in ("train", "search", "export"):
         sp = sub.choices[name]
@@ -189,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler: Callable[[argparse.Namespace], Any] = args.run
+    handler: Callable[[argparse.Namespace], Any] = args.handler
     try:
         handler(args)
     except UserError as exc:

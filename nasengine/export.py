@@ -41,6 +41,7 @@ class ExportRequest:
     latency_budget_ms: float | None = None
     device: str | None = None
     overwrite: bool = False
+    arch: dict[str, Any] | None = None  # export this arch instead of choosing from the Pareto set
 
 
 def _read_run(run_dir: Path) -> dict[str, Any]:
@@ -76,14 +77,23 @@ def export(request: ExportRequest) -> dict[str, Any]:
     if device_name not in identity["devices"]:
         raise UserError(f"device {device_name!r} was not searched in this run (searched: {', '.join(identity['devices'])})")
     results = pd.read_csv(Path(request.run_dir) / "results.csv")
-    row = choose_subnet(results, device_name, request.latency_budget_ms)
-    arch = json.loads(row["arch"])
-
     net, config = load_trained(Path(identity["supernet_dir"]))
     if supernets.weights_digest(Path(identity["supernet_dir"])) != identity["supernet_weights_sha1"]:
         raise UserError(f"the supernet in {identity['supernet_dir']} changed since this search; search again")
     task = get_task(config["task"])
-    module = Evaluator(net, task, "val").extract(arch)
+    evaluator = Evaluator(net, task, "val")
+    if request.arch is not None:
+        try:
+            arch = net.space.validate(request.arch)
+        except ValueError as exc:
+            raise UserError(f"--arch is not in the search space: {exc}") from None
+        known = results[results["arch"] == json.dumps(arch, separators=(",", ":"))]
+        row = known.iloc[0] if len(known) else pd.Series({"accuracy": evaluator.evaluate(arch),
+                                                           latency_column(device_name): float("nan")})
+    else:
+        row = choose_subnet(results, device_name, request.latency_budget_ms)
+        arch = json.loads(row["arch"])
+    module = evaluator.extract(arch)
     transform = net.input_transform(arch)
     test = task.split("test")
     test_accuracy = accuracy(module, test, lambda x: apply_input_transform(x, transform))
@@ -91,6 +101,7 @@ def export(request: ExportRequest) -> dict[str, Any]:
     input_shape = list(net.input_shape(arch))
     measurement = device.measure(Workload(arch, net.space.key(arch), lambda: module, tuple(input_shape)))
     cost = net.cost(arch)
+    searched = row[latency_column(device_name)]
     subnet_config = {"format": FORMAT, "version": 1, "module": to_spec(module), "input_shape": input_shape,
                      "input_transform": transform, "task": config["task"], "arch": arch}
     manifest = {
@@ -98,7 +109,7 @@ def export(request: ExportRequest) -> dict[str, Any]:
         "accuracy": test_accuracy, "accuracy_split": test.identity,
         "search_accuracy": float(row["accuracy"]), "search_split": task.split("val").identity,
         "latency_ms": measurement.median_ms, "latency": measurement.to_dict(),
-        "search_latency_ms": float(row[latency_column(device_name)]),
+        "search_latency_ms": None if pd.isna(searched) else float(searched),
         "device": device_name, "device_config": device.describe(),
         "latency_budget_ms": request.latency_budget_ms, "params": cost.params, "macs": cost.macs,
         "input_shape": input_shape, "input_transform": transform, "preprocessing": task.preprocessing,

@@ -46,7 +46,7 @@ class TrainRequest:
             raise UserError(str(exc)) from None
         try:
             supernets.create(self.supernet, **self.overrides)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RuntimeError) as exc:
             raise UserError(f"cannot build {self.supernet} with {self.overrides}: {exc}") from None
         if self.epochs < 1:
             raise UserError(f"--epochs must be at least 1, got {self.epochs}")

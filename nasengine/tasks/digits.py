@@ -37,8 +37,8 @@ def _indices() -> dict[str, np.ndarray]:
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 
-def random_affine(x: torch.Tensor, gen: torch.Generator, max_shift: float = 0.12, max_rotate_deg: float = 10.0,
-                  scale_range: float = 0.1) -> torch.Tensor:
+def random_affine(x: torch.Tensor, gen: torch.Generator, max_shift: float = 0.06, max_rotate_deg: float = 6.0,
+                  scale_range: float = 0.06) -> torch.Tensor:
     """Small random rotations, scalings and sub-pixel shifts, batched (bilinear resampling at native size)."""
     n = x.shape[0]
     angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(max_rotate_deg)
@@ -47,7 +47,7 @@ def random_affine(x: torch.Tensor, gen: torch.Generator, max_shift: float = 0.12
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 class Digits(Task):
