@@ -120,6 +120,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"{args.subnet}: top-1 accuracy {value:.2%}")
 
 
+def _cmd_measure(args: argparse.Namespace) -> None:
+    from nasengine.devices import get_device
+    from nasengine.subnet import subnet_workload
+
+    try:
+        workload = subnet_workload(Path(args.subnet))
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    rows = []
+    for name in args.device or ["ort-cpu-1t"]:
+        m = get_device(name).measure(workload)
+        rows.append({"device": name, **m.to_dict()})
+        if not args.json:
+            print(f"{name:<16} median {m.median_ms:.4f} ms  IQR {m.iqr_ms:.4f} ms ({m.spread:.1%})  "
+                  f"repeats {m.repeats}  outliers {m.outliers}")
+    if args.json:
+        print(json.dumps(rows, indent=2))
+
+
 def _cmd_devices(args: argparse.Namespace) -> None:
     from nasengine.devices import device_configs, get_device
 
@@ -184,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("subnet", help="directory written by `nasengine export`")
     p.add_argument("--split", default=None, choices=["train", "val", "test"])
     p.set_defaults(handler=_cmd_evaluate)
+
+    p = sub.add_parser("measure", help="measure an exported subnet's latency on devices")
+    p.add_argument("subnet", help="directory written by `nasengine export`")
+    p.add_argument("--device", action="append", help="device (repeatable; default ort-cpu-1t)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_measure)
 
     p = sub.add_parser("devices", help="list the devices usable here")
     p.add_argument("--json", action="store_true")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from safetensors.torch import load_file
 from torch import nn
@@ -16,8 +16,11 @@ from nasengine.tasks import get_task
 
 FORMAT = "nasengine-subnet"
 
+if TYPE_CHECKING:
+    from nasengine.devices.base import Workload
 
-def _read_subnet_config(path: Path) -> dict[str, Any]:
+
+def read_subnet_config(path: Path) -> dict[str, Any]:
     config_path = Path(path) / "config.json"
     if not config_path.is_file() or not (Path(path) / "model.safetensors").is_file():
         raise FileNotFoundError(f"{path} is not an exported subnet (needs config.json and model.safetensors)")
@@ -29,7 +32,7 @@ def _read_subnet_config(path: Path) -> dict[str, Any]:
 
 def load_subnet(path: str | Path) -> nn.Module:
     """The exported subnet as a plain torch module in eval mode (built from torch.nn and kernels.static only)."""
-    config = _read_subnet_config(Path(path))
+    config = read_subnet_config(Path(path))
     module = from_spec(config["module"])
     module.load_state_dict(load_file(str(Path(path) / "model.safetensors")), strict=True)
     return module.eval()
@@ -38,7 +41,17 @@ def load_subnet(path: str | Path) -> nn.Module:
 def evaluate_subnet(path: str | Path, split: str | None = None) -> float:
     """Top-1 accuracy of an exported subnet on its task split (the manifest's split by default)."""
     path = Path(path)
-    config = _read_subnet_config(path)
+    config = read_subnet_config(path)
     manifest = json.loads((path / "manifest.json").read_text())
     data = get_task(config["task"]).split(split or manifest["accuracy_split"]["split"])
     return accuracy(load_subnet(path), data, lambda x: apply_input_transform(x, config["input_transform"]))
+
+
+def subnet_workload(path: str | Path) -> "Workload":
+    """An exported subnet as a device workload: its model.onnx for ONNX backends, load_subnet for torch ones."""
+    from nasengine.devices.base import Workload
+
+    path = Path(path)
+    config = read_subnet_config(path)
+    return Workload(config["arch"], json.dumps(config["arch"], separators=(",", ":")), lambda: load_subnet(path),
+                    tuple(config["input_shape"]), dynamic_onnx=(path / "model.onnx").read_bytes())

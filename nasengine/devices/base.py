@@ -21,11 +21,12 @@ class Workload:
     """
 
     def __init__(self, arch: Mapping[str, Any], key: str, build: Callable[[], nn.Module],
-                 input_shape: tuple[int, ...], batch_size: int = 1):
+                 input_shape: tuple[int, ...], batch_size: int = 1, dynamic_onnx: bytes | None = None):
         self.arch, self.key, self._build = dict(arch), key, build
         self.input_shape, self.batch_size = tuple(input_shape), batch_size
         self._model: nn.Module | None = None
         self._onnx: dict[int, bytes] = {}
+        self._dynamic_onnx = dynamic_onnx  # an ONNX file with a symbolic batch dimension serves every batch size
 
     def model(self) -> nn.Module:
         if self._model is None:
@@ -40,6 +41,8 @@ class Workload:
         from nasengine.onnx_writer import to_onnx
 
         batch = batch_size or self.batch_size
+        if self._dynamic_onnx is not None:
+            return self._dynamic_onnx
         if batch not in self._onnx:
             self._onnx[batch] = to_onnx(self.model(), self.example_input(batch))
         return self._onnx[batch]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import onnxruntime as ort
 
 from nasengine.devices.base import Device, DeviceConfig, Workload
@@ -46,7 +47,16 @@ class OrtCpuDevice(Device):
         return ort.InferenceSession(onnx_bytes, self.session_options(), providers=["CPUExecutionProvider"])
 
     def _measure(self, workload: Workload) -> Measurement:
-        session = self.session(workload.onnx(self.batch_size))
-        name = session.get_inputs()[0].name
-        feed = {name: workload.example_input(self.batch_size).numpy()}
+        return self.measure_onnx(workload.onnx(self.batch_size))
+
+    def measure_onnx(self, onnx_bytes: bytes) -> Measurement:
+        """Time any single-input float ONNX model (symbolic dims become this device's batch size)."""
+        session = self.session(onnx_bytes)
+        gen = np.random.default_rng(0)
+        feed = {}
+        for arg in session.get_inputs():
+            if arg.type != "tensor(float)":
+                raise ValueError(f"input {arg.name!r} has type {arg.type}; only float inputs are supported")
+            shape = [d if isinstance(d, int) else self.batch_size for d in arg.shape]
+            feed[arg.name] = gen.standard_normal(shape).astype(np.float32)
         return time_repeated(lambda: session.run(None, feed), self.timing)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from search_spaces.space import Space
 
@@ -65,6 +65,20 @@ class ProgressiveShrinking(Recipe):
             name = "full" if i == 0 else f"+{present[i - 1]}"
             phases.append(Phase(name, share, sub, frozenset(elastic | always)))
         return phases
+
+
+class SingleArch(Recipe):
+    """Train one fixed subnet alone (labels only): the from-scratch baseline that weight sharing is judged by."""
+
+    name = "single"
+
+    def __init__(self, arch: Mapping[str, Any] | None = None):
+        self.arch = arch
+
+    def phases(self, space: Space, epochs: int) -> list[Phase]:
+        arch = space.validate(self.arch if self.arch is not None else space.max())
+        sub = space.restrict(by_name={k: [v] for k, v in arch.items() if v is not None})
+        return [Phase("single", epochs, sub, frozenset())]
 
 
 RECIPES: dict[str, Callable[[], Recipe]] = {Sandwich.name: Sandwich, ProgressiveShrinking.name: ProgressiveShrinking}

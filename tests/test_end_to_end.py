@@ -1,0 +1,44 @@
+"""The README's main job, end to end with its default settings, judged by the core pipeline's bar (slow)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def nasengine(*args: object) -> str:
+    result = subprocess.run([sys.executable, "-m", "nasengine", *map(str, args)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_default_job_meets_the_bar(tmp_path: Path) -> None:
+    started = time.perf_counter()
+    nasengine("train", "ofa_mbv3_digits", "--out", tmp_path / "supernet", "--quiet")
+    nasengine("search", tmp_path / "supernet", "--device", "ort-cpu-1t", "--out", tmp_path / "search", "--quiet")
+    nasengine("export", tmp_path / "search", "--out", tmp_path / "subnet")
+    minutes = (time.perf_counter() - started) / 60
+
+    final = json.loads((tmp_path / "supernet" / "config.json").read_text())["final_accuracy"]
+    assert final["max"]["test"] >= 0.97 and final["min"]["test"] >= 0.90, final
+
+    pareto = pd.read_csv(tmp_path / "search" / "pareto.csv")
+    assert pareto["latency_ms"].max() / pareto["latency_ms"].min() >= 5.0
+
+    manifest = json.loads((tmp_path / "subnet" / "manifest.json").read_text())
+    code = ("import json, sys, nasengine; print(json.dumps(nasengine.evaluate_subnet(sys.argv[1])))")
+    reproduced = subprocess.run([sys.executable, "-c", code, str(tmp_path / "subnet")], capture_output=True,
+                                text=True, check=True).stdout
+    assert json.loads(reproduced) == manifest["accuracy"]
+    remeasured = json.loads(nasengine("measure", tmp_path / "subnet", "--device", "ort-cpu-1t", "--json"))[0]
+    assert abs(remeasured["median_ms"] / manifest["latency_ms"] - 1) <= 0.20
+    print(f"\nend-to-end: {minutes:.1f} min, max {final['max']['test']:.2%}, min {final['min']['test']:.2%}, "
+          f"Pareto span {pareto['latency_ms'].max() / pareto['latency_ms'].min():.1f}x")
