@@ -139,6 +139,19 @@ def _cmd_measure(args: argparse.Namespace) -> None:
         print(json.dumps(rows, indent=2))
 
 
+def _cmd_device_profile(args: argparse.Namespace) -> None:
+    from nasengine.profiling import profile_device
+
+    result = profile_device(args.device, Path(args.supernet_dir), Path(args.out) if args.out else None, args.check,
+                            args.seed, not args.quiet)
+    r = result["report"]
+    print(f"profiled {result['entries']} distinct layers on {args.device} in {result['seconds']:.0f}s -> "
+          f"{result['path']}")
+    print(f"  error on {r['held_out']} held-out subnets measured end to end: MAPE {r['mape_raw']:.1%} raw sum, "
+          f"{r['mape_calibrated']:.1%} calibrated; Kendall tau {r['kendall_tau']:.3f}")
+    print(f"  search on it with: nasengine search {args.supernet_dir} --device lut:{args.device} --out RUN")
+
+
 def _cmd_devices(args: argparse.Namespace) -> None:
     from nasengine.devices import device_configs, get_device
 
@@ -210,6 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_measure)
 
+    device = sub.add_parser("device", help="device tools: profile a latency table, serve a measurement agent")
+    device_sub = device.add_subparsers(dest="device_command", required=True, parser_class=_Parser)
+    p = device_sub.add_parser("profile", help="time every distinct layer of a supernet once on a device")
+    p.add_argument("device")
+    p.add_argument("supernet_dir", help="directory written by `nasengine train`")
+    p.add_argument("--out", default=None, help="table path (default SUPERNET_DIR/latency_tables/DEVICE.json)")
+    p.add_argument("--check", type=_positive_int, default=20, help="subnets measured end to end to judge the table")
+    p.add_argument("--seed", type=_int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=_cmd_device_profile)
+
     p = sub.add_parser("devices", help="list the devices usable here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_devices)
@@ -221,12 +245,20 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.choices[name]
         sp.add_argument("--overwrite", action="store_true", help="replace the output directory")
         sp.add_argument("--quiet", action="store_true", help="no progress output")
+    for name in ("train", "search", "export", "evaluate", "measure"):
+        sub.choices[name].add_argument("--threads", type=_positive_int, default=None,
+                                       help="torch threads for training and evaluation (default: all cores); "
+                                            "device thread counts are set by the device")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], Any] = args.handler
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         handler(args)
     except UserError as exc:

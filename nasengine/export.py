@@ -97,9 +97,10 @@ def export(request: ExportRequest) -> dict[str, Any]:
     transform = net.input_transform(arch)
     test = task.split("test")
     test_accuracy = accuracy(module, test, lambda x: apply_input_transform(x, transform))
-    device = get_device(device_name)
+    device = get_device(device_name, supernet_dir=identity["supernet_dir"])
     input_shape = list(net.input_shape(arch))
-    measurement = device.measure(Workload(arch, net.space.key(arch), lambda: module, tuple(input_shape)))
+    measurement = device.measure(Workload(arch, net.space.key(arch), lambda: module, tuple(input_shape),
+                                          describe=lambda: net.describe(arch)))
     cost = net.cost(arch)
     searched = row[latency_column(device_name)]
     subnet_config = {"format": FORMAT, "version": 1, "module": to_spec(module), "input_shape": input_shape,

@@ -15,6 +15,15 @@ from search_spaces.space import Arch, Space
 
 
 @dataclass(frozen=True)
+class Layer:
+    """One unit of a subnet as it runs: its description, input shape (no batch) and, on request, a static module."""
+
+    spec: LayerSpec
+    input_shape: tuple[int, ...]
+    module: nn.Module | None = None
+
+
+@dataclass(frozen=True)
 class Cost:
     """Analytic size of one subnet: learnable parameters and multiply-accumulates at batch 1."""
 
@@ -87,8 +96,26 @@ class Supernet(nn.Module, ABC):
         return module.eval()
 
     @abstractmethod
+    def _walk_active(self, export: bool) -> list[Layer]:
+        """The active subnet's layers in execution order; with `export`, each with its static module."""
+
     def describe(self, arch: Mapping[str, Any]) -> list[LayerSpec]:
         """The subnet's layers and their ops as data, for costs and per-op latency tables."""
+        return [layer.spec for layer in self._with_active(arch, export=False)]
+
+    @torch.no_grad()
+    def layer_modules(self, arch: Mapping[str, Any]) -> list[Layer]:
+        """Each layer of `arch` as a standalone static module with its input shape (per-layer profiling)."""
+        return [Layer(layer.spec, layer.input_shape, layer.module.eval())  # type: ignore[union-attr]
+                for layer in self._with_active(arch, export=True)]
+
+    def _with_active(self, arch: Mapping[str, Any], export: bool) -> list[Layer]:
+        previous = self._active
+        self.set_active(arch)
+        try:
+            return self._walk_active(export)
+        finally:
+            self.set_active(previous)
 
     def cost(self, arch: Mapping[str, Any]) -> Cost:
         layers = self.describe(arch)

@@ -11,7 +11,7 @@ from torch import nn
 from kernels import ConvBNAct, ElasticLinear, ElasticMBConv, GlobalAvgPool, LayerSpec, OpSpec
 from search_spaces.builtin import elastic_mobilenet_space
 from search_spaces.space import Arch
-from supernets.base import Supernet
+from supernets.base import Layer, Supernet
 from supernets.registry import register
 
 
@@ -92,23 +92,23 @@ class OFAMobileNetV3(Supernet):
         return nn.Sequential(OrderedDict(stem=self.stem.export(), blocks=blocks, head=self.head.export(),
                                          pool=GlobalAvgPool(), classifier=self.classifier.export()))
 
-    def describe(self, arch: Mapping[str, Any]) -> list[LayerSpec]:
-        previous = self._active
-        self.set_active(arch)
-        try:
-            r = int(self._active["resolution"])
-            ops, hw = self.stem.describe((r, r))
-            layers = [LayerSpec("stem", "conv_bn_act", tuple(ops))]
-            for name, block in self._active_blocks(self._active):
-                ops, hw = block.describe(hw)
-                layers.append(LayerSpec(name, "mbconv", tuple(ops)))
-            ops, hw = self.head.describe(hw)
-            c = self.head.conv.active_out
-            ops.append(OpSpec("global_pool", c, c, hw, (1, 1)))
-            layers.append(LayerSpec("head", "conv_bn_act_pool", tuple(ops)))
-            layers.append(LayerSpec("classifier", "linear", (self.classifier.describe(),)))
-        finally:
-            self.set_active(previous)
+    def _walk_active(self, export: bool) -> list[Layer]:
+        r = int(self._active["resolution"])
+        shape: tuple[int, ...] = (self.in_channels, r, r)
+        ops, hw = self.stem.describe((r, r))
+        layers = [Layer(LayerSpec("stem", "conv_bn_act", tuple(ops)), shape, self.stem.export() if export else None)]
+        for name, block in self._active_blocks(self._active):
+            shape = (block.active_in, *hw)
+            ops, hw = block.describe(hw)
+            layers.append(Layer(LayerSpec(name, "mbconv", tuple(ops)), shape, block.export() if export else None))
+        shape = (self.head.conv.active_in, *hw)
+        ops, hw = self.head.describe(hw)
+        c = self.head.conv.active_out
+        ops.append(OpSpec("global_pool", c, c, hw, (1, 1)))
+        head = nn.Sequential(OrderedDict(head=self.head.export(), pool=GlobalAvgPool())) if export else None
+        layers.append(Layer(LayerSpec("head", "conv_bn_act_pool", tuple(ops)), shape, head))
+        layers.append(Layer(LayerSpec("classifier", "linear", (self.classifier.describe(),)), (c,),
+                            self.classifier.export() if export else None))
         return layers
 
     @property

@@ -9,8 +9,9 @@ import json
 import urllib.parse
 from typing import Any, Mapping
 
-from nasengine import __version__ as AGENT_VERSION
+from nasengine import __version__
 
+AGENT_VERSION = __version__
 SETTINGS_HEADER = "X-Nasengine-Settings"
 TOKEN_ENV = "NASENGINE_AGENT_TOKEN"
 DEFAULT_PORT = 8765

@@ -9,6 +9,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
+from kernels.describe import LayerSpec
 from nasengine.devices.timing import Measurement, TimingSettings
 from nasengine.errors import UserError
 
@@ -21,12 +22,19 @@ class Workload:
     """
 
     def __init__(self, arch: Mapping[str, Any], key: str, build: Callable[[], nn.Module],
-                 input_shape: tuple[int, ...], batch_size: int = 1, dynamic_onnx: bytes | None = None):
-        self.arch, self.key, self._build = dict(arch), key, build
+                 input_shape: tuple[int, ...], batch_size: int = 1, dynamic_onnx: bytes | None = None,
+                 describe: Callable[[], list[LayerSpec]] | None = None):
+        self.arch, self.key, self._build, self._describe = dict(arch), key, build, describe
         self.input_shape, self.batch_size = tuple(input_shape), batch_size
         self._model: nn.Module | None = None
         self._onnx: dict[int, bytes] = {}
         self._dynamic_onnx = dynamic_onnx  # an ONNX file with a symbolic batch dimension serves every batch size
+
+    def layers(self) -> list[LayerSpec]:
+        """The subnet's layers as data (for lookup-table devices); ValueError when the workload has none."""
+        if self._describe is None:
+            raise ValueError("this workload carries no layer description")
+        return self._describe()
 
     def model(self) -> nn.Module:
         if self._model is None:

@@ -6,6 +6,7 @@ import numpy as np
 import onnxruntime as ort
 
 from nasengine.devices.base import Device, DeviceConfig, Workload
+from nasengine.devices.quantize import quantize_int8, random_feeds
 from nasengine.devices.registry import register_backend
 from nasengine.devices.timing import Measurement, time_repeated
 
@@ -21,7 +22,8 @@ _OPT_LEVELS = {
 class OrtCpuDevice(Device):
     """Exports the subnet to ONNX and times `InferenceSession.run` on one pre-built input.
 
-    Settings: `threads` (intra-op, default 1), `opt_level` (disable|basic|extended|all), `batch_size`.
+    Settings: `threads` (intra-op, default 1), `opt_level` (disable|basic|extended|all), `batch_size`,
+    `precision` (fp32, or int8: the graph is statically quantised to QDQ INT8 before timing).
     """
 
     backend = "onnxruntime"
@@ -33,6 +35,9 @@ class OrtCpuDevice(Device):
         if level not in _OPT_LEVELS:
             raise ValueError(f"device {config.name!r}: opt_level must be one of {sorted(_OPT_LEVELS)}")
         self.opt_level = _OPT_LEVELS[level]
+        self.precision = config.settings.get("precision", "fp32")
+        if self.precision not in ("fp32", "int8"):
+            raise ValueError(f"device {config.name!r}: precision must be fp32 or int8, got {self.precision!r}")
 
     def session_options(self) -> ort.SessionOptions:
         options = ort.SessionOptions()
@@ -47,7 +52,10 @@ class OrtCpuDevice(Device):
         return ort.InferenceSession(onnx_bytes, self.session_options(), providers=["CPUExecutionProvider"])
 
     def _measure(self, workload: Workload) -> Measurement:
-        return self.measure_onnx(workload.onnx(self.batch_size))
+        onnx_bytes = workload.onnx(self.batch_size)
+        if self.precision == "int8":
+            onnx_bytes = quantize_int8(onnx_bytes, random_feeds(onnx_bytes, self.batch_size))
+        return self.measure_onnx(onnx_bytes)
 
     def measure_onnx(self, onnx_bytes: bytes) -> Measurement:
         """Time any single-input float ONNX model (symbolic dims become this device's batch size)."""

@@ -9,6 +9,25 @@ from nasengine.errors import UserError
 
 _BACKENDS: dict[str, type[Device]] = {}
 _DEVICES: dict[str, DeviceConfig] = {}
+_FILES_LOADED: list[bool] = [False]
+Resolver = Callable[[str, dict], DeviceConfig]
+_RESOLVERS: dict[str, Resolver] = {}
+
+
+def register_resolver(prefix: str, resolver: Resolver) -> None:
+    """Names `prefix:rest` resolve through `resolver(rest, context)` (e.g. `lut:ort-cpu-1t` -> the supernet's table)."""
+    _RESOLVERS[prefix] = resolver
+
+
+def _load_files_once() -> None:
+    """Devices declared in configuration files join the built-ins on first use (never at import time)."""
+    if _FILES_LOADED[0]:
+        return
+    _FILES_LOADED[0] = True
+    from nasengine.devices.config_files import default_paths, load_device_files
+
+    for config in load_device_files(default_paths()):
+        register_device(config, replace=True)
 
 
 def register_backend(name: str) -> Callable[[type[Device]], type[Device]]:
@@ -31,11 +50,17 @@ def register_device(config: DeviceConfig, replace: bool = False) -> None:
     _DEVICES[config.name] = config
 
 
-def get_device(name: str) -> Device:
-    try:
+def get_device(name: str, **context: object) -> Device:
+    """The device called `name`; `context` (e.g. supernet_dir) lets prefixed names resolve to derived devices."""
+    _load_files_once()
+    prefix, sep, rest = name.partition(":")
+    if sep and prefix in _RESOLVERS:
+        config = _RESOLVERS[prefix](rest, dict(context))
+    elif name in _DEVICES:
         config = _DEVICES[name]
-    except KeyError:
-        raise UserError(f"unknown device {name!r}; available: {', '.join(sorted(_DEVICES))}") from None
+    else:
+        derived = "".join(f", {p}:DEVICE" for p in sorted(_RESOLVERS))
+        raise UserError(f"unknown device {name!r}; available: {', '.join(sorted(_DEVICES))}{derived}")
     try:
         return _BACKENDS[config.backend](config)
     except (TypeError, ValueError) as exc:
@@ -43,4 +68,5 @@ def get_device(name: str) -> Device:
 
 
 def device_configs() -> list[DeviceConfig]:
+    _load_files_once()
     return [_DEVICES[name] for name in sorted(_DEVICES)]

@@ -21,7 +21,8 @@ class CandidateEvaluator:
         self.supernet = evaluator.supernet
 
     def workload(self, arch: Arch, key: str) -> Workload:
-        return Workload(arch, key, lambda: self.supernet.extract(arch), self.supernet.input_shape(arch))
+        return Workload(arch, key, lambda: self.supernet.extract(arch), self.supernet.input_shape(arch),
+                        describe=lambda: self.supernet.describe(arch))
 
     def latency(self, device: Device, arch: Arch, key: str, workload: Workload | None = None) -> Measurement:
         study = latency_study(device.name)

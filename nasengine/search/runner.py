@@ -63,7 +63,7 @@ def search(request: SearchRequest) -> dict[str, Any]:
     """Run (or resume) a search; writes RUN/results.csv, RUN/pareto.csv, RUN/pareto.png and RUN/run.json."""
     request.validate()
     net, config = load_trained(request.supernet_dir)
-    devices = [get_device(name) for name in request.devices]
+    devices = [get_device(name, supernet_dir=request.supernet_dir) for name in request.devices]
     for device in devices:
         reason = device.availability()
         if reason is not None:
@@ -100,7 +100,7 @@ def search(request: SearchRequest) -> dict[str, Any]:
     evaluations = candidates.all_evaluations()
     results, pareto = write_reports(out, evaluations, list(request.devices), request.latency_budget_ms)
     summary = {"evaluated": len(results), "new_this_session": problem.new_evaluations,
-               "pareto": {d: int((pareto["device"] == d).sum()) for d in request.devices},
+               "pareto_sizes": {d: int((pareto["device"] == d).sum()) for d in request.devices},
                "seconds": round(time.perf_counter() - started, 1)}
     update_marker(out / MARKER, status="complete", summary=summary)
     return {"out": str(out), "results": results, "pareto": pareto, "resumed": resumed, **summary}

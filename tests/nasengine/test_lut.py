@@ -1,0 +1,82 @@
+"""Per-layer lookup tables: exact coverage, composition, calibration, and search on table predictions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import supernets
+from nasengine.devices import get_device
+from nasengine.devices.timing import TimingSettings
+from nasengine.lut import LatencyTable, coverage_archs, profile, signature_key
+from nasengine.profiling import profile_device
+from nasengine.search.runner import SearchRequest, search
+from tests.conftest import TINY
+
+FAST = TimingSettings(warmup_runs=2, warmup_seconds=0, min_repeats=5, min_seconds=0.005, max_repeats=50)
+
+
+def test_layer_modules_compose_to_the_extracted_subnet() -> None:
+    torch.manual_seed(0)
+    net = supernets.create("ofa_mbv3_digits", **TINY).eval()
+    for seed in range(5):
+        arch = net.space.sample(seed=seed)
+        x = net.example_input(arch, 2)
+        h = x
+        for layer in net.layer_modules(arch):
+            assert tuple(h.shape[1:]) == layer.input_shape
+            h = layer.module(h)
+        torch.testing.assert_close(h, net.extract(arch)(x))
+
+
+def test_coverage_archs_reach_every_layer_of_random_archs() -> None:
+    net = supernets.create("ofa_mbv3_digits", **TINY)
+    covered = {signature_key(s) for a in coverage_archs(net.space, extra_random=0) for s in net.describe(a)}
+    for seed in range(50):
+        assert {signature_key(s) for s in net.describe(net.space.sample(seed=seed))} <= covered
+
+
+def test_table_roundtrip_and_missing_layers(tmp_path: Path) -> None:
+    net = supernets.create("ofa_mbv3_digits", **TINY)
+    device = get_device("ort-cpu-1t")
+    device.timing = FAST
+    table = profile(net, device, [net.space.min()])
+    assert len(table.entries) == len({signature_key(s) for s in net.describe(net.space.min())})
+    table.save(tmp_path / "t.json")
+    again = LatencyTable.load(tmp_path / "t.json")
+    assert again.predict(net.describe(net.space.min())) == pytest.approx(table.predict(net.describe(net.space.min())))
+    with pytest.raises(ValueError, match="no entry for layer"):
+        table.predict(net.describe(net.space.max()))
+
+
+def test_calibration_fits_scale_and_offset() -> None:
+    net = supernets.create("ofa_mbv3_digits", **TINY)
+    table = LatencyTable("d", {}, "x", overhead_ms=0.01)
+    archs = [net.space.sample(seed=s) for s in range(8)]
+    for a in archs:
+        for spec in net.describe(a):
+            table.entries.setdefault(signature_key(spec), 0.001 * spec.macs / 1e3 + 0.002)
+    raw = np.array([table.raw_sum(net.describe(a)) for a in archs])
+    quality = table.calibrate([net.describe(a) for a in archs], 2.0 * raw + 0.05)
+    assert table.scale == pytest.approx(2.0) and table.offset_ms == pytest.approx(0.05)
+    assert quality["mape_calibrated"] < 1e-9 and quality["kendall_tau"] == pytest.approx(1.0)
+
+
+def test_profile_command_and_search_on_the_table(tiny_supernet_dir: Path, tmp_path: Path) -> None:
+    result = profile_device("ort-cpu-1t", tiny_supernet_dir, tmp_path / "tables" / "ort.json", check=6,
+                            progress=False)
+    assert result["entries"] > 10 and 0 <= result["report"]["mape_calibrated"] < 1
+    table_dir = tiny_supernet_dir / "latency_tables"
+    table_dir.mkdir(exist_ok=True)
+    (table_dir / "ort-cpu-1t.json").write_text((tmp_path / "tables" / "ort.json").read_text())
+    out = search(SearchRequest(tiny_supernet_dir, tmp_path / "run", ("lut:ort-cpu-1t", "ort-cpu-1t"), evals=8,
+                               progress=False))
+    results = pd.read_csv(tmp_path / "run" / "results.csv")
+    assert (results["latency_source:lut:ort-cpu-1t"] == "lut:ort-cpu-1t").all()
+    assert set(out["pareto"]["device"]) == {"lut:ort-cpu-1t", "ort-cpu-1t"}  # one Pareto set per device
+    assert results["latency_ms:lut:ort-cpu-1t"].corr(results["latency_ms:ort-cpu-1t"], method="kendall") > 0.3
