@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -199,19 +200,28 @@ def test_unreachable_agent_is_a_clear_reason() -> None:
         RemoteDevice(DeviceConfig("r", "remote", {"token": TOKEN}))
 
 
+def _log_lines(log: io.StringIO, at_least: int) -> list[str]:
+    """The agent's log once it has `at_least` lines (each line is written just after its response)."""
+    deadline = time.monotonic() + 5
+    while log.getvalue().count("\n") < at_least and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return log.getvalue().splitlines()
+
+
 def test_agent_survives_bad_requests_and_logs_one_line_each(agent, model_bytes: bytes) -> None:
     running, log = agent
-    for junk in (b"NONSENSE\r\n\r\n", b"POST /measure HTTP/1.1\r\nContent-Length: 100\r\n"
-                 + f"Authorization: Bearer {TOKEN}\r\n\r\nshort".encode(), b""):
+    short_body = f"POST /measure HTTP/1.1\r\nContent-Length: 100\r\nAuthorization: Bearer {TOKEN}\r\n\r\nshort"
+    for junk in (b"NONSENSE\r\n\r\n", short_body.encode(), b""):
         with socket.create_connection(("127.0.0.1", running.port), timeout=5) as sock:
             sock.sendall(junk)
             sock.shutdown(socket.SHUT_WR)
-            answer = sock.recv(4096)  # the agent has dealt with it once it answers or hangs up
+            answer = b"".join(iter(lambda: sock.recv(4096), b""))  # until the agent hangs up
             assert not answer or b'"error"' in answer
-    before = log.getvalue().count("\n")
+    before = len(_log_lines(log, 0))
     status, health = post(running.url + "/health", b"", method="GET", token=None)
     assert status == 200 and health["ok"] and not health["busy"]
-    assert log.getvalue().count("\n") == before + 1 and "GET /health 200" in log.getvalue().splitlines()[-1]
+    lines = _log_lines(log, before + 1)
+    assert len(lines) == before + 1 and "GET /health 200" in lines[-1]
     assert remote(running.url).measure_onnx(model_bytes).median_ms > 0
     assert post(running.url + "/health", b"", method="GET")[1]["measured"] == health["measured"] + 1
 
@@ -242,7 +252,7 @@ def test_serve_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         assert line.startswith("nasengine agent listening on http://127.0.0.1:"), line + proc.stderr.read()
         url = line.split()[4]
         assert post(url + "/health", b"", method="GET", token=None)[1]["ok"]
-        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        proc.send_signal(signal.SIGTERM)  # stops like Ctrl-C (SIGINT may be ignored in background jobs)
         out, err = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:

@@ -1,0 +1,80 @@
+"""Every run directory can be resumed after a crash: kill the process for real, run the command again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from nasengine.store import ACCURACY, RunStore, latency_study
+from tests.conftest import TINY
+import supernets
+
+
+def start(*args: object) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "nasengine", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def kill_when(proc: subprocess.Popen, condition, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "condition never met"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def run(*args: object) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "nasengine", *map(str, args)], capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+def tiny_sets() -> list[str]:
+    return [item for key, value in TINY.items() for item in ("--set", f"{key}={json.dumps(value)}")]
+
+
+def test_training_killed_after_a_checkpoint_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "sn"
+    args = ["train", "ofa_mbv3_digits", "--out", out, "--epochs", "4", "--batch-size", "128", *tiny_sets()]
+    proc = start(*args)
+    kill_when(proc, lambda: any((out / "checkpoints").glob("epoch-0001/state.json")))
+    assert not (out / "config.json").exists()
+    result = run(*args)
+    assert "resuming training" in result.stderr
+    log = pd.read_csv(out / "train_log.csv")
+    assert list(log["epoch"]) == [0, 1, 2, 3]
+    supernets.load_supernet(out)
+
+
+def test_search_killed_mid_run_resumes_without_redoing_work(tiny_supernet_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["search", tiny_supernet_dir, "--out", out, "--evals", "24", "--device", "ort-cpu-1t"]
+    proc = start(*args)
+
+    def stored() -> int:
+        journal = out / "store.journal"
+        return journal.read_text().count('"arch_key"') if journal.exists() else 0
+
+    kill_when(proc, lambda: stored() >= 12)
+    net, _ = supernets.load_supernet(tiny_supernet_dir)
+    before = RunStore(out, net.space)
+    kept = {k: r.value for k, r in before.records(latency_study("ort-cpu-1t")).items()}
+    result = run(*args)
+    assert "resuming search" in result.stderr
+    after = RunStore(out, net.space)
+    assert len(after.records(ACCURACY)) == 24
+    for key, value in kept.items():  # nothing measured before the kill was measured again
+        assert after.get(latency_study("ort-cpu-1t"), key).value == value
+    results = pd.read_csv(out / "results.csv")
+    assert len(results) == 24 and results["arch"].is_unique
