@@ -157,15 +157,16 @@ def _cmd_devices(args: argparse.Namespace) -> None:
 
     rows = []
     for config in device_configs():
-        reason = get_device(config.name).availability()
-        rows.append({"name": config.name, "backend": config.backend, "settings": config.settings,
+        device = get_device(config.name)
+        reason = device.availability()
+        rows.append({"name": config.name, "backend": config.backend, "settings": device.describe()["settings"],
                      "available": reason is None, "reason": reason, "description": config.description})
     if args.json:
         print(json.dumps(rows, indent=2))
         return
     for row in rows:
         state = "available" if row["available"] else f"unavailable ({row['reason']})"
-        print(f"{row['name']:<16} {row['backend']:<12} {json.dumps(row['settings']):<32} {state}")
+        print(f"{row['name']:<18} {row['backend']:<12} {json.dumps(row['settings']):<40} {state}")
 
 
 def _cmd_supernets(args: argparse.Namespace) -> None:
@@ -225,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     device = sub.add_parser("device", help="device tools: profile a latency table, serve a measurement agent")
     device_sub = device.add_subparsers(dest="device_command", required=True, parser_class=_Parser)
+    from nasengine.agent import add_serve_arguments, run_from_args
+
+    p = device_sub.add_parser("serve", help="run the measurement agent on this machine (target of `remote` devices)")
+    add_serve_arguments(p)
+    p.set_defaults(handler=run_from_args)
+
     p = device_sub.add_parser("profile", help="time every distinct layer of a supernet once on a device")
     p.add_argument("device")
     p.add_argument("supernet_dir", help="directory written by `nasengine train`")
