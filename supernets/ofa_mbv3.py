@@ -22,8 +22,8 @@ class OFAMobileNetV3(Supernet):
                  stage_widths: Sequence[int] = (24, 40, 64, 96), stage_strides: Sequence[int] = (2, 2, 2, 1),
                  stage_acts: Sequence[str] = ("relu", "hswish", "hswish", "hswish"),
                  stage_se: Sequence[bool] = (False, True, False, True), head_width: int = 192,
-                 depths: Sequence[int] = (2, 3, 4), kernels: Sequence[int] = (3, 5, 7),
-                 expands: Sequence[float] = (3, 4, 6), resolutions: Sequence[int] = (12, 16, 20, 24, 28, 32),
+                 depths: Sequence[int] = (1, 2, 3, 4), kernels: Sequence[int] = (3, 5, 7),
+                 expands: Sequence[float] = (3, 4, 6), resolutions: Sequence[int] = (8, 12, 16, 20, 24, 28, 32),
                  stem_stride: int = 2, dropout: float = 0.1):
         n = len(stage_widths)
         if not (len(stage_strides) == len(stage_acts) == len(stage_se) == n):
@@ -125,5 +125,5 @@ class OFAMobileNetV3(Supernet):
 
 @register("ofa_mbv3_digits", task="digits")
 def ofa_mbv3_digits(**overrides: Any) -> OFAMobileNetV3:
-    """MobileNetV3-style once-for-all CNN for 8x8 digits upsampled to 12-32 px (elastic r/depth/kernel/expand)."""
+    """MobileNetV3-style once-for-all CNN for 8x8 digits at 8-32 px (elastic r/depth/kernel/expand)."""
     return OFAMobileNetV3(**overrides)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from nasengine.tasks.base import EpochBatches, Split, Task, register_task
 
-FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
+FRACTIONS = {"train": 0.60, "val": 0.20, "test": 0.20}
 SPLIT_SEED = 0
 
 
@@ -27,7 +27,8 @@ def _raw() -> tuple[np.ndarray, np.ndarray]:
 
 @lru_cache(maxsize=1)
 def _indices() -> dict[str, np.ndarray]:
-    """Stratified 70/15/15 split with a fixed seed: the same on every machine."""
+    """Stratified 60/20/20 split with a fixed seed: the same on every machine (360 validation images keep
+    accuracy differences between subnets above the noise of a tiny split)."""
     from sklearn.model_selection import train_test_split
 
     _, labels = _raw()
