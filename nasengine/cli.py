@@ -152,6 +152,20 @@ def _cmd_device_profile(args: argparse.Namespace) -> None:
     print(f"  search on it with: nasengine search {args.supernet_dir} --device lut:{args.device} --out RUN")
 
 
+def _cmd_device_adapt(args: argparse.Namespace) -> None:
+    from nasengine.meta_latency import adapt_device
+
+    sources = [s.strip() for s in args.sources.split(",") if s.strip()]
+    result = adapt_device(args.device, Path(args.supernet_dir), sources, args.pool, args.support, args.check,
+                          args.seed, not args.quiet)
+    print(f"adapted a latency predictor for {args.device} from {result['support']} measurements "
+          f"(sources: {', '.join(result['sources'])}) in {result['seconds']:.0f}s -> {result['path']}")
+    if result["check"]:
+        c = result["check"]
+        print(f"  on {c['n']} more measured subnets: Spearman rho {c['spearman_rho']:.3f}, MAPE {c['mape']:.1%}")
+    print(f"  search on it with: nasengine search {args.supernet_dir} --device meta:{args.device} --out RUN")
+
+
 def _cmd_devices(args: argparse.Namespace) -> None:
     from nasengine.devices import device_configs, get_device
 
@@ -240,6 +254,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(handler=_cmd_device_profile)
+
+    p = device_sub.add_parser("adapt", help="few-shot latency predictor for a device, meta-learned from others")
+    p.add_argument("device", help="the target device (measured --support times)")
+    p.add_argument("supernet_dir", help="directory written by `nasengine train`")
+    p.add_argument("--sources", default="ort-cpu-1t,ort-cpu-2t,torch-cpu-1t",
+                   help="comma-separated devices or tables to meta-learn from")
+    p.add_argument("--pool", type=_positive_int, default=200, help="archs measured on every source")
+    p.add_argument("--support", type=_positive_int, default=20, help="archs measured on the target")
+    p.add_argument("--check", type=_int, default=0, help="extra target measurements to judge the predictor")
+    p.add_argument("--seed", type=_int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=_cmd_device_adapt)
 
     p = sub.add_parser("devices", help="list the devices usable here")
     p.add_argument("--json", action="store_true")

@@ -7,6 +7,7 @@ from nasengine.devices.timing import Measurement, TimingSettings, time_repeated
 # each import registers one backend
 from nasengine.devices import lut_device as _lut  # noqa: F401,E402
 from nasengine.devices import ort_cpu as _ort_cpu  # noqa: F401,E402
+from nasengine.devices import predicted as _predicted  # noqa: F401,E402
 from nasengine.devices import remote as _remote  # noqa: F401,E402
 from nasengine.devices import table as _table  # noqa: F401,E402
 from nasengine.devices import torch_backends as _torch  # noqa: F401,E402
