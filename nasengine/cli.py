@@ -63,8 +63,10 @@ def _overrides(pairs: list[str] | None) -> dict[str, Any]:
 def _cmd_train(args: argparse.Namespace) -> None:
     from nasengine.training import TrainRequest, train
 
-    result = train(TrainRequest(args.supernet, Path(args.out), args.epochs, args.seed, args.recipe, args.batch_size,
-                                args.lr, args.n_random, args.overwrite, not args.quiet, _overrides(args.set)))
+    given = {k: getattr(args, k) for k in ("epochs", "seed", "recipe", "batch_size", "lr", "n_random")
+             if getattr(args, k) is not None}  # unset options take TrainRequest's defaults
+    result = train(TrainRequest(args.supernet, Path(args.out), overwrite=args.overwrite, progress=not args.quiet,
+                                overrides=_overrides(args.set), **given))
     acc = result["final_accuracy"]
     print(f"trained {args.supernet} in {result['seconds']:.0f}s -> {args.out}")
     for name in ("max", "min"):
@@ -198,12 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a weight-sharing supernet once")
     p.add_argument("supernet", help="registered supernet name (see `nasengine supernets`)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--epochs", type=_positive_int, default=24)
-    p.add_argument("--seed", type=_int, default=0)
-    p.add_argument("--recipe", default="sandwich", help="sandwich (default) or progressive")
-    p.add_argument("--batch-size", type=_positive_int, default=64)
-    p.add_argument("--lr", type=_positive_float, default=4e-3)
-    p.add_argument("--n-random", type=_int, default=2, help="random subnets per step besides max and min")
+    p.add_argument("--epochs", type=_positive_int, help="default 20")
+    p.add_argument("--seed", type=_int, help="default 0")
+    p.add_argument("--recipe", help="sandwich (default) or progressive")
+    p.add_argument("--batch-size", type=_positive_int, help="default 32")
+    p.add_argument("--lr", type=_positive_float, help="default 0.004 (AdamW, cosine schedule)")
+    p.add_argument("--n-random", type=_int, help="random subnets per step besides max and min (default 1)")
     p.add_argument("--set", action="append", metavar="KEY=JSON",
                    help="override a supernet constructor argument, e.g. --set head_width=128 (repeatable)")
     p.set_defaults(handler=_cmd_train)

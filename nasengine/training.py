@@ -28,12 +28,12 @@ LOG = "train_log.csv"
 class TrainRequest:
     supernet: str
     out: Path
-    epochs: int = 30
+    epochs: int = 20
     seed: int = 0
     recipe: str = "sandwich"
-    batch_size: int = 64
+    batch_size: int = 32
     lr: float = 4e-3
-    n_random: int = 2
+    n_random: int = 1
     overwrite: bool = False
     progress: bool = True
     overrides: dict[str, Any] = field(default_factory=dict)

@@ -34,7 +34,8 @@ def synthetic(n: int = 600, layers: int = 8, choices: int = 4, n_dev: int = 9, s
         mix = r.normal(0.0, 0.5, 3)
         lut = base * np.exp(np.tensordot(mix, factors, 1) + 0.1 * r.normal(size=(layers, choices)))
         per_layer = lut[np.arange(layers), ops]
-        inter = 1.0 + 0.3 * np.tanh(per_layer[:, 0] * per_layer[:, -1] / np.mean(per_layer[:, 0] * per_layer[:, -1]) - 1)
+        pair = per_layer[:, 0] * per_layer[:, -1]
+        inter = 1.0 + 0.3 * np.tanh(pair / pair.mean() - 1)
         return (per_layer.sum(1) + r.uniform(0.5, 3.0)) * inter * np.exp(noise * r.normal(size=n))
 
     lat = {f"dev{i}": device(np.random.default_rng([seed, i])) for i in range(n_dev)}
@@ -121,7 +122,10 @@ def test_other_width_integer_encoding_with_constant_column():
     def dev(a, b, c, r):
         return a * depth * width**b * (res / 128.0) ** c * np.exp(0.02 * r.normal(size=n)) + 1.0
 
-    lat = {f"d{i}": dev(*np.random.default_rng(i).uniform([0.5, 1.0, 1.0], [2.0, 2.0, 2.0]), np.random.default_rng(i + 50)) for i in range(5)}
+    lat = {}
+    for i in range(5):
+        a, b, c = np.random.default_rng(i).uniform([0.5, 1.0, 1.0], [2.0, 2.0, 2.0])
+        lat[f"d{i}"] = dev(a, b, c, np.random.default_rng(i + 50))
     model = MetaLatencyPredictor(seed=0).meta_fit(X, lat)
     target = dev(1.0, 1.7, 1.2, np.random.default_rng(99))
     idx = model.select_support(X, 10)
@@ -216,7 +220,9 @@ def _load_fbnet(n: int):
     return X, {c: table[c].to_numpy(float) for c in table.columns}
 
 
-@pytest.mark.skipif(not (DATA / "fbnet" / "latency_ms.csv").is_file(), reason=f"shared latency data not found at {DATA}")
+@pytest.mark.skipif(
+    not (DATA / "fbnet" / "latency_ms.csv").is_file(), reason=f"shared latency data not found at {DATA}"
+)
 def test_real_fbnet_held_out_devices():
     X, lat = _load_fbnet(1000)
     for held_out, bar in (("raspi4", 0.93), ("titan_rtx_32", 0.95)):

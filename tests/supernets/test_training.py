@@ -69,3 +69,12 @@ def test_progressive_shrinking_trains(tiny_kwargs) -> None:
     log = train_supernet(net, ProgressiveShrinking(), get_task("digits").train_data(256, 0), TrainSettings(epochs=4))
     assert [row["phase"] for row in log] == ["full", "+kernel", "+depth", "+expand"]
     assert log[-1]["loss"] < log[0]["loss"]
+
+
+def test_single_arch_recipe_trains_exactly_one_subnet() -> None:
+    from supernets.training import SingleArch
+
+    space = elastic_mobilenet_space(2, depths=(1, 2), resolutions=(8, 12))
+    arch = space.sample(seed=3)
+    phase, = SingleArch(arch).phases(space, 5)
+    assert phase.space.size == 1 and phase.space.max() == arch and phase.epochs == 5
