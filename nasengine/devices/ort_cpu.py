@@ -6,7 +6,7 @@ import numpy as np
 import onnxruntime as ort
 
 from nasengine.devices.base import Device, DeviceConfig, Workload
-from nasengine.devices.quantize import quantize_int8, random_feeds
+from nasengine.devices.quantize import at_precision, check_precision
 from nasengine.devices.registry import register_backend
 from nasengine.devices.timing import Measurement, time_repeated
 
@@ -35,9 +35,7 @@ class OrtCpuDevice(Device):
         if level not in _OPT_LEVELS:
             raise ValueError(f"device {config.name!r}: opt_level must be one of {sorted(_OPT_LEVELS)}")
         self.opt_level = _OPT_LEVELS[level]
-        self.precision = config.settings.get("precision", "fp32")
-        if self.precision not in ("fp32", "int8"):
-            raise ValueError(f"device {config.name!r}: precision must be fp32 or int8, got {self.precision!r}")
+        self.precision = check_precision(config.settings.get("precision", "fp32"), config.name)
 
     def session_options(self) -> ort.SessionOptions:
         options = ort.SessionOptions()
@@ -52,10 +50,7 @@ class OrtCpuDevice(Device):
         return ort.InferenceSession(onnx_bytes, self.session_options(), providers=["CPUExecutionProvider"])
 
     def _measure(self, workload: Workload) -> Measurement:
-        onnx_bytes = workload.onnx(self.batch_size)
-        if self.precision == "int8":
-            onnx_bytes = quantize_int8(onnx_bytes, random_feeds(onnx_bytes, self.batch_size))
-        return self.measure_onnx(onnx_bytes)
+        return self.measure_onnx(at_precision(workload.onnx(self.batch_size), self.precision, self.batch_size))
 
     def measure_onnx(self, onnx_bytes: bytes) -> Measurement:
         """Time any single-input float ONNX model (symbolic dims become this device's batch size)."""

@@ -44,3 +44,20 @@ def quantize_int8(onnx_bytes: bytes, calibration: Iterable[dict[str, np.ndarray]
         quantize_static(str(src), str(dst), _Batches(calibration), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel)
         return dst.read_bytes()
+
+
+PRECISIONS = ("fp32", "int8")
+
+
+def check_precision(value: object, device: str) -> str:
+    """The precision setting of a device, or ValueError naming the device."""
+    if value not in PRECISIONS:
+        raise ValueError(f"device {device!r}: precision must be one of {', '.join(PRECISIONS)}, got {value!r}")
+    return str(value)
+
+
+def at_precision(onnx_bytes: bytes, precision: str, batch_size: int) -> bytes:
+    """The graph a device of this precision runs: unchanged for fp32, statically quantised for int8."""
+    if precision == "int8":
+        return quantize_int8(onnx_bytes, random_feeds(onnx_bytes, batch_size))
+    return onnx_bytes

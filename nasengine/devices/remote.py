@@ -15,6 +15,7 @@ from typing import Any
 
 from nasengine.agent.protocol import SETTINGS_HEADER, TOKEN_ENV, encode_settings, parse_settings
 from nasengine.devices.base import Device, DeviceConfig, Workload
+from nasengine.devices.quantize import at_precision, check_precision
 from nasengine.devices.registry import register_backend
 from nasengine.devices.timing import Measurement
 from nasengine.errors import UserError
@@ -57,9 +58,7 @@ class RemoteDevice(Device):
         self.agent_settings = parse_settings({"threads": settings.get("threads", 1),
                                               "opt_level": settings.get("opt_level", "all"),
                                               "batch_size": self.batch_size, "timing": asdict(self.timing)})
-        self.precision = settings.get("precision", "fp32")
-        if self.precision not in ("fp32", "int8"):
-            raise ValueError(f"setting 'precision' must be fp32 or int8, got {self.precision!r}")
+        self.precision = check_precision(settings.get("precision", "fp32"), config.name)
         self._health: tuple[float, dict[str, Any]] | None = None
 
     def token(self) -> str | None:
@@ -83,12 +82,7 @@ class RemoteDevice(Device):
         return None if data.get("ok") else f"agent at {self.url} is not ready: {data}"
 
     def _measure(self, workload: Workload) -> Measurement:
-        onnx_bytes = workload.onnx(self.batch_size)
-        if self.precision == "int8":
-            from nasengine.devices.quantize import quantize_int8, random_feeds
-
-            onnx_bytes = quantize_int8(onnx_bytes, random_feeds(onnx_bytes, self.batch_size))
-        return self.measure_onnx(onnx_bytes)
+        return self.measure_onnx(at_precision(workload.onnx(self.batch_size), self.precision, self.batch_size))
 
     def measure_onnx(self, onnx_bytes: bytes) -> Measurement:
         """Latency of any float-input ONNX model on the agent's machine (source 'remote:<url>')."""
