@@ -31,7 +31,7 @@ class EpochData(Protocol):
 class TrainSettings:
     epochs: int = 40
     lr: float = 4e-3
-    weight_decay: float = 2e-4
+    weight_decay: float = 0.05
     label_smoothing: float = 0.1
     n_random: int = 2
     kd_weight: float = 1.0

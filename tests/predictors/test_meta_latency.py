@@ -231,3 +231,16 @@ def test_real_fbnet_held_out_devices():
         idx = model.select_support(X, 20)
         r = rho(model.adapt(X[idx], lat[held_out][idx]).predict(X), lat[held_out])
         assert r > bar, f"{held_out}: rho {r:.3f}"
+
+
+def test_residual_mlp_encoder_persists(tmp_path, data):
+    X, lat, target, _ = data
+    model = MetaLatencyPredictor(seed=0, mlp="always", grid=((0.0, 0.0),)).meta_fit(X, lat)
+    assert model.basis.encoder.mlp, "mlp='always' must train the residual MLP"
+    idx = model.select_support(X, 20)
+    dev = model.adapt(X[idx], target[idx])
+    assert rho(dev.predict(X), target) > 0.9
+    dev.save(tmp_path / "dev")
+    np.testing.assert_allclose(AdaptedLatencyPredictor.load(tmp_path / "dev").predict(X), dev.predict(X), rtol=1e-12)
+    with pytest.raises(ValueError, match="mlp"):
+        MetaLatencyPredictor(mlp="sometimes")
