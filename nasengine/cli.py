@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
+from nasengine.argtypes import positive_float, positive_int, whole_number
 from nasengine.errors import UserError
 
 
@@ -17,33 +18,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         raise SystemExit(2)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text}")
-    return value
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
 def _overrides(pairs: list[str] | None) -> dict[str, Any]:
@@ -80,7 +54,7 @@ def _cmd_search(args: argparse.Namespace) -> None:
     result = search(SearchRequest(Path(args.supernet_dir), Path(args.out), tuple(args.device or ["ort-cpu-1t"]),
                                   args.evals, args.latency_budget, objectives, args.strategy, args.seed,
                                   args.overwrite, not args.quiet))
-    results, pareto = result["results"], result["pareto"]
+    pareto = result["pareto"]
     print(f"searched {result['evaluated']} subnets ({result['new_this_session']} new) in {result['seconds']:.0f}s "
           f"-> {args.out}")
     for device, front in pareto.groupby("device", sort=False):
@@ -200,12 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a weight-sharing supernet once")
     p.add_argument("supernet", help="registered supernet name (see `nasengine supernets`)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--epochs", type=_positive_int, help="default 20")
-    p.add_argument("--seed", type=_int, help="default 0")
+    p.add_argument("--epochs", type=positive_int, help="default 20")
+    p.add_argument("--seed", type=whole_number, help="default 0")
     p.add_argument("--recipe", help="sandwich (default) or progressive")
-    p.add_argument("--batch-size", type=_positive_int, help="default 32")
-    p.add_argument("--lr", type=_positive_float, help="default 0.004 (AdamW, cosine schedule)")
-    p.add_argument("--n-random", type=_int, help="random subnets per step besides max and min (default 1)")
+    p.add_argument("--batch-size", type=positive_int, help="default 32")
+    p.add_argument("--lr", type=positive_float, help="default 0.004 (AdamW, cosine schedule)")
+    p.add_argument("--n-random", type=whole_number, help="random subnets per step besides max and min (default 1)")
     p.add_argument("--set", action="append", metavar="KEY=JSON",
                    help="override a supernet constructor argument, e.g. --set head_width=128 (repeatable)")
     p.set_defaults(handler=_cmd_train)
@@ -214,17 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("supernet_dir", help="directory written by `nasengine train`")
     p.add_argument("--device", action="append", help="target device (repeatable); see `nasengine devices`")
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--evals", type=_positive_int, default=200, help="subnets to evaluate")
-    p.add_argument("--latency-budget", type=_positive_float, default=None, metavar="MS")
+    p.add_argument("--evals", type=positive_int, default=200, help="subnets to evaluate")
+    p.add_argument("--latency-budget", type=positive_float, default=None, metavar="MS")
     p.add_argument("--objectives", default="error,latency", help="comma-separated: error, latency, params, macs")
     p.add_argument("--strategy", default="nsga2", help="nsga2 (default), agemoea, nsga3, random")
-    p.add_argument("--seed", type=_int, default=0)
+    p.add_argument("--seed", type=whole_number, default=0)
     p.set_defaults(handler=_cmd_search)
 
     p = sub.add_parser("export", help="export a Pareto subnet as a standalone checkpoint and ONNX")
     p.add_argument("run", help="run directory written by `nasengine search`")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--latency-budget", type=_positive_float, default=None, metavar="MS")
+    p.add_argument("--latency-budget", type=positive_float, default=None, metavar="MS")
     p.add_argument("--device", default=None, help="device whose Pareto set to pick from (default: the first)")
     p.add_argument("--arch", default=None, help="export this arch (JSON, or @file.json) instead of choosing one")
     p.set_defaults(handler=_cmd_export)
@@ -252,8 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("device")
     p.add_argument("supernet_dir", help="directory written by `nasengine train`")
     p.add_argument("--out", default=None, help="table path (default SUPERNET_DIR/latency_tables/DEVICE.json)")
-    p.add_argument("--check", type=_positive_int, default=20, help="subnets measured end to end to judge the table")
-    p.add_argument("--seed", type=_int, default=0)
+    p.add_argument("--check", type=positive_int, default=20, help="subnets measured end to end to judge the table")
+    p.add_argument("--seed", type=whole_number, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(handler=_cmd_device_profile)
 
@@ -262,10 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("supernet_dir", help="directory written by `nasengine train`")
     p.add_argument("--sources", default="ort-cpu-1t,ort-cpu-2t,torch-cpu-1t",
                    help="comma-separated devices or tables to meta-learn from")
-    p.add_argument("--pool", type=_positive_int, default=200, help="archs measured on every source")
-    p.add_argument("--support", type=_positive_int, default=20, help="archs measured on the target")
-    p.add_argument("--check", type=_int, default=0, help="extra target measurements to judge the predictor")
-    p.add_argument("--seed", type=_int, default=0)
+    p.add_argument("--pool", type=positive_int, default=200, help="archs measured on every source")
+    p.add_argument("--support", type=positive_int, default=20, help="archs measured on the target")
+    p.add_argument("--check", type=whole_number, default=0, help="extra target measurements to judge the predictor")
+    p.add_argument("--seed", type=whole_number, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(handler=_cmd_device_adapt)
 
@@ -281,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--overwrite", action="store_true", help="replace the output directory")
         sp.add_argument("--quiet", action="store_true", help="no progress output")
     for name in ("train", "search", "export", "evaluate", "measure"):
-        sub.choices[name].add_argument("--threads", type=_positive_int, default=None,
+        sub.choices[name].add_argument("--threads", type=positive_int, default=None,
                                        help="torch threads for training and evaluation (default: all cores); "
                                             "device thread counts are set by the device")
     return parser

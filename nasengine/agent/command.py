@@ -11,56 +11,21 @@ from pathlib import Path
 from typing import Any
 
 from nasengine.agent.protocol import DEFAULT_MAX_BYTES, DEFAULT_PORT, DEFAULT_QUEUE_TIMEOUT_S, TOKEN_ENV
+from nasengine.argtypes import byte_size, port, positive_float
 from nasengine.errors import UserError
-
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port in 0-65535 (0: any free port), got {value}")
-    return value
-
-
-def _size(text: str) -> int:
-    """Bytes, optionally with a K/M/G suffix (powers of 1024): 1000, 512K, 64M."""
-    body, unit = text.strip().upper().rstrip("IB"), ""
-    if body and body[-1] in _UNITS:
-        body, unit = body[:-1], body[-1]
-    try:
-        value = int(float(body) * _UNITS[unit])
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a size like 64M or 1000000, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive size, got {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
-    return value
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `nasengine device serve` (add to a subparser, then call `run_from_args`)."""
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1; 0.0.0.0 for all interfaces - plain HTTP)")
-    parser.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free)")
+    parser.add_argument("--port", type=port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free)")
     parser.add_argument("--token", default=None,
                         help=f"secret clients must send (visible in `ps`; prefer --token-file or ${TOKEN_ENV})")
     parser.add_argument("--token-file", default=None, metavar="FILE", help="read the token from FILE")
-    parser.add_argument("--max-bytes", type=_size, default=DEFAULT_MAX_BYTES, metavar="N",
+    parser.add_argument("--max-bytes", type=byte_size, default=DEFAULT_MAX_BYTES, metavar="N",
                         help="largest model accepted, e.g. 64M (default 64M)")
-    parser.add_argument("--queue-timeout", type=_seconds, default=DEFAULT_QUEUE_TIMEOUT_S, metavar="S",
+    parser.add_argument("--queue-timeout", type=positive_float, default=DEFAULT_QUEUE_TIMEOUT_S, metavar="S",
                         help=f"how long a request may wait for its turn before a 503 "
                              f"(default {DEFAULT_QUEUE_TIMEOUT_S:g})")
     parser.add_argument("--quiet", action="store_true", help="no per-request log lines on stderr")
