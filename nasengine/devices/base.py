@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
@@ -64,6 +65,12 @@ class DeviceConfig:
     backend: str
     settings: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+
+    def path_setting(self, key: str) -> Path:
+        """The required file setting `key` as a path (~ expanded), or ValueError naming the device."""
+        if key not in self.settings:
+            raise ValueError(f"device {self.name!r}: a {self.backend} device needs a `{key}` setting")
+        return Path(self.settings[key]).expanduser()
 
 
 class Device(ABC):

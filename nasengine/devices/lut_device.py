@@ -29,9 +29,7 @@ class LookupTableDevice(Device):
 
     def __init__(self, config: DeviceConfig, **kw: object):
         super().__init__(config, **kw)  # type: ignore[arg-type]
-        if "table" not in config.settings:
-            raise ValueError(f"device {config.name!r}: a lut device needs a `table` setting")
-        self.path = Path(config.settings["table"]).expanduser()
+        self.path = config.path_setting("table")
 
     def availability(self) -> str | None:
         return None if self.path.is_file() else f"no latency table at {self.path} (run `nasengine device profile`)"

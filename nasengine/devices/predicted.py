@@ -25,9 +25,7 @@ class PredictedDevice(Device):
 
     def __init__(self, config: DeviceConfig, **kw: object):
         super().__init__(config, **kw)  # type: ignore[arg-type]
-        if "model" not in config.settings:
-            raise ValueError(f"device {config.name!r}: a predicted device needs a `model` setting")
-        self.path = Path(config.settings["model"]).expanduser()
+        self.path = config.path_setting("model")
 
     def availability(self) -> str | None:
         if (self.path / "model.json").is_file():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from functools import cached_property
-from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
@@ -36,9 +35,7 @@ class TableDevice(Device):
 
     def __init__(self, config: DeviceConfig, **kw: object):
         super().__init__(config, **kw)  # type: ignore[arg-type]
-        if "csv" not in config.settings:
-            raise ValueError(f"device {config.name!r}: a table device needs a `csv` setting")
-        self.path = Path(config.settings["csv"]).expanduser()
+        self.path = config.path_setting("csv")
         self.column = str(config.settings.get("column", "latency_ms"))
 
     def availability(self) -> str | None:

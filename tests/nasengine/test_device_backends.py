@@ -103,3 +103,14 @@ def test_cuda_device_reports_why_it_is_unavailable() -> None:
     assert "CUDA" in device.availability()
     with pytest.raises(UserError, match="not usable here"):
         device.measure(small_workload())
+
+
+@pytest.mark.parametrize("backend, key", [("table", "csv"), ("lut", "table"), ("predicted", "model")])
+def test_file_backed_devices_name_their_missing_setting(backend: str, key: str, monkeypatch) -> None:
+    from nasengine.devices import registry
+    from nasengine.devices.base import DeviceConfig
+
+    monkeypatch.setattr(registry, "_DEVICES", dict(registry._DEVICES))  # registrations end with the test
+    register_device(DeviceConfig(f"no-{key}", backend, {}))
+    with pytest.raises(UserError, match=f"device 'no-{key}'.*needs a `{key}` setting"):
+        get_device(f"no-{key}")

@@ -8,26 +8,47 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from nasengine.devices import registry
+from nasengine.devices.base import DeviceConfig
+from nasengine.devices.registry import register_device
 from nasengine.errors import UserError
 from nasengine.meta_latency import LatencyCache, adapt_device
-from nasengine.search.runner import SearchRequest, search
+from nasengine.search.runner import SearchRequest, load_trained, search
+from search_spaces.samplers import sample_unique
 from predictors.metrics import spearman_rho
 
 
-def test_adapt_then_search_on_the_predicted_device(tiny_supernet_dir: Path, tmp_path: Path) -> None:
-    result = adapt_device("ort-cpu-1t", tiny_supernet_dir, ["torch-cpu-1t", "ort-cpu-2t"], pool=40, support=10,
+def board_latency(arch: dict) -> float:
+    """A deterministic stand-in for a remote board: per-block cost growing with kernel area, expand ratio and
+    input area (the engine's local devices are too noisy on a tiny supernet to judge ranking in a unit test)."""
+    blocks = [arch[k[: -len("kernel")] + "expand"] * arch[k] ** 2 for k in arch
+              if k.endswith(".kernel") and arch[k] is not None]
+    return 0.02 + 2e-4 * (arch["resolution"] / 8) ** 2 * sum(blocks)
+
+
+def test_adapt_then_search_on_the_predicted_device(tiny_supernet_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(registry, "_DEVICES", dict(registry._DEVICES))  # the board is registered for this test only
+    net, _ = load_trained(tiny_supernet_dir)
+    pool = sample_unique(net.space, 40, seed=0, include_extremes=True)  # the pool adapt_device draws (seed 0)
+    pd.DataFrame({"arch": [json.dumps(a) for a in pool], "latency_ms": [board_latency(a) for a in pool]}).to_csv(
+        tmp_path / "board.csv", index=False)
+    register_device(DeviceConfig("lab-board", "table", {"csv": str(tmp_path / "board.csv")}))
+
+    result = adapt_device("lab-board", tiny_supernet_dir, ["torch-cpu-1t", "ort-cpu-2t"], pool=40, support=10,
                           check=12, progress=False)
-    assert result["check"]["n"] == 12 and result["check"]["spearman_rho"] > 0.5
+    assert result["check"]["n"] == 12 and result["check"]["spearman_rho"] > 0.5, result["check"]
     info = json.loads((Path(result["path"]) / "model.json").read_text())
     assert len(info["support"]) == 10 and info["sources"] == ["torch-cpu-1t", "ort-cpu-2t"]
     # sources were cached: a second adaptation for another target measures nothing on them again
     cached = LatencyCache(tiny_supernet_dir / "latency_data").read("torch-cpu-1t")
     assert len(cached) == 40
-    out = search(SearchRequest(tiny_supernet_dir, tmp_path / "run", ("meta:ort-cpu-1t", "ort-cpu-1t"), evals=10,
+    out = search(SearchRequest(tiny_supernet_dir, tmp_path / "run", ("meta:lab-board", "ort-cpu-1t"), evals=10,
                                progress=False))
     results = out["results"]
-    assert results["latency_source:meta:ort-cpu-1t"].str.startswith("meta:ort-cpu-1t").all()
-    assert spearman_rho(results["latency_ms:ort-cpu-1t"], results["latency_ms:meta:ort-cpu-1t"]) > 0.5
+    assert results["latency_source:meta:lab-board"].str.startswith("meta:lab-board").all()
+    assert set(out["pareto"]["device"]) == {"meta:lab-board", "ort-cpu-1t"}
+    truth = [board_latency(json.loads(a)) for a in results["arch"]]
+    assert spearman_rho(truth, results["latency_ms:meta:lab-board"]) > 0.5
 
 
 def test_adapt_rejects_bad_requests(tiny_supernet_dir: Path) -> None:
