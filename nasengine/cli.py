@@ -129,9 +129,9 @@ def _cmd_device_profile(args: argparse.Namespace) -> None:
 
 
 def _cmd_device_adapt(args: argparse.Namespace) -> None:
-    from nasengine.meta_latency import adapt_device
+    from nasengine.meta_latency import DEFAULT_SOURCES, adapt_device
 
-    sources = [s.strip() for s in args.sources.split(",") if s.strip()]
+    sources = [s.strip() for s in args.sources.split(",") if s.strip()] if args.sources else list(DEFAULT_SOURCES)
     result = adapt_device(args.device, Path(args.supernet_dir), sources, args.pool, args.support, args.check,
                           args.seed, not args.quiet)
     print(f"adapted a latency predictor for {args.device} from {result['support']} measurements "
@@ -234,8 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = device_sub.add_parser("adapt", help="few-shot latency predictor for a device, meta-learned from others")
     p.add_argument("device", help="the target device (measured --support times)")
     p.add_argument("supernet_dir", help="directory written by `nasengine train`")
-    p.add_argument("--sources", default="ort-cpu-1t,ort-cpu-2t,torch-cpu-1t",
-                   help="comma-separated devices or tables to meta-learn from")
+    p.add_argument("--sources", default=None,
+                   help="comma-separated devices or tables to meta-learn from (default: ort-cpu-1t, ort-cpu-2t, "
+                        "ort-cpu-1t-int8, torch-cpu-1t)")
     p.add_argument("--pool", type=positive_int, default=200, help="archs measured on every source")
     p.add_argument("--support", type=positive_int, default=20, help="archs measured on the target")
     p.add_argument("--check", type=whole_number, default=0, help="extra target measurements to judge the predictor")

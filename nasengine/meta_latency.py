@@ -30,7 +30,7 @@ from search_spaces.samplers import sample_unique
 from search_spaces.space import Arch, Space
 
 DATA_DIR, MODELS_DIR = "latency_data", "latency_models"
-DEFAULT_SOURCES = ("ort-cpu-1t", "ort-cpu-2t", "torch-cpu-1t")
+DEFAULT_SOURCES = ("ort-cpu-1t", "ort-cpu-2t", "ort-cpu-1t-int8", "torch-cpu-1t")  # threads and precisions
 
 
 def arch_features(space: Space, arch: Arch, layers: Sequence[LayerSpec]) -> np.ndarray:

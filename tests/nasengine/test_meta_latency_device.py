@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -61,3 +64,19 @@ def test_adapt_rejects_bad_requests(tiny_supernet_dir: Path) -> None:
     with pytest.raises(UserError, match="no adapted latency predictor"):
         search(SearchRequest(tiny_supernet_dir, tiny_supernet_dir.parent / "none", ("meta:phone-9",), evals=4,
                              progress=False))
+
+
+def test_adapt_command_on_a_device_from_a_config_file(tiny_supernet_dir: Path, tmp_path: Path) -> None:
+    net, _ = load_trained(tiny_supernet_dir)
+    pool = sample_unique(net.space, 12, seed=3, include_extremes=True)
+    pd.DataFrame({"arch": [json.dumps(a) for a in pool], "latency_ms": [board_latency(a) for a in pool]}).to_csv(
+        tmp_path / "board.csv", index=False)
+    (tmp_path / "devices.toml").write_text(f'[devices.cfg-board]\nbackend = "table"\ncsv = "{tmp_path / "board.csv"}"\n')
+    run = subprocess.run([sys.executable, "-m", "nasengine", "device", "adapt", "cfg-board", str(tiny_supernet_dir),
+                          "--sources", "torch-cpu-1t", "--pool", "12", "--support", "4", "--check", "4", "--seed",
+                          "3", "--quiet"], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "NASENGINE_DEVICES": str(tmp_path / "devices.toml")})
+    assert run.returncode == 0, run.stderr
+    assert "adapted a latency predictor for cfg-board from 4 measurements" in run.stdout
+    info = json.loads((tiny_supernet_dir / "latency_models" / "cfg-board" / "model.json").read_text())
+    assert info["sources"] == ["torch-cpu-1t"] and info["check"]["n"] == 4
