@@ -3,17 +3,7 @@ import torch
 from torch import nn
 
 from kernels import ConvBNAct, ElasticBatchNorm2d, ElasticConv2d, ElasticLinear, ElasticMBConv
-
-
-def randomize_bn(module: nn.Module) -> None:
-    gen = torch.Generator().manual_seed(0)
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
-            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.bias.data.copy_(torch.rand(n, generator=gen) - 0.5)
+from tests.helpers import randomize_bn
 
 
 @pytest.mark.parametrize("depthwise", [False, True])

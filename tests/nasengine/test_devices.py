@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 from torch import nn
 
 from nasengine.devices import DeviceConfig, Measurement, TimingSettings, Workload, get_device, time_repeated

@@ -6,7 +6,7 @@ from torch import nn
 
 import supernets
 from nasengine.onnx_writer import supports, to_onnx
-from tests.supernets.test_ofa_mbv3 import perturb
+from tests.helpers import perturb
 
 
 def run_onnx(data: bytes, x: torch.Tensor) -> np.ndarray:

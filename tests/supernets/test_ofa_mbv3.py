@@ -2,25 +2,11 @@ import json
 
 import pytest
 import torch
-from torch import nn
 
 import supernets
 from kernels.static import from_spec, to_spec
 from supernets.base import Supernet
-
-
-def perturb(net: nn.Module) -> None:
-    """Make BN statistics, SE gates and kernel transforms non-trivial, as after training."""
-    gen = torch.Generator().manual_seed(0)
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
-            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
-    for name, p in net.named_parameters():
-        if "transforms" in name or "se.expand" in name:
-            p.data += 0.05 * torch.randn(p.shape, generator=gen)
+from tests.helpers import perturb
 
 
 @pytest.fixture(scope="module")
