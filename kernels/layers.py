@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,16 @@ def make_divisible(value: float, divisor: int = 8) -> int:
     """Round to the nearest multiple of `divisor`, never dropping more than 10 % (MobileNet convention)."""
     out = max(divisor, int(value + divisor / 2) // divisor * divisor)
     return out + divisor if out < 0.9 * value else out
+
+
+class ChannelPermutable(Protocol):
+    """A layer whose input and output channels can be reordered (importance sorting before shrinking)."""
+
+    def input_importance(self) -> torch.Tensor: ...
+
+    def permute_inputs(self, order: torch.Tensor) -> None: ...
+
+    def permute_outputs(self, order: torch.Tensor) -> None: ...
 
 
 def activation(name: str) -> nn.Module:
@@ -49,6 +60,20 @@ class ConvBNAct(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.bn(self.conv(x)))
+
+    def input_importance(self) -> torch.Tensor:
+        return self.conv.input_importance()
+
+    def permute_inputs(self, order: torch.Tensor) -> None:
+        """Reorder input channels (depthwise: every channel, so BN follows)."""
+        if self.conv.depthwise:
+            self.permute_outputs(order)
+        else:
+            self.conv.permute_inputs(order)
+
+    def permute_outputs(self, order: torch.Tensor) -> None:
+        self.conv.permute_outputs(order)
+        self.bn.permute(order)
 
     def export(self) -> nn.Sequential:
         parts: OrderedDict[str, nn.Module] = OrderedDict(conv=self.conv.export(), bn=self.bn.export())
@@ -89,6 +114,11 @@ class ElasticSqueezeExcite(nn.Module):
         s = x.mean((2, 3), keepdim=True)
         return x * F.hardsigmoid(self.expand(F.relu(self.reduce(s))))
 
+    def permute_channels(self, order: torch.Tensor) -> None:
+        """Reorder the gated channels (the squeezed middle channels keep their order)."""
+        self.reduce.permute_inputs(order)
+        self.expand.permute_outputs(order)
+
     def export(self) -> SqueezeExcite:
         se = SqueezeExcite(self.active_channels, self.reduce.active_out)
         se.reduce, se.expand = self.reduce.export(), self.expand.export()
@@ -101,9 +131,9 @@ class ElasticSqueezeExcite(nn.Module):
 
 
 class ElasticMBConv(nn.Module):
-    """Inverted residual block: 1x1 expand, kxk depthwise, optional SE, 1x1 project; elastic kernel and expand.
+    """Inverted residual block: 1x1 expand, kxk depthwise, optional SE, 1x1 project; elastic kernel, expand, width.
 
-    The residual connection is used when stride is 1 and input and output widths match.
+    The residual connection is used when stride is 1 and the active input and output widths match.
     """
 
     def __init__(self, max_in: int, out_channels: int, kernel_sizes: tuple[int, ...], expand_ratios: tuple[float, ...],
@@ -118,7 +148,7 @@ class ElasticMBConv(nn.Module):
         self.depthwise = ConvBNAct(max_hidden, max_hidden, tuple(self.kernel_sizes), stride, act, depthwise=True)
         self.se = ElasticSqueezeExcite(max_hidden) if use_se else None
         self.project = ConvBNAct(max_hidden, out_channels, (1,), 1, act=None)
-        self.active_in, self.active_hidden = max_in, max_hidden
+        self.active_in, self.active_hidden, self.active_out = max_in, max_hidden, out_channels
         self.active_kernel, self.active_expand = self.kernel_sizes[-1], self.expand_ratios[-1]
 
     def hidden(self, in_channels: int, expand: float) -> int:
@@ -126,19 +156,29 @@ class ElasticMBConv(nn.Module):
 
     @property
     def residual(self) -> bool:
-        return self.stride == 1 and self.active_in == self.out_channels
+        """Fixed by the full widths, as in Once-for-All: narrow subnets never add two differently ordered streams."""
+        return self.same_stream and self.active_in == self.active_out
 
-    def set_active(self, in_channels: int, kernel_size: int, expand: float) -> None:
+    @property
+    def same_stream(self) -> bool:
+        """Input and output form one residual stream at full width, so they must share one channel order."""
+        return self.stride == 1 and self.max_in == self.out_channels
+
+    def set_active(self, in_channels: int, kernel_size: int, expand: float, out_channels: int | None = None) -> None:
+        """Activate the first `in_channels` inputs and `out_channels` outputs (default: all), kernel and expand."""
         if expand not in self.expand_ratios:
             raise ValueError(f"expand ratio {expand} not among {self.expand_ratios}")
+        out = self.out_channels if out_channels is None else int(out_channels)
+        if not 0 < out <= self.out_channels:
+            raise ValueError(f"{out} output channels exceed {self.out_channels}")
         hidden = self.hidden(in_channels, expand)
         if self.expand is not None:
             self.expand.set_active(in_channels, hidden)
         self.depthwise.set_active(hidden, hidden, kernel_size)
         if self.se is not None:
             self.se.set_active(hidden)
-        self.project.set_active(hidden, self.out_channels)
-        self.active_in, self.active_hidden = in_channels, hidden
+        self.project.set_active(hidden, out)
+        self.active_in, self.active_hidden, self.active_out = in_channels, hidden, out
         self.active_kernel, self.active_expand = kernel_size, expand
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -173,7 +213,7 @@ class ElasticMBConv(nn.Module):
         part, hw = self.project.describe(hw)
         ops += part
         if self.residual:
-            ops.append(OpSpec("add", self.out_channels, self.out_channels, hw, hw))
+            ops.append(OpSpec("add", self.active_out, self.active_out, hw, hw))
         return ops, hw
 
     @torch.no_grad()
@@ -181,19 +221,31 @@ class ElasticMBConv(nn.Module):
         """Reorder hidden channels by importance (L1 of project weights) so narrower blocks keep the best ones."""
         if self.expand is None:
             return
-        importance = self.project.conv.weight.abs().sum(dim=(0, 2, 3))
-        order = torch.argsort(importance, descending=True)
-        _permute(self.expand.conv.weight, order, 0)
-        for bn in (self.expand.bn, self.depthwise.bn):
-            for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var):
-                _permute(t, order, 0)
-        _permute(self.depthwise.conv.weight, order, 0)
+        order = torch.argsort(self.project.conv.input_importance(), descending=True, stable=True)
+        self.expand.permute_outputs(order)
+        self._permute_hidden(order)
+
+    def _permute_hidden(self, order: torch.Tensor) -> None:
+        """Reorder the hidden channels after the expand conv: depthwise, its BN, SE and the project's inputs."""
+        self.depthwise.permute_outputs(order)
         if self.se is not None:
-            _permute(self.se.reduce.weight, order, 1)
-            _permute(self.se.expand.weight, order, 0)
-            _permute(self.se.expand.bias, order, 0)
-        _permute(self.project.conv.weight, order, 1)
+            self.se.permute_channels(order)
+        self.project.permute_inputs(order)
 
+    def input_importance(self) -> torch.Tensor:
+        """L1 of the weights reading each input channel: the expand conv's, or the depthwise filter's if none."""
+        first = self.expand if self.expand is not None else self.depthwise
+        return first.input_importance()
 
-def _permute(tensor: torch.Tensor, order: torch.Tensor, dim: int) -> None:
-    tensor.copy_(tensor.index_select(dim, order))
+    @torch.no_grad()
+    def permute_inputs(self, order: torch.Tensor) -> None:
+        """Reorder input channels; without an expand conv the hidden channels are the inputs and follow them."""
+        if self.expand is not None:
+            self.expand.permute_inputs(order)
+        else:
+            self._permute_hidden(order)
+
+    @torch.no_grad()
+    def permute_outputs(self, order: torch.Tensor) -> None:
+        """Reorder output channels: project conv rows and project BN."""
+        self.project.permute_outputs(order)

@@ -69,6 +69,26 @@ class ElasticConv2d(nn.Module):
     def active_bias(self) -> torch.Tensor | None:
         return None if self.bias is None else self.bias[: self.active_out]
 
+    def input_importance(self) -> torch.Tensor:
+        """L1 norm of the weights reading each input channel (one filter per channel when depthwise)."""
+        dims = (1, 2, 3) if self.depthwise else (0, 2, 3)
+        return self.weight.detach().abs().sum(dim=dims)
+
+    @torch.no_grad()
+    def permute_outputs(self, order: torch.Tensor) -> None:
+        """Reorder output channels (weights and bias); kernel transforms are shared by all channels."""
+        _permute(self.weight, order, 0)
+        if self.bias is not None:
+            _permute(self.bias, order, 0)
+
+    @torch.no_grad()
+    def permute_inputs(self, order: torch.Tensor) -> None:
+        """Reorder input channels; a depthwise conv's channels are its inputs and outputs at once."""
+        if self.depthwise:
+            self.permute_outputs(order)
+        else:
+            _permute(self.weight, order, 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         groups = self.active_out if self.depthwise else 1
         return F.conv2d(x, self.active_weight(), self.active_bias(), self.stride, self.active_kernel // 2, 1, groups)
@@ -110,6 +130,12 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
         # slices of the running buffers are views: training updates the shared statistics in place
         return F.batch_norm(x, self.running_mean[:c], self.running_var[:c], self.weight[:c], self.bias[:c],
                             self.training, factor, self.eps)
+
+    @torch.no_grad()
+    def permute(self, order: torch.Tensor) -> None:
+        """Reorder channels: affine parameters and running statistics alike."""
+        for tensor in (self.weight, self.bias, self.running_mean, self.running_var):
+            _permute(tensor, order, 0)
 
     @torch.no_grad()
     def export(self) -> nn.BatchNorm2d:
@@ -158,3 +184,10 @@ class ElasticLinear(nn.Module):
 
     def describe(self, in_hw: tuple[int, int] = (1, 1)) -> OpSpec:
         return OpSpec("linear", self.active_in, self.active_out, bias=self.bias is not None)
+
+
+def _permute(tensor: torch.Tensor, order: torch.Tensor, dim: int) -> None:
+    """Reorder `tensor` along `dim` in place (parameters keep their identity, so optimisers still hold them)."""
+    if tensor.shape[dim] != order.numel():
+        raise ValueError(f"permutation of {order.numel()} entries for a dimension of size {tensor.shape[dim]}")
+    tensor.copy_(tensor.index_select(dim, order.to(tensor.device)))

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
-from nasengine.argtypes import positive_float, positive_int, whole_number
+from nasengine.argtypes import image_size, positive_float, positive_int, whole_number
 from nasengine.errors import UserError
 
 
@@ -34,13 +34,53 @@ def _overrides(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def _data_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Split rule, augmentation and image size given on the command line (overriding the data set's own)."""
+    given = {k: getattr(args, k) for k in ("val_fraction", "test_fraction", "split_seed", "max_train", "augment",
+                                            "image_size") if getattr(args, k, None) is not None}
+    if "augment" in given:
+        given["augment"] = tuple(a.strip() for a in given["augment"].split(",") if a.strip() and a.strip() != "none")
+    return given or None
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--val-fraction", type=positive_float, default=None,
+                   help="share of the training files held out for validation when the files define no "
+                        "validation split (default 0.1)")
+    p.add_argument("--test-fraction", type=float, default=None,
+                   help="share held out for testing when the files define no test split (default 0.15)")
+    p.add_argument("--split-seed", type=whole_number, default=None, help="seed of the stratified splits (default 0)")
+    p.add_argument("--max-train", type=positive_int, default=None,
+                   help="train on a stratified subset of this many images (default: all)")
+    p.add_argument("--augment", default=None,
+                   help="comma-separated training augmentations: affine, hflip, or none (default affine)")
+    p.add_argument("--image-size", type=image_size, default=None, metavar="HxW",
+                   help="resize the images of an image folder to this size (default: their own, if all agree)")
+
+
+def _cmd_data(args: argparse.Namespace) -> None:
+    from nasengine.tasks import open_data
+
+    task = open_data(args.data, _data_options(args))
+    spec = task.spec
+    if args.json:
+        print(json.dumps(spec, indent=2))
+        return
+    sizes = spec.get("split", {}).get("sizes") or {s: len(task.split(s)) for s in ("train", "val", "test")}
+    print(f"{task.name}: {spec['num_classes']} classes, inputs {'x'.join(map(str, spec['input_shape']))} (C x H x W)")
+    print("  splits: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()))
+    if spec.get("classes"):
+        print("  classes: " + ", ".join(spec["classes"]))
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
     from nasengine.training import TrainRequest, train
 
     given = {k: getattr(args, k) for k in ("epochs", "seed", "recipe", "batch_size", "lr", "n_random")
              if getattr(args, k) is not None}  # unset options take TrainRequest's defaults
     result = train(TrainRequest(args.supernet, Path(args.out), overwrite=args.overwrite, progress=not args.quiet,
-                                overrides=_overrides(args.set), **given))
+                                overrides=_overrides(args.set), data=args.data, data_options=_data_options(args),
+                                **given))
     acc = result["final_accuracy"]
     print(f"trained {args.supernet} in {result['seconds']:.0f}s -> {args.out}")
     for name in ("max", "min"):
@@ -164,16 +204,31 @@ def _cmd_supernets(args: argparse.Namespace) -> None:
 
     for name in supernets.available():
         entry = supernets.entry(name)
-        print(f"{name:<20} task={entry.task:<8} {entry.summary}")
+        data = f"data={entry.task}" if entry.task else "--data required"
+        print(f"{name:<20} {data:<16} {entry.summary}  [{entry.module}]")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nasengine", description="Hardware-aware neural architecture search.")
+    parser.add_argument("--plugin", action="append", dest="plugins_global", default=[], metavar="FILE.py|MODULE",
+                        help=PLUGIN_HELP)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("data", help="show how the engine reads a data set (classes, input shape, splits)")
+    p.add_argument("data", help="a built-in name (digits, fashion-mnist) or a path to an .npz, IDX folder or "
+                                "image folder")
+    _add_data_options(p)
+    p.add_argument("--json", action="store_true", help="print the task spec that config.json would record")
+    p.set_defaults(handler=_cmd_data)
 
     p = sub.add_parser("train", help="train a weight-sharing supernet once")
     p.add_argument("supernet", help="registered supernet name (see `nasengine supernets`)")
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--data", default=None,
+                   help="data set: a built-in name (digits, fashion-mnist) or a path to an .npz (x, y[, x_val, "
+                        "y_val, x_test, y_test]), a folder of MNIST-style IDX files, or a folder with one "
+                        "sub-folder of PNG/JPEG images per class (default: the family's own, if it names one)")
+    _add_data_options(p)
     p.add_argument("--epochs", type=positive_int, help="default 20")
     p.add_argument("--seed", type=whole_number, help="default 0")
     p.add_argument("--recipe", help="sandwich (default) or progressive")
@@ -251,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("supernets", help="list the registered supernets")
     p.set_defaults(handler=_cmd_supernets)
 
+    for sp in sub.choices.values():
+        sp.add_argument("--plugin", action="append", dest="plugins_local", default=[], metavar="FILE.py|MODULE",
+                        help=PLUGIN_HELP)
     for name in ("train", "search", "export"):
         sp = sub.choices[name]
         sp.add_argument("--overwrite", action="store_true", help="replace the output directory")
@@ -262,6 +320,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PLUGIN_HELP = ("import this Python file or module first, so the supernets, data sets, devices and strategies it "
+               "registers are usable (repeatable)")
+
+
+def _load_plugins(args: argparse.Namespace) -> None:
+    from nasengine.plugins import load_entry_point_plugins, load_plugin
+
+    load_entry_point_plugins()
+    for ref in [*getattr(args, "plugins_global", []), *getattr(args, "plugins_local", [])]:
+        load_plugin(ref, given=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], Any] = args.handler
@@ -270,6 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     try:
+        _load_plugins(args)
         handler(args)
     except UserError as exc:
         print(f"nasengine: error: {exc}", file=sys.stderr)

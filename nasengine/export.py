@@ -30,7 +30,7 @@ from nasengine.onnx_writer import to_onnx
 from nasengine.subnet import FORMAT
 from nasengine.reports import latency_column, pareto_frame
 from nasengine.search.runner import MARKER, load_trained
-from nasengine.tasks import get_task
+from nasengine.tasks import task_from_spec
 
 
 
@@ -80,7 +80,7 @@ def export(request: ExportRequest) -> dict[str, Any]:
     net, config = load_trained(Path(identity["supernet_dir"]))
     if supernets.weights_digest(Path(identity["supernet_dir"])) != identity["supernet_weights_sha1"]:
         raise UserError(f"the supernet in {identity['supernet_dir']} changed since this search; search again")
-    task = get_task(config["task"])
+    task = task_from_spec(config["task"])
     evaluator = Evaluator(net, task, "val")
     if request.arch is not None:
         try:

@@ -12,7 +12,7 @@ from torch import nn
 from kernels.inputs import apply_input_transform
 from kernels.static import from_spec
 from nasengine.evaluation import accuracy
-from nasengine.tasks import get_task
+from nasengine.tasks import task_from_spec
 
 FORMAT = "nasengine-subnet"
 
@@ -43,7 +43,7 @@ def evaluate_subnet(path: str | Path, split: str | None = None) -> float:
     path = Path(path)
     config = read_subnet_config(path)
     manifest = json.loads((path / "manifest.json").read_text())
-    data = get_task(config["task"]).split(split or manifest["accuracy_split"]["split"])
+    data = task_from_spec(config["task"]).split(split or manifest["accuracy_split"]["split"])
     return accuracy(load_subnet(path), data, lambda x: apply_input_transform(x, config["input_transform"]))
 
 

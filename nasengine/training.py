@@ -17,7 +17,8 @@ from nasengine.errors import UserError
 from nasengine.evaluation import Evaluator
 from nasengine.progress import Progress
 from nasengine.rundir import prepare_output, update_marker
-from nasengine.tasks import get_task
+from nasengine.plugins import loaded_plugins
+from nasengine.tasks import Task, open_data
 from supernets.training import Phase, TrainSettings, get_recipe, train_supernet
 
 MARKER = "train.json"
@@ -37,6 +38,19 @@ class TrainRequest:
     overwrite: bool = False
     progress: bool = True
     overrides: dict[str, Any] = field(default_factory=dict)
+    data: str | None = None  # a data set name or path; None: the family's default data set
+    data_options: dict[str, Any] | None = None  # split rule, augmentation, image size overrides (see open_data)
+
+    def open_task(self) -> Task:
+        """The task to train on: `data`, else the family's default; refuses a family that has none."""
+        default = supernets.entry(self.supernet).task
+        if self.data is None and default is None:
+            raise UserError(f"{self.supernet} names no default data set; give one with --data "
+                            f"(a name such as fashion-mnist, or a path to an .npz, IDX folder or image folder)")
+        if self.data is not None and default is not None and self.data != default:
+            raise UserError(f"{self.supernet} is the {default} default; train another data set with the family "
+                            f"name (see `nasengine supernets`) and --data")
+        return open_data(self.data or str(default), self.data_options)
 
     def validate(self) -> None:
         try:
@@ -44,10 +58,6 @@ class TrainRequest:
             get_recipe(self.recipe)
         except ValueError as exc:
             raise UserError(str(exc)) from None
-        try:
-            supernets.create(self.supernet, **self.overrides)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise UserError(f"cannot build {self.supernet} with {self.overrides}: {exc}") from None
         if self.epochs < 1:
             raise UserError(f"--epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 2:
@@ -58,6 +68,14 @@ class TrainRequest:
             raise UserError(f"--n-random cannot be negative, got {self.n_random}")
         if self.recipe == "progressive" and self.epochs < 4:
             raise UserError("the progressive recipe needs at least 4 epochs (one per phase)")
+
+    def build(self, task: Task) -> supernets.Supernet:
+        """The untrained supernet for `task`'s channels, classes and image size, with the user's overrides."""
+        try:
+            return supernets.create_for_task(self.supernet, task.in_channels, task.num_classes, task.input_size,
+                                             **self.overrides)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise UserError(f"cannot build {self.supernet} with {self.overrides}: {exc}") from None
 
 
 def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -76,15 +94,18 @@ def train(request: TrainRequest) -> dict[str, Any]:
     out = Path(request.out)
     if (out / supernets.io.CONFIG).exists() and not request.overwrite:
         raise UserError(f"{out} already holds a trained supernet; use --overwrite to retrain")
-    entry = supernets.entry(request.supernet)
+    task = request.open_task()
+    request.build(task)  # refuse bad overrides before anything is written
+    plugins = [p.to_dict() for p in loaded_plugins()]
     settings = TrainSettings(epochs=request.epochs, lr=request.lr, n_random=request.n_random, seed=request.seed)
     identity = {"supernet": request.supernet, "overrides": request.overrides, "recipe": request.recipe,
                 "batch_size": request.batch_size, **settings.to_dict()}
+    if request.data is not None:  # identities of runs made before --data existed stay valid
+        identity["task"] = task.spec
     resumed = prepare_output(out, MARKER, identity, request.overwrite, "training") is not None
 
     torch.manual_seed(request.seed)
-    net = supernets.create(request.supernet, **request.overrides)
-    task = get_task(entry.task)
+    net = request.build(task)
     data = task.train_data(request.batch_size, request.seed)
     evaluator = Evaluator(net, task, "val")
     started = time.perf_counter()
@@ -110,7 +131,7 @@ def train(request: TrainRequest) -> dict[str, Any]:
     final = {name: {"val": evaluator.evaluate(arch), "test": evaluator.evaluate(arch, test)}
              for name, arch in (("max", net.space.max()), ("min", net.space.min()))}
     seconds = time.perf_counter() - started
-    supernets.save_supernet(net, out, {"task": entry.task, "training": {**identity, "seconds": round(seconds, 1)},
+    supernets.save_supernet(net, out, {"task": task.spec, "plugins": plugins, "training": {**identity, "seconds": round(seconds, 1)},
                                        "final_accuracy": final})
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     update_marker(out / MARKER, status="complete")

@@ -11,6 +11,7 @@ from torch import nn
 
 from kernels.describe import LayerSpec
 from kernels.inputs import apply_input_transform
+from kernels.trace import trace_layers
 from search_spaces.space import Arch, Space
 
 
@@ -34,8 +35,9 @@ class Cost:
 class Supernet(nn.Module, ABC):
     """A weight-sharing network over `space`; `set_active(arch)` selects the subnet that `forward` runs.
 
-    Subclasses build their layers from `kernels` and implement `_activate`, `extract`, `describe`,
-    `input_shape` and `config`; the arch dict is the only currency exchanged with the rest of the engine.
+    Subclasses build their layers from `kernels` and implement `_activate`, `forward`, `input_shape`,
+    `_export_active` and `config`; layer descriptions and costs are traced from the export unless a family
+    overrides `_walk_active`. The arch dict is the only currency exchanged with the rest of the engine.
     """
 
     name: str = ""
@@ -95,9 +97,15 @@ class Supernet(nn.Module, ABC):
             self.set_active(previous)
         return module.eval()
 
-    @abstractmethod
+    @torch.no_grad()
     def _walk_active(self, export: bool) -> list[Layer]:
-        """The active subnet's layers in execution order; with `export`, each with its static module."""
+        """The active subnet's layers in execution order; with `export`, each with its static module.
+
+        Derived by tracing `_export_active()` on a batch-1 example (see kernels.trace); families may override it.
+        """
+        module = self._export_active().eval()
+        traced = trace_layers(module, self.example_input(self._active, 1))
+        return [Layer(t.spec, t.input_shape, t.module if export else None) for t in traced]
 
     def describe(self, arch: Mapping[str, Any]) -> list[LayerSpec]:
         """The subnet's layers and their ops as data, for costs and per-op latency tables."""

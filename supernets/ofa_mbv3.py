@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from kernels import ConvBNAct, ElasticLinear, ElasticMBConv, GlobalAvgPool, LayerSpec, OpSpec
+from kernels.layers import ChannelPermutable, make_divisible
 from search_spaces.builtin import elastic_mobilenet_space
 from search_spaces.space import Arch
 from supernets.base import Layer, Supernet
@@ -16,7 +17,10 @@ from supernets.registry import register
 
 
 class OFAMobileNetV3(Supernet):
-    """Stem, a fixed first block, elastic stages of inverted residual blocks, and a 1x1 head + classifier."""
+    """Stem, a fixed first block, elastic stages of inverted residual blocks, and a 1x1 head + classifier.
+
+    With several `widths`, gene `s{i}.width` picks a multiplier of stage i's output width (first-k channels).
+    """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, stem_width: int = 16,
                  stage_widths: Sequence[int] = (24, 40, 64, 96), stage_strides: Sequence[int] = (2, 2, 2, 1),
@@ -24,17 +28,21 @@ class OFAMobileNetV3(Supernet):
                  stage_se: Sequence[bool] = (False, True, False, True), head_width: int = 192,
                  depths: Sequence[int] = (1, 2, 3, 4), kernels: Sequence[int] = (3, 5, 7),
                  expands: Sequence[float] = (3, 4, 6), resolutions: Sequence[int] = (8, 12, 16, 20, 24, 28, 32),
-                 stem_stride: int = 2, dropout: float = 0.1):
+                 stem_stride: int = 2, dropout: float = 0.1, widths: Sequence[float] = (1.0,)):
         n = len(stage_widths)
         if not (len(stage_strides) == len(stage_acts) == len(stage_se) == n):
             raise ValueError("stage_widths, stage_strides, stage_acts and stage_se need one entry per stage")
-        super().__init__(elastic_mobilenet_space(n, depths, kernels, expands, resolutions, name="ofa_mbv3"))
+        mults = sorted(float(w) for w in widths)
+        if not mults or not all(0 < w <= 1 for w in mults):
+            raise ValueError(f"width multipliers must be in (0, 1], got {list(widths)}")
+        super().__init__(elastic_mobilenet_space(n, depths, kernels, expands, resolutions, name="ofa_mbv3",
+                                                 widths=mults if len(mults) > 1 else None))
         self._config: dict[str, Any] = {
             "in_channels": in_channels, "num_classes": num_classes, "stem_width": stem_width,
             "stage_widths": list(stage_widths), "stage_strides": list(stage_strides), "stage_acts": list(stage_acts),
             "stage_se": list(stage_se), "head_width": head_width, "depths": sorted(depths), "kernels": sorted(kernels),
             "expands": sorted(expands), "resolutions": sorted(resolutions), "stem_stride": stem_stride,
-            "dropout": dropout,
+            "dropout": dropout, "widths": mults,
         }
         self.in_channels, self.num_classes = in_channels, num_classes
         self.stem = ConvBNAct(in_channels, stem_width, (3,), stem_stride, "hswish")
@@ -53,15 +61,27 @@ class OFAMobileNetV3(Supernet):
         self.set_active(self.space.max())
 
     # --- activation -------------------------------------------------------------------------------
+    @staticmethod
+    def stage_channels(width: int, mult: float) -> int:
+        """Output channels of a stage of `width` channels at multiplier `mult`: make_divisible, capped at `width`."""
+        return min(width, make_divisible(width * mult))
+
+    def stage_width(self, arch: Mapping[str, Any], stage: int) -> int:
+        """Active output channels of `stage` under `arch` (the fixed multiplier when width is not elastic)."""
+        mult = arch.get(f"s{stage}.width", self._config["widths"][-1])
+        return self.stage_channels(self._config["stage_widths"][stage], float(mult))
+
     def _activate(self, arch: Arch) -> None:
         cfg = self._config
         self.stem.set_active(self.in_channels, cfg["stem_width"], 3)
         self.first.set_active(cfg["stem_width"], 3, 1)
         width = cfg["stem_width"]
         for i, blocks in enumerate(self.stages):
+            out = self.stage_width(arch, i)
             for j in range(arch[f"s{i}.depth"]):
-                blocks[j].set_active(width, arch[f"s{i}.b{j}.kernel"], arch[f"s{i}.b{j}.expand"])
-                width = blocks[j].out_channels
+                blocks[j].set_active(width, arch[f"s{i}.b{j}.kernel"], arch[f"s{i}.b{j}.expand"], out)
+                width = out
+        self.head.set_active(width, cfg["head_width"])
 
     def _active_blocks(self, arch: Mapping[str, Any]) -> list[tuple[str, ElasticMBConv]]:
         blocks = [("first", self.first)]
@@ -115,15 +135,74 @@ class OFAMobileNetV3(Supernet):
     def config(self) -> dict[str, Any]:
         return dict(self._config)
 
+    def _channel_streams(self) -> list[tuple[list[ChannelPermutable], list[ChannelPermutable]]]:
+        """(producers, consumers) of each channel stream, in order; a block with `same_stream` joins its in and out.
+
+        Every layer (all blocks at maximum depth) is listed, so one order holds for any depth.
+        """
+        units: list[Any] = [self.stem, self.first, *(b for stage in self.stages for b in stage), self.head]
+        streams: list[tuple[list[ChannelPermutable], list[ChannelPermutable]]] = []
+        for k in range(len(units) - 1):
+            producer, consumer = units[k], units[k + 1]
+            if k > 0 and isinstance(producer, ElasticMBConv) and producer.same_stream:
+                streams[-1][0].append(producer)
+                streams[-1][1].append(consumer)
+            else:
+                streams.append(([producer], [consumer]))
+        return streams
+
+    @torch.no_grad()
+    def sort_stage_channels(self) -> None:
+        """Reorder each stage's output channels by importance so narrower widths keep the most important ones.
+
+        Importance of a channel = L1 norm of all consumer weights reading it (expand convs, or depthwise filters
+        of blocks without one, the next stage's first block, the head conv), summed. One permutation per stream
+        goes to every producer's project conv/BN and every consumer's inputs, so the full-width function is kept.
+        """
+        stage_blocks = {id(b) for stage in self.stages for b in stage}
+        for producers, consumers in self._channel_streams():
+            if not any(id(p) in stage_blocks for p in producers):
+                continue  # the stem's fixed-width stream
+            importance = torch.stack([c.input_importance() for c in consumers]).sum(0)
+            order = torch.argsort(importance, descending=True, stable=True)
+            for p in producers:
+                p.permute_outputs(order)
+            for c in consumers:
+                c.permute_inputs(order)
+
     def prepare_phase(self, tags: set[str]) -> None:
-        """Entering elastic expand ratios: sort hidden channels so the narrow subnets keep the important ones."""
+        """Entering elastic width or expand ratios: sort stage or hidden channels so narrow subnets keep the best."""
+        if "width" in tags:
+            self.sort_stage_channels()
         if "expand" in tags:
             for stage in self.stages:
                 for block in stage:
                     block.sort_hidden_channels()
 
 
+def default_resolutions(native: int, count: int = 5) -> list[int]:
+    """Up to `count` resolutions in multiples of 4 from 40 % of the native size up to it (OFA: 128..224)."""
+    low = max(8, -(-int(0.4 * native) // 4) * 4)
+    options = list(range(low, native + 1, 4)) or [native]
+    if options[-1] != native:
+        options.append(native)
+    if len(options) > count:
+        picks = {round(i * (len(options) - 1) / (count - 1)) for i in range(count)}
+        options = [options[i] for i in sorted(picks)]
+    return options
+
+
+@register("ofa_mbv3")
+def ofa_mbv3(in_channels: int = 3, num_classes: int = 10, input_size: tuple[int, int] | None = None,
+             **overrides: Any) -> OFAMobileNetV3:
+    """MobileNetV3-style once-for-all CNN for any image task (elastic resolution up to the data's size, and width)."""
+    if "resolutions" not in overrides and input_size is not None:
+        overrides["resolutions"] = default_resolutions(min(int(s) for s in input_size))
+    overrides.setdefault("widths", (0.5, 0.75, 1.0))
+    return OFAMobileNetV3(in_channels=in_channels, num_classes=num_classes, **overrides)
+
+
 @register("ofa_mbv3_digits", task="digits")
-def ofa_mbv3_digits(**overrides: Any) -> OFAMobileNetV3:
+def ofa_mbv3_digits(input_size: tuple[int, int] | None = None, **overrides: Any) -> OFAMobileNetV3:
     """MobileNetV3-style once-for-all CNN for 8x8 digits at 8-32 px (elastic r/depth/kernel/expand)."""
     return OFAMobileNetV3(**overrides)

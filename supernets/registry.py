@@ -1,33 +1,49 @@
-"""Name -> supernet builder registry, in the style of timm: one file per family, one decorator each."""
+"""Name -> supernet builder registry, in the style of timm: one file per family, one decorator each.
+
+A builder is `builder(**kwargs) -> Supernet`. The engine calls it with the task's `in_channels`,
+`num_classes` and `input_size` (native (H, W) of the data) plus the user's overrides, so a family never
+names a data set; a family may still name a default data set (`task=`) for `nasengine train NAME`.
+"""
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from supernets.base import Supernet
 
 Builder = Callable[..., Supernet]
+TASK_ARGUMENTS = ("in_channels", "num_classes", "input_size")
 
 
 @dataclass(frozen=True)
 class Entry:
     name: str
     builder: Builder
-    task: str
+    task: str | None
     summary: str
+
+    @property
+    def module(self) -> str:
+        """The Python module that registered the builder (recorded so commands can reload user plugins)."""
+        return str(getattr(self.builder, "__module__", ""))
 
 
 _REGISTRY: dict[str, Entry] = {}
 
 
-def register(name: str, task: str, summary: str = "") -> Callable[[Builder], Builder]:
-    """Decorator: make `builder(**kwargs) -> Supernet` available as `create(name)`; `task` is its default data."""
+def register(name: str, task: str | None = None, summary: str = "") -> Callable[[Builder], Builder]:
+    """Decorator: make `builder(**kwargs) -> Supernet` available as `create(name)`.
+
+    `task` optionally names the data set used when `nasengine train NAME` is given no `--data`.
+    """
 
     def wrap(builder: Builder) -> Builder:
         if name in _REGISTRY:
-            raise ValueError(f"supernet {name!r} is registered twice")
-        _REGISTRY[name] = Entry(name, builder, task, summary or (builder.__doc__ or "").strip().splitlines()[0])
+            raise ValueError(f"supernet {name!r} is registered twice (first by {_REGISTRY[name].module})")
+        doc = (builder.__doc__ or "").strip().splitlines()
+        _REGISTRY[name] = Entry(name, builder, task, summary or (doc[0] if doc else ""))
         return builder
 
     return wrap
@@ -43,8 +59,24 @@ def entry(name: str) -> Entry:
 def create(name: str, **kwargs: Any) -> Supernet:
     """Build a registered supernet; keyword arguments override its defaults."""
     net = entry(name).builder(**kwargs)
+    if not isinstance(net, Supernet):
+        raise TypeError(f"the builder of {name!r} returned {type(net).__name__}, not a Supernet")
     net.name = name
     return net
+
+
+def create_for_task(name: str, in_channels: int, num_classes: int, input_size: tuple[int, int] | None,
+                    **overrides: Any) -> Supernet:
+    """Build `name` for a task's data: its channels, classes and native image size, then the user's overrides.
+
+    Task arguments the builder does not accept are left out, so a builder may ignore `input_size`.
+    """
+    given = {"in_channels": in_channels, "num_classes": num_classes, "input_size": input_size}
+    builder = entry(name).builder
+    params = inspect.signature(builder).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    task_kwargs = {k: v for k, v in given.items() if v is not None and (takes_any or k in params)}
+    return create(name, **{**task_kwargs, **overrides})
 
 
 def available() -> list[str]:

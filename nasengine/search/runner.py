@@ -21,7 +21,8 @@ from nasengine.search.objectives import bind_objectives
 from nasengine.search.problem import SearchProblem
 from nasengine.search.strategies import get_strategy
 from nasengine.store import RunStore
-from nasengine.tasks import get_task
+from nasengine.plugins import reload_recorded
+from nasengine.tasks import task_from_spec
 
 MARKER = "run.json"
 
@@ -52,8 +53,11 @@ class SearchRequest:
 
 
 def load_trained(supernet_dir: Path) -> tuple[supernets.Supernet, dict[str, Any]]:
-    """The trained supernet of a `nasengine train` directory, or a one-line UserError."""
+    """The trained supernet of a `nasengine train` directory (re-importing the plugins it was built with),
+    or a one-line UserError."""
     try:
+        config = supernets.io.read_config(Path(supernet_dir))
+        reload_recorded(config.get("plugins", []))
         return supernets.load_supernet(Path(supernet_dir))
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(str(exc)) from None
@@ -79,7 +83,7 @@ def search(request: SearchRequest) -> dict[str, Any]:
     resumed = prepare_output(out, MARKER, identity, request.overwrite, "search run") is not None
     update_marker(out / MARKER, status="running", evals=request.evals)
 
-    task = get_task(config["task"])
+    task = task_from_spec(config["task"])
     store = RunStore(out, net.space)
     candidates = CandidateEvaluator(Evaluator(net, task, "val"), devices, store)
     started = time.perf_counter()

@@ -31,10 +31,21 @@ class Split:
 
 
 class Task(ABC):
-    """Splits of one data set; `train_data` yields augmented, shuffled training batches per epoch."""
+    """Splits of one data set; `train_data` yields augmented, shuffled training batches per epoch.
+
+    `spec` is the task as data (stored in config.json): `nasengine.tasks.task_from_spec(spec)` rebuilds the
+    same splits on any later command, or refuses when the data changed.
+    """
 
     name: str = ""
     num_classes: int = 0
+    in_channels: int = 1
+    input_size: tuple[int, int] = (0, 0)
+
+    @property
+    @abstractmethod
+    def spec(self) -> dict[str, Any]:
+        """JSON description from which `task_from_spec` rebuilds exactly this task."""
 
     @abstractmethod
     def split(self, name: str) -> Split:
@@ -69,22 +80,31 @@ class EpochBatches:
             yield x, self.split.labels[idx]
 
 
-_TASKS: dict[str, Callable[[], Task]] = {}
+NamedFactory = Callable[..., Task]
+_TASKS: dict[str, NamedFactory] = {}
 
 
-def register_task(name: str) -> Callable[[Callable[[], Task]], Callable[[], Task]]:
-    def wrap(factory: Callable[[], Task]) -> Callable[[], Task]:
+def register_task(name: str) -> Callable[[NamedFactory], NamedFactory]:
+    """Decorator: a data set known by name (`--data NAME`); `factory(**options) -> Task`."""
+
+    def wrap(factory: NamedFactory) -> NamedFactory:
+        if name in _TASKS:
+            raise ValueError(f"task {name!r} is registered twice")
         _TASKS[name] = factory
         return factory
 
     return wrap
 
 
+def named_task_factory(name: str) -> NamedFactory | None:
+    return _TASKS.get(name)
+
+
 def get_task(name: str) -> Task:
-    try:
-        factory = _TASKS[name]
-    except KeyError:
-        raise UserError(f"unknown task {name!r}; available: {', '.join(sorted(_TASKS))}") from None
+    """A registered data set by name, with its default options."""
+    factory = _TASKS.get(name)
+    if factory is None:
+        raise UserError(f"unknown task {name!r}; available: {', '.join(sorted(_TASKS))}")
     return factory()
 
 

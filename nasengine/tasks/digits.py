@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import math
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from nasengine.tasks.augment import random_affine
 from nasengine.tasks.base import EpochBatches, Split, Task, register_task
 
 FRACTIONS = {"train": 0.60, "val": 0.20, "test": 0.20}
@@ -38,22 +37,11 @@ def _indices() -> dict[str, np.ndarray]:
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 
-def random_affine(x: torch.Tensor, gen: torch.Generator, max_shift: float = 0.06, max_rotate_deg: float = 6.0,
-                  scale_range: float = 0.06) -> torch.Tensor:
-    """Small random rotations, scalings and sub-pixel shifts, batched (bilinear resampling at native size)."""
-    n = x.shape[0]
-    angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(max_rotate_deg)
-    scale = 1 + (torch.rand(n, generator=gen) * 2 - 1) * scale_range
-    shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * max_shift * 2
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-
 class Digits(Task):
     name = "digits"
     num_classes = 10
+    in_channels = 1
+    input_size = (8, 8)
     scale = 1.0 / 16.0  # raw pixel values are 0..16
 
     @property
@@ -61,6 +49,11 @@ class Digits(Task):
         images, _ = _raw()
         train = images[_indices()["train"]] * self.scale
         return float(train.mean()), float(train.std())
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "named", "name": "digits", "input_shape": [1, 8, 8], "num_classes": 10,
+                "split": {"rule": "stratified", "fractions": FRACTIONS, "seed": SPLIT_SEED}}
 
     @property
     def preprocessing(self) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Once-for-all style spaces: elastic resolution, per-stage depth, per-block kernel size and expand ratio."""
+"""Once-for-all style spaces: elastic resolution, per-stage depth and width, per-block kernel size and expand ratio."""
 
 from __future__ import annotations
 
@@ -20,13 +20,16 @@ def block_genes(stage: int, block: int, depths: Sequence[int], kernels: Sequence
 
 def elastic_mobilenet_space(n_stages: int, depths: Sequence[int] = (2, 3, 4), kernels: Sequence[int] = (3, 5, 7),
                             expands: Sequence[float] = (3, 4, 6), resolutions: Sequence[int] | None = None,
-                            name: str = "elastic_mobilenet") -> Space:
-    """Genes: `resolution` (if given), then per stage `s{i}.depth` and per block `s{i}.b{j}.kernel|expand`."""
+                            name: str = "elastic_mobilenet", widths: Sequence[float] | None = None) -> Space:
+    """Genes: `resolution` (if given), then per stage `s{i}.depth`, `s{i}.width` (if `widths` given: multipliers
+    of the stage's output width) and per block `s{i}.b{j}.kernel|expand`; options cheapest first."""
     genes: list[Choice] = []
     if resolutions:
         genes.append(Choice("resolution", sorted(resolutions), tag="resolution"))
     for stage in range(n_stages):
         genes.append(Choice(f"s{stage}.depth", sorted(depths), tag="depth"))
+        if widths:
+            genes.append(Choice(f"s{stage}.width", sorted(widths), tag="width"))
         for block in range(max(depths)):
             genes.extend(block_genes(stage, block, depths, sorted(kernels), sorted(expands)))
     return Space(genes, name=name)

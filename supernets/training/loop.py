@@ -138,6 +138,8 @@ def train_supernet(net: Supernet, recipe: Recipe, data: EpochData, settings: Tra
         phase, starts_now = _phase_of(phases, epoch)
         if starts_now:
             net.prepare_phase(set(phase.tags))
+            if epoch > 0:  # the phase may have reordered channels: moments of the old order would misdirect steps
+                optimizer.state.clear()
         torch.manual_seed(settings.seed * 100_003 + epoch)
         rng = np.random.default_rng([settings.seed, epoch])
         net.train()

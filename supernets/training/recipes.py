@@ -48,7 +48,7 @@ class ProgressiveShrinking(Recipe):
     """
 
     name = "progressive"
-    order: tuple[str, ...] = ("kernel", "depth", "expand")
+    order: tuple[str, ...] = ("kernel", "depth", "expand", "width")
 
     def phases(self, space: Space, epochs: int) -> list[Phase]:
         present = [t for t in self.order if space.genes_tagged(t)]

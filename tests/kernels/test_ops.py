@@ -102,3 +102,67 @@ def test_conv_bn_act_export() -> None:
     layer.set_active(3, 6, 3)
     x = torch.randn(1, 3, 5, 5)
     torch.testing.assert_close(layer(x), layer.export().eval()(x))
+
+
+@pytest.mark.parametrize("depthwise", [False, True])
+def test_conv_and_bn_permutations_reorder_channels(depthwise: bool) -> None:
+    torch.manual_seed(3)
+    conv = ElasticConv2d(6, 6, (3,), depthwise=depthwise, bias=True)
+    nn.init.normal_(conv.bias)
+    x = torch.randn(2, 6, 5, 5)
+    before = conv(x)
+    order = torch.randperm(6)
+    importance = conv.input_importance()
+    conv.permute_inputs(order)
+    torch.testing.assert_close(conv.input_importance(), importance[order])
+    if depthwise:  # a depthwise conv's channels move together
+        torch.testing.assert_close(conv(x[:, order]), before[:, order])
+    else:
+        torch.testing.assert_close(conv(x[:, order]), before)
+        conv.permute_outputs(order)
+        torch.testing.assert_close(conv(x[:, order]), before[:, order])
+    bn = ElasticBatchNorm2d(6)
+    randomize_bn(bn)
+    bn.eval()
+    y = bn(x)
+    bn.permute(order)
+    torch.testing.assert_close(bn(x[:, order]), y[:, order])
+    with pytest.raises(ValueError, match="permutation of 5"):
+        bn.permute(order[:5])
+
+
+@pytest.mark.parametrize("stride, in_ch, out_ch", [(1, 12, 12), (1, 16, 8), (2, 8, 8), (1, 8, 16)])
+def test_mbconv_elastic_output_width(stride: int, in_ch: int, out_ch: int) -> None:
+    torch.manual_seed(4)
+    block = ElasticMBConv(16, 16, (3, 5), (3, 6), stride=stride, act="hswish", use_se=True)
+    randomize_bn(block)
+    nn.init.normal_(block.se.expand.weight, std=0.1)
+    block.set_active(in_ch, 3, 6, out_ch)
+    block.eval()
+    x = torch.randn(2, in_ch, 8, 8)
+    static = block.export().eval()
+    out = block(x)
+    assert out.shape[1] == out_ch
+    torch.testing.assert_close(out, static(x), rtol=0, atol=1e-5)
+    ops, _ = block.describe((8, 8))
+    assert sum(op.params for op in ops) == sum(p.numel() for p in static.parameters())
+    assert block.residual == (stride == 1 and in_ch == out_ch)
+    with pytest.raises(ValueError, match="output channels exceed"):
+        block.set_active(in_ch, 3, 6, 17)
+
+
+@pytest.mark.parametrize("expands", [(3, 6), (1,)])
+def test_mbconv_channel_permutations_keep_the_block_function(expands: tuple[float, ...]) -> None:
+    torch.manual_seed(5)
+    block = ElasticMBConv(8, 8, (3,), expands, use_se=True)
+    randomize_bn(block)
+    nn.init.normal_(block.se.expand.weight, std=0.1)
+    block.eval()
+    x = torch.randn(2, 8, 6, 6)
+    before = block(x)  # residual: input and output share one stream, so one order for both
+    order = torch.randperm(8)
+    importance = block.input_importance()
+    block.permute_inputs(order)
+    block.permute_outputs(order)
+    torch.testing.assert_close(block.input_importance(), importance[order])
+    torch.testing.assert_close(block(x[:, order]), before[:, order], rtol=0, atol=1e-5)

@@ -23,7 +23,7 @@ import supernets
 
 def test_training_writes_a_loadable_supernet_and_log(tiny_supernet_dir: Path) -> None:
     config = json.loads((tiny_supernet_dir / "config.json").read_text())
-    assert config["supernet"] == "ofa_mbv3_digits" and config["task"] == "digits"
+    assert config["supernet"] == "ofa_mbv3_digits" and config["task"]["name"] == "digits"
     log = pd.read_csv(tiny_supernet_dir / "train_log.csv")
     assert list(log["epoch"]) == [0, 1] and {"loss", "val_acc_max", "val_acc_min"} <= set(log.columns)
     assert not (tiny_supernet_dir / "checkpoints").exists()

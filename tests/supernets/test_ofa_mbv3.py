@@ -87,3 +87,24 @@ def test_static_spec_of_extracted_subnet_is_json(default_net: Supernet) -> None:
     rebuilt.load_state_dict(static.state_dict(), strict=True)
     x = default_net.example_input(arch, 2)
     torch.testing.assert_close(static(x), rebuilt.eval()(x))
+
+
+def test_digits_space_is_not_width_elastic(default_net: Supernet) -> None:
+    expected = ["resolution"]
+    for i in range(4):
+        expected.append(f"s{i}.depth")
+        expected += [f"s{i}.b{j}.{kind}" for j in range(4) for kind in ("kernel", "expand")]
+    assert default_net.space.names == expected
+    assert not default_net.space.genes_tagged("width")
+    assert default_net.config["widths"] == [1.0]
+    assert [b.out_channels for b in default_net.stages[0]] == [24] * 4
+
+
+def test_generic_builder_is_width_elastic_unless_told_otherwise(tiny_kwargs: dict) -> None:
+    net = supernets.create("ofa_mbv3", in_channels=1, **tiny_kwargs)
+    assert [g.name for g in net.space.genes_tagged("width")] == ["s0.width", "s1.width"]
+    assert net.space.gene("s1.width").options == (0.5, 0.75, 1.0)
+    fixed = supernets.create("ofa_mbv3", in_channels=1, widths=[1.0], **tiny_kwargs)
+    assert not fixed.space.genes_tagged("width")
+    with pytest.raises(ValueError, match="width multipliers"):
+        supernets.create("ofa_mbv3", widths=[0.5, 1.5])
