@@ -12,6 +12,8 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
+from search_spaces.registry import Registry
+
 
 class Residual(nn.Module):
     """body(x) + x."""
@@ -68,18 +70,15 @@ _SPEC_OF: dict[type, tuple[str, Callable[[Any], dict[str, Any]]]] = {
     SqueezeExcite: ("SqueezeExcite", lambda m: {"channels": m.reduce.in_channels, "mid": m.reduce.out_channels}),
 }
 
-_BUILDERS: dict[str, Callable[..., nn.Module]] = {
-    "Conv2d": nn.Conv2d, "BatchNorm2d": nn.BatchNorm2d, "Linear": nn.Linear, "ReLU": nn.ReLU,
-    "Hardswish": nn.Hardswish, "Hardsigmoid": nn.Hardsigmoid, "SiLU": nn.SiLU, "GELU": nn.GELU,
-    "Identity": nn.Identity, "Dropout": nn.Dropout, "LayerNorm": nn.LayerNorm,
-    "GlobalAvgPool": GlobalAvgPool, "SqueezeExcite": SqueezeExcite,
-}
+_BUILDERS: Registry[Callable[..., nn.Module]] = Registry("static module type")
+for _cls, (_name, _) in _SPEC_OF.items():
+    _BUILDERS.add(_name, _cls)
 
 
 def register_static(name: str, cls: type[nn.Module], spec_of: Callable[[Any], dict[str, Any]]) -> None:
-    """Add a module type to the vocabulary (for supernet families with ops of their own)."""
+    """Add a module type to the vocabulary (for supernet families with ops of their own); names are unique."""
+    _BUILDERS.add(name, cls)
     _SPEC_OF[cls] = (name, spec_of)
-    _BUILDERS[name] = cls
 
 
 def to_spec(module: nn.Module) -> dict[str, Any]:
@@ -102,7 +101,7 @@ def from_spec(spec: Mapping[str, Any]) -> nn.Module:
         return nn.Sequential(OrderedDict((name, from_spec(child)) for name, child in spec["children"]))
     if kind == "Residual":
         return Residual(from_spec(spec["body"]))
-    builder = _BUILDERS.get(str(kind))
+    builder = _BUILDERS.find(str(kind))
     if builder is None:
         raise ValueError(f"unknown static module type {kind!r} in subnet config")
     return builder(**spec.get("args", {}))

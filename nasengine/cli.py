@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
 from nasengine.argtypes import image_size, positive_float, positive_int, whole_number
 from nasengine.errors import UserError
+from search_spaces.registry import RegistryError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -332,8 +334,27 @@ def _load_plugins(args: argparse.Namespace) -> None:
         load_plugin(ref, given=True)
 
 
+class _DropPreprocessAdvice(logging.Filter):
+    """onnxruntime's quantizer logs 'Please consider pre-processing before quantization' on the root logger
+    for every model; for latency measurement the advice does not apply, and it floods search logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Please consider")
+
+
+def _quiet_libraries() -> None:
+    """Third-party logging as a command-line user wants it (library code never changes these settings)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("onnxruntime.quantization").setLevel(logging.ERROR)
+    if not any(isinstance(f, _DropPreprocessAdvice) for f in logging.getLogger().filters):
+        logging.getLogger().addFilter(_DropPreprocessAdvice())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _quiet_libraries()
     handler: Callable[[argparse.Namespace], Any] = args.handler
     if getattr(args, "threads", None):
         import torch
@@ -342,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _load_plugins(args)
         handler(args)
-    except UserError as exc:
+    except (UserError, RegistryError) as exc:
         print(f"nasengine: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -8,9 +8,6 @@ EXP/manifest.json (arch, accuracy on a recorded split, latency re-measured on th
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +28,7 @@ from nasengine.subnet import FORMAT
 from nasengine.reports import latency_column, pareto_frame
 from nasengine.search.runner import MARKER, load_trained
 from nasengine.tasks import task_from_spec
+from search_spaces.storage import atomic_directory
 
 
 
@@ -104,7 +102,8 @@ def export(request: ExportRequest) -> dict[str, Any]:
     cost = net.cost(arch)
     searched = row[latency_column(device_name)]
     subnet_config = {"format": FORMAT, "version": 1, "module": to_spec(module), "input_shape": input_shape,
-                     "input_transform": transform, "task": config["task"], "arch": arch}
+                     "input_transform": transform, "task": config["task"], "arch": arch,
+                     "requires_modules": required_modules(module)}
     manifest = {
         "format": FORMAT, "arch": arch,
         "accuracy": test_accuracy, "accuracy_split": test.identity,
@@ -128,16 +127,15 @@ def export(request: ExportRequest) -> dict[str, Any]:
     return manifest
 
 
+def required_modules(module: torch.nn.Module) -> list[str]:
+    """Modules outside torch and kernels that define static types of `module` (user families' own ops):
+    `load_subnet` names them if they are not imported when the subnet is loaded."""
+    return sorted({type(m).__module__ for m in module.modules()
+                   if not type(m).__module__.split(".")[0] in ("torch", "kernels")})
+
+
 def _write_atomically(out: Path, overwrite: bool, files: dict[str, bytes], state: dict[str, torch.Tensor]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out, overwrite) as tmp:
         for name, data in files.items():
             (tmp / name).write_bytes(data)
         save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / "model.safetensors"))
-        if overwrite and out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -20,6 +20,7 @@ from torch import nn
 from kernels.describe import LayerSpec
 from nasengine.devices.base import Device, Workload
 from search_spaces.space import Arch, Space
+from search_spaces.storage import atomic_write
 
 FORMAT = "nasengine-latency-table"
 
@@ -80,10 +81,7 @@ class LatencyTable:
         return {"format": FORMAT, **asdict(self)}
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        tmp.replace(path)
+        atomic_write(path, json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def load(cls, path: Path) -> "LatencyTable":

@@ -27,6 +27,7 @@ from nasengine.search.runner import load_trained
 from predictors.latency import AdaptedLatencyPredictor, MetaLatencyPredictor
 from predictors.metrics import mape, spearman_rho
 from search_spaces.samplers import sample_unique
+from search_spaces.storage import atomic_directory
 from search_spaces.space import Arch, Space
 
 DATA_DIR, MODELS_DIR = "latency_data", "latency_models"
@@ -132,12 +133,13 @@ def adapt_device(target: str, supernet_dir: Path, sources: Sequence[str] = DEFAU
         truth = measured[support:]
         report = {"n": check, "spearman_rho": spearman_rho(truth, predicted), "mape": mape(truth, predicted)}
     out = Path(supernet_dir) / MODELS_DIR / target.replace(":", "_")
-    adapted.save(out / "predictor")
-    (out / "model.json").write_text(json.dumps({
-        "target": target, "sources": list(usable), "pool": len(archs), "seed": seed,
-        "features": "onehot+log_macs+log_params", "space": net.space.to_dict(),
-        "support": [{"arch": archs[i], "latency_ms": float(v)} for i, v in zip(chosen, measured[:support])],
-        "check": report, "meta_fit_seconds": meta.fit_seconds}, indent=1))
+    with atomic_directory(out, overwrite=True) as tmp:  # a later search never sees half an adaptation
+        adapted.save(tmp / "predictor")
+        (tmp / "model.json").write_text(json.dumps({
+            "target": target, "sources": list(usable), "pool": len(archs), "seed": seed,
+            "features": "onehot+log_macs+log_params", "space": net.space.to_dict(),
+            "support": [{"arch": archs[i], "latency_ms": float(v)} for i, v in zip(chosen, measured[:support])],
+            "check": report, "meta_fit_seconds": meta.fit_seconds}, indent=1))
     return {"path": str(out), "sources": list(usable), "support": support, "check": report,
             "seconds": time.perf_counter() - started}
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -11,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from nasengine.records import Evaluation
+from search_spaces.storage import atomic_file
 
 
 def pareto_mask(costs: np.ndarray) -> np.ndarray:
@@ -66,20 +66,19 @@ def pareto_frame(results: pd.DataFrame, devices: Sequence[str], latency_budget_m
 
 
 def _atomic(path: Path, write) -> None:  # type: ignore[no-untyped-def]
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        write(tmp)
 
 
 def plot_pareto(results: pd.DataFrame, pareto: pd.DataFrame, devices: Sequence[str], path: Path,
                 latency_budget_ms: float | None = None) -> None:
     """Accuracy vs latency per device: all evaluated subnets in grey, the Pareto set as a red staircase."""
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(devices), figsize=(5.5 * len(devices), 4.2), squeeze=False)
+    fig = Figure(figsize=(5.5 * len(devices), 4.2))  # no pyplot: the process-wide backend stays the user's
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(devices), squeeze=False)
     for ax, device in zip(axes[0], devices):
         col = latency_column(device)
         ax.scatter(results[col], 100 * results["accuracy"], s=12, c="0.7", label=f"evaluated ({len(results)})")
@@ -96,7 +95,6 @@ def plot_pareto(results: pd.DataFrame, pareto: pd.DataFrame, devices: Sequence[s
         ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     _atomic(path, lambda p: fig.savefig(p, dpi=110, format="png"))
-    plt.close(fig)
 
 
 def write_reports(run_dir: Path, evaluations: Sequence[Evaluation], devices: Sequence[str],

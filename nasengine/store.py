@@ -9,7 +9,6 @@ same file with `optuna.load_study(storage=JournalStorage(JournalFileBackend(path
 from __future__ import annotations
 
 import json
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +56,6 @@ class RunStore:
     """Evaluations cached by (study, canonical arch key), persisted as optuna trials."""
 
     def __init__(self, run_dir: Path, space: Space):
-        optuna.logging.set_verbosity(logging.WARNING)
         self.path = Path(run_dir) / JOURNAL
         self.space = space
         _repair_torn_tail(self.path)

@@ -33,7 +33,14 @@ def read_subnet_config(path: Path) -> dict[str, Any]:
 def load_subnet(path: str | Path) -> nn.Module:
     """The exported subnet as a plain torch module in eval mode (built from torch.nn and kernels.static only)."""
     config = read_subnet_config(Path(path))
-    module = from_spec(config["module"])
+    try:
+        module = from_spec(config["module"])
+    except ValueError as exc:
+        needs = config.get("requires_modules") or []
+        if not needs:
+            raise
+        raise ValueError(f"{exc}; this subnet uses module types defined in {', '.join(needs)}: import that first "
+                         f"(or pass its plugin with --plugin)") from None
     module.load_state_dict(load_file(str(Path(path) / "model.safetensors")), strict=True)
     return module.eval()
 

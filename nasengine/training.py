@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from nasengine.progress import Progress
 from nasengine.rundir import prepare_output, update_marker
 from nasengine.plugins import loaded_plugins
 from nasengine.tasks import Task, open_data
+from search_spaces.storage import atomic_file
 from supernets.training import Phase, TrainSettings, get_recipe, train_supernet
 
 MARKER = "train.json"
@@ -80,12 +80,10 @@ class TrainRequest:
 
 def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
     keys = list(dict.fromkeys(k for row in rows for k in row))
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_file(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def train(request: TrainRequest) -> dict[str, Any]:

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from search_spaces.registry import Registry
+
 if TYPE_CHECKING:
     from search_spaces.space import Arch, Space
 
@@ -84,11 +86,10 @@ class OneHotEncoding:
         return out
 
 
-_ENCODINGS: dict[str, Encoding] = {"int": IntegerEncoding(), "onehot": OneHotEncoding()}
+ENCODINGS: Registry[Encoding] = Registry("encoding")
+ENCODINGS.add("int", IntegerEncoding())
+ENCODINGS.add("onehot", OneHotEncoding())
 
 
 def get_encoding(kind: str) -> Encoding:
-    try:
-        return _ENCODINGS[kind]
-    except KeyError:
-        raise ValueError(f"unknown encoding {kind!r}; known: {sorted(_ENCODINGS)}") from None
+    return ENCODINGS.get(kind)

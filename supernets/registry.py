@@ -11,6 +11,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from search_spaces.registry import Registry, RegistryError
 from supernets.base import Supernet
 
 Builder = Callable[..., Supernet]
@@ -30,7 +31,7 @@ class Entry:
         return str(getattr(self.builder, "__module__", ""))
 
 
-_REGISTRY: dict[str, Entry] = {}
+_REGISTRY: Registry[Entry] = Registry("supernet")
 
 
 def register(name: str, task: str | None = None, summary: str = "") -> Callable[[Builder], Builder]:
@@ -40,20 +41,18 @@ def register(name: str, task: str | None = None, summary: str = "") -> Callable[
     """
 
     def wrap(builder: Builder) -> Builder:
-        if name in _REGISTRY:
-            raise ValueError(f"supernet {name!r} is registered twice (first by {_REGISTRY[name].module})")
+        first = _REGISTRY.find(name)
+        if first is not None:
+            raise RegistryError(f"supernet {name!r} is registered twice (first by {first.module})")
         doc = (builder.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = Entry(name, builder, task, summary or (doc[0] if doc else ""))
+        _REGISTRY.add(name, Entry(name, builder, task, summary or (doc[0] if doc else "")))
         return builder
 
     return wrap
 
 
 def entry(name: str) -> Entry:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown supernet {name!r}; available: {', '.join(sorted(_REGISTRY)) or 'none'}") from None
+    return _REGISTRY.get(name)
 
 
 def create(name: str, **kwargs: Any) -> Supernet:
@@ -80,7 +79,7 @@ def create_for_task(name: str, in_channels: int, num_classes: int, input_size: t
 
 
 def available() -> list[str]:
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def from_config(config: Mapping[str, Any]) -> Supernet:

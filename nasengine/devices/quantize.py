@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -35,27 +34,13 @@ def random_feeds(onnx_bytes: bytes, batch_size: int, n: int = 4, seed: int = 0) 
     return feeds
 
 
-class _DropPreprocessAdvice(logging.Filter):
-    """onnxruntime's quantizer logs 'Please consider pre-processing before quantization' on the root logger
-    for every model; for latency measurement the advice does not apply, and it floods search logs."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Please consider")
-
-
 def quantize_int8(onnx_bytes: bytes, calibration: Iterable[dict[str, np.ndarray]], per_channel: bool = False) -> bytes:
     """INT8 weights and UINT8 activations in QDQ format, ranges calibrated on `calibration` feeds."""
-    logging.getLogger("onnxruntime.quantization").setLevel(logging.ERROR)
-    advice = _DropPreprocessAdvice()
-    logging.getLogger().addFilter(advice)
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(onnx_bytes)
-        try:
-            quantize_static(str(src), str(dst), _Batches(calibration), quant_format=QuantFormat.QDQ,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel)
-        finally:
-            logging.getLogger().removeFilter(advice)
+        quantize_static(str(src), str(dst), _Batches(calibration), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel)
         return dst.read_bytes()
 
 

@@ -6,17 +6,18 @@ from typing import Callable
 
 from nasengine.devices.base import Device, DeviceConfig
 from nasengine.errors import UserError
+from search_spaces.registry import Registry, RegistryError
 
-_BACKENDS: dict[str, type[Device]] = {}
-_DEVICES: dict[str, DeviceConfig] = {}
+_BACKENDS: Registry[type[Device]] = Registry("device backend")
+_DEVICES: Registry[DeviceConfig] = Registry("device")
 _FILES_LOADED: list[bool] = [False]
 Resolver = Callable[[str, dict], DeviceConfig]
-_RESOLVERS: dict[str, Resolver] = {}
+_RESOLVERS: Registry[Resolver] = Registry("device prefix")
 
 
 def register_resolver(prefix: str, resolver: Resolver) -> None:
     """Names `prefix:rest` resolve through `resolver(rest, context)` (e.g. `lut:ort-cpu-1t` -> the supernet's table)."""
-    _RESOLVERS[prefix] = resolver
+    _RESOLVERS.add(prefix, resolver)
 
 
 def _load_files_once() -> None:
@@ -33,21 +34,15 @@ def _load_files_once() -> None:
 def register_backend(name: str) -> Callable[[type[Device]], type[Device]]:
     """Class decorator: a backend becomes usable in device configs under `name`."""
 
-    def wrap(cls: type[Device]) -> type[Device]:
-        _BACKENDS[name] = cls
-        return cls
-
-    return wrap
+    return _BACKENDS.register(name)
 
 
 def register_device(config: DeviceConfig, replace: bool = False) -> None:
     """Make a device available by name (a config file entry or a Python registration)."""
     if config.backend not in _BACKENDS:
-        raise UserError(f"device {config.name!r}: unknown backend {config.backend!r}; "
-                        f"known: {', '.join(sorted(_BACKENDS))}")
-    if config.name in _DEVICES and not replace:
-        raise UserError(f"device {config.name!r} is defined twice")
-    _DEVICES[config.name] = config
+        raise RegistryError(f"device {config.name!r}: unknown backend {config.backend!r}; "
+                            f"available: {', '.join(_BACKENDS.names())}")
+    _DEVICES.add(config.name, config, replace)
 
 
 def get_device(name: str, **context: object) -> Device:
@@ -55,18 +50,18 @@ def get_device(name: str, **context: object) -> Device:
     _load_files_once()
     prefix, sep, rest = name.partition(":")
     if sep and prefix in _RESOLVERS:
-        config = _RESOLVERS[prefix](rest, dict(context))
+        config = _RESOLVERS.get(prefix)(rest, dict(context))
     elif name in _DEVICES:
-        config = _DEVICES[name]
+        config = _DEVICES.get(name)
     else:
-        derived = "".join(f", {p}:DEVICE" for p in sorted(_RESOLVERS))
-        raise UserError(f"unknown device {name!r}; available: {', '.join(sorted(_DEVICES))}{derived}")
+        derived = "".join(f", {p}:DEVICE" for p in _RESOLVERS.names())
+        raise RegistryError(f"unknown device {name!r}; available: {', '.join(_DEVICES.names())}{derived}")
     try:
-        return _BACKENDS[config.backend](config)
+        return _BACKENDS.get(config.backend)(config)
     except (TypeError, ValueError) as exc:
         raise UserError(f"device {name!r}: {exc}") from None
 
 
 def device_configs() -> list[DeviceConfig]:
     _load_files_once()
-    return [_DEVICES[name] for name in sorted(_DEVICES)]
+    return [_DEVICES.get(name) for name in _DEVICES.names()]

@@ -7,6 +7,7 @@ from typing import Callable
 
 from nasengine.errors import UserError
 from nasengine.records import Evaluation
+from search_spaces.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -19,12 +20,12 @@ class Objective:
     label: str
 
 
-OBJECTIVES: dict[str, Objective] = {}
+OBJECTIVES: Registry[Objective] = Registry("objective")
 
 
 def register_objective(objective: Objective) -> Objective:
-    OBJECTIVES[objective.name] = objective
-    return objective
+    """Make `objective` selectable by its name in `--objectives`."""
+    return OBJECTIVES.add(objective.name, objective)
 
 
 register_objective(Objective("error", False, lambda e, d: 1.0 - e.accuracy, "top-1 error"))
@@ -52,9 +53,7 @@ def bind_objectives(names: list[str], devices: list[str]) -> list[BoundObjective
     """Resolve objective names; 'error' must be among them (accuracy is what search trades off)."""
     bound: list[BoundObjective] = []
     for name in names:
-        if name not in OBJECTIVES:
-            raise UserError(f"unknown objective {name!r}; known: {', '.join(sorted(OBJECTIVES))}")
-        objective = OBJECTIVES[name]
+        objective = OBJECTIVES.get(name)
         bound += [BoundObjective(objective, d) for d in devices] if objective.per_device else [BoundObjective(objective, None)]
     if len(bound) < 2:
         raise UserError("search needs at least two objectives (e.g. error,latency)")

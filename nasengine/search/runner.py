@@ -67,6 +67,7 @@ def search(request: SearchRequest) -> dict[str, Any]:
     """Run (or resume) a search; writes RUN/results.csv, RUN/pareto.csv, RUN/pareto.png and RUN/run.json."""
     request.validate()
     net, config = load_trained(request.supernet_dir)
+    task = task_from_spec(config["task"])  # refuses changed data before anything is written
     devices = [get_device(name, supernet_dir=request.supernet_dir) for name in request.devices]
     for device in devices:
         reason = device.availability()
@@ -83,7 +84,6 @@ def search(request: SearchRequest) -> dict[str, Any]:
     resumed = prepare_output(out, MARKER, identity, request.overwrite, "search run") is not None
     update_marker(out / MARKER, status="running", evals=request.evals)
 
-    task = task_from_spec(config["task"])
     store = RunStore(out, net.space)
     candidates = CandidateEvaluator(Evaluator(net, task, "val"), devices, store)
     started = time.perf_counter()

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from nasengine.errors import UserError
+from search_spaces.registry import Registry
 
 SPLITS = ("train", "val", "test")
 
@@ -81,32 +81,22 @@ class EpochBatches:
 
 
 NamedFactory = Callable[..., Task]
-_TASKS: dict[str, NamedFactory] = {}
+_TASKS: Registry[NamedFactory] = Registry("data set")
 
 
 def register_task(name: str) -> Callable[[NamedFactory], NamedFactory]:
-    """Decorator: a data set known by name (`--data NAME`); `factory(**options) -> Task`."""
-
-    def wrap(factory: NamedFactory) -> NamedFactory:
-        if name in _TASKS:
-            raise ValueError(f"task {name!r} is registered twice")
-        _TASKS[name] = factory
-        return factory
-
-    return wrap
+    """Decorator: a data set known by name (`--data NAME`); `factory(options=...) -> Task`."""
+    return _TASKS.register(name)
 
 
 def named_task_factory(name: str) -> NamedFactory | None:
-    return _TASKS.get(name)
+    return _TASKS.find(name)
 
 
 def get_task(name: str) -> Task:
     """A registered data set by name, with its default options."""
-    factory = _TASKS.get(name)
-    if factory is None:
-        raise UserError(f"unknown task {name!r}; available: {', '.join(sorted(_TASKS))}")
-    return factory()
+    return _TASKS.get(name)()
 
 
 def available_tasks() -> list[str]:
-    return sorted(_TASKS)
+    return _TASKS.names()

@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 from nasengine.errors import UserError
 from nasengine.tasks.arrays import ArrayTask, ArrayTaskOptions, SplitRule
 from nasengine.tasks.base import Task, available_tasks, named_task_factory
+from search_spaces.registry import Registry
 from nasengine.tasks.readers import DataError, ImageData, find_idx_files, read_idx_dir, read_image_folder, read_npz
 
 
@@ -32,19 +33,17 @@ def _is_image_folder(path: Path) -> bool:
     return path.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir())
 
 
-DATA_KINDS: dict[str, DataKind] = {
-    "npz": DataKind("npz", lambda p: p.is_file() and p.suffix == ".npz", lambda p, o: read_npz(p)),
-    "idx": DataKind("idx", lambda p: p.is_dir() and bool(find_idx_files(p)), lambda p, o: read_idx_dir(p)),
-    "image_folder": DataKind("image_folder", _is_image_folder, lambda p, o: read_image_folder(p, o.image_size)),
-}
+DATA_KINDS: Registry[DataKind] = Registry("data kind")
 
 
 def register_data_kind(kind: DataKind) -> DataKind:
     """Add a reader (plugins); detection tries kinds in registration order."""
-    if kind.name in DATA_KINDS:
-        raise ValueError(f"data kind {kind.name!r} is registered twice")
-    DATA_KINDS[kind.name] = kind
-    return kind
+    return DATA_KINDS.add(kind.name, kind)
+
+
+register_data_kind(DataKind("npz", lambda p: p.is_file() and p.suffix == ".npz", lambda p, o: read_npz(p)))
+register_data_kind(DataKind("idx", lambda p: p.is_dir() and bool(find_idx_files(p)), lambda p, o: read_idx_dir(p)))
+register_data_kind(DataKind("image_folder", _is_image_folder, lambda p, o: read_image_folder(p, o.image_size)))
 
 
 def file_hashes(root: Path, files: list[Path]) -> dict[str, str]:
@@ -125,7 +124,7 @@ def task_from_spec(spec: str | Mapping[str, Any]) -> Task:
             raise UserError(f"data set {spec.get('name')!r} is not registered here; load the plugin that defines it "
                             f"with --plugin")
         return factory()
-    kind = DATA_KINDS.get(str(kind_name))
+    kind = DATA_KINDS.find(str(kind_name))
     if kind is None:
         raise UserError(f"unknown data kind {kind_name!r} in the task spec; load the plugin that defines it")
     path = Path(str(spec["path"]))

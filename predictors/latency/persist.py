@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from search_spaces.storage import atomic_file, atomic_write
+
 FORMAT_VERSION = 1
 CONFIG = "config.json"
 ARRAYS = "arrays.npz"
@@ -16,10 +18,10 @@ ARRAYS = "arrays.npz"
 def save_state(path: str | Path, kind: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Path:
     """Write a directory with config.json (kind, version, meta) and arrays.npz; returns the directory."""
     folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
     config = {"kind": kind, "format_version": FORMAT_VERSION, **meta}
-    (folder / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
-    np.savez(folder / ARRAYS, **{k: np.asarray(v) for k, v in arrays.items()})
+    with atomic_file(folder / ARRAYS, suffix=".npz") as tmp:  # arrays first, config last marks it complete
+        np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
+    atomic_write(folder / CONFIG, json.dumps(config, indent=2, sort_keys=True))
     return folder
 
 

@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from search_spaces.registry import Registry
 from search_spaces.space import Space
 
 
@@ -81,11 +82,10 @@ class SingleArch(Recipe):
         return [Phase("single", epochs, sub, frozenset())]
 
 
-RECIPES: dict[str, Callable[[], Recipe]] = {Sandwich.name: Sandwich, ProgressiveShrinking.name: ProgressiveShrinking}
+RECIPES: Registry[Callable[[], Recipe]] = Registry("training recipe")
+RECIPES.add(Sandwich.name, Sandwich)
+RECIPES.add(ProgressiveShrinking.name, ProgressiveShrinking)
 
 
 def get_recipe(name: str) -> Recipe:
-    try:
-        return RECIPES[name]()
-    except KeyError:
-        raise ValueError(f"unknown training recipe {name!r}; known: {', '.join(sorted(RECIPES))}") from None
+    return RECIPES.get(name)()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Callable
 
-from nasengine.errors import UserError
+from search_spaces.registry import Registry
 from nasengine.search.problem import SearchProblem
 
 
@@ -19,25 +19,19 @@ class Strategy(ABC):
     def run(self, problem: SearchProblem, seed: int) -> None: ...
 
 
-_STRATEGIES: dict[str, Callable[[], Strategy]] = {}
+_STRATEGIES: Registry[Callable[[], Strategy]] = Registry("search strategy")
 
 
 def register_strategy(name: str) -> Callable[[Callable[[], Strategy]], Callable[[], Strategy]]:
-    def wrap(factory: Callable[[], Strategy]) -> Callable[[], Strategy]:
-        _STRATEGIES[name] = factory
-        return factory
-
-    return wrap
+    """Decorator: `factory() -> Strategy` becomes `--strategy name`."""
+    return _STRATEGIES.register(name)
 
 
 def get_strategy(name: str) -> Strategy:
-    try:
-        strategy = _STRATEGIES[name]()
-    except KeyError:
-        raise UserError(f"unknown search strategy {name!r}; available: {', '.join(sorted(_STRATEGIES))}") from None
+    strategy = _STRATEGIES.get(name)()
     strategy.name = name
     return strategy
 
 
 def available_strategies() -> list[str]:
-    return sorted(_STRATEGIES)
+    return _STRATEGIES.names()
