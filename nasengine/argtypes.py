@@ -34,6 +34,17 @@ def positive_float(text: str) -> float:
     return value
 
 
+def positive_or_zero_float(text: str) -> float:
+    """A finite number >= 0 (0 switches a periodic action off)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
 def port(text: str) -> int:
     """A TCP port, 0 meaning any free port."""
     try:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
-from nasengine.argtypes import image_size, positive_float, positive_int, whole_number
+from nasengine.argtypes import image_size, positive_float, positive_int, positive_or_zero_float, whole_number
 from nasengine.errors import UserError
 from search_spaces.registry import RegistryError
 
@@ -34,6 +34,27 @@ def _overrides(pairs: list[str] | None) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key] = text
     return out
+
+
+def _check_overrides(supernet: str, overrides: dict[str, Any]) -> None:
+    """A `--set` key the family's constructor does not take: one line listing the keys it does take."""
+    if not overrides:
+        return
+    import inspect
+
+    import supernets
+
+    params = inspect.signature(supernets.entry(supernet).builder).parameters  # RegistryError: unknown family
+    keys = {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        try:  # the builder forwards **kwargs: its default supernet's config names every constructor argument
+            keys |= set(supernets.create(supernet).config)
+        except Exception:
+            return  # it cannot be built without arguments: the build itself reports bad keys
+    unknown = sorted(set(overrides) - keys)
+    if unknown:
+        raise UserError(f"--set {unknown[0]}: {supernet} takes no such argument; its constructor keys are "
+                        f"{', '.join(sorted(keys))} (`nasengine supernets` lists the families)")
 
 
 def _data_options(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -78,11 +99,16 @@ def _cmd_data(args: argparse.Namespace) -> None:
 def _cmd_train(args: argparse.Namespace) -> None:
     from nasengine.training import TrainRequest, train
 
-    given = {k: getattr(args, k) for k in ("epochs", "seed", "recipe", "batch_size", "lr", "n_random")
+    given = {k: getattr(args, k) for k in ("epochs", "seed", "recipe", "batch_size", "lr", "n_random",
+                                            "checkpoint_every", "checkpoint_seconds")
              if getattr(args, k) is not None}  # unset options take TrainRequest's defaults
+    overrides = _overrides(args.set)
+    _check_overrides(args.supernet, overrides)
     result = train(TrainRequest(args.supernet, Path(args.out), overwrite=args.overwrite, progress=not args.quiet,
-                                overrides=_overrides(args.set), data=args.data, data_options=_data_options(args),
+                                overrides=overrides, data=args.data, data_options=_data_options(args),
                                 **given))
+    if result.get("rank", 0) != 0:  # under torchrun, rank 0 reports for all
+        return
     acc = result["final_accuracy"]
     print(f"trained {args.supernet} in {result['seconds']:.0f}s -> {args.out}")
     for name in ("max", "min"):
@@ -118,24 +144,29 @@ def _cmd_export(args: argparse.Namespace) -> None:
         try:
             text = Path(args.arch[1:]).read_text() if args.arch.startswith("@") else args.arch
             arch = arch_from_json(text)
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
+            raise UserError(f"--arch: cannot read {args.arch[1:]}: {exc.strerror or exc}") from None
+        except ValueError as exc:
             raise UserError(f"--arch: {exc}") from None
     manifest = export(ExportRequest(Path(args.run), Path(args.out), args.latency_budget, args.device, args.overwrite,
                                     arch))
     searched = manifest["search_latency_ms"]
-    print(f"exported -> {args.out}: test accuracy {manifest['accuracy']:.2%}, {manifest['latency_ms']:.3f} ms on "
+    head = (f"{args.out} already holds this export (same run and options; nothing redone)" if manifest.get("resumed")
+            else f"exported -> {args.out}")
+    print(f"{head}: test accuracy {manifest['accuracy']:.2%}, {manifest['latency_ms']:.3f} ms on "
           f"{manifest['device']} (search split: {manifest['search_accuracy']:.2%}"
           + (f", {searched:.3f} ms" if searched is not None else "") + f"), {manifest['params']:,} params")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from nasengine.subnet import evaluate_subnet
+    from nasengine.subnet import score_subnet
 
     try:
-        value = evaluate_subnet(Path(args.subnet), args.split)
+        score = score_subnet(Path(args.subnet), args.split)
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(str(exc)) from None
-    print(f"{args.subnet}: top-1 accuracy {value:.2%}")
+    print(f"{args.subnet}: top-1 accuracy {score['accuracy']:.2%} on the {score['split']} split "
+          f"({score['n']:,} images)")
 
 
 def _cmd_measure(args: argparse.Namespace) -> None:
@@ -148,7 +179,10 @@ def _cmd_measure(args: argparse.Namespace) -> None:
         raise UserError(str(exc)) from None
     rows = []
     for name in args.device or ["ort-cpu-1t"]:
-        m = get_device(name).measure(workload)
+        try:
+            m = get_device(name).measure(workload)
+        except ValueError as exc:  # e.g. a damaged model.safetensors met by a torch device
+            raise UserError(str(exc)) from None
         rows.append({"device": name, **m.to_dict()})
         if not args.json:
             print(f"{name:<16} median {m.median_ms:.4f} ms  IQR {m.iqr_ms:.4f} ms ({m.spread:.1%})  "
@@ -189,7 +223,12 @@ def _cmd_devices(args: argparse.Namespace) -> None:
 
     rows = []
     for config in device_configs():
-        device = get_device(config.name)
+        try:
+            device = get_device(config.name)
+        except UserError as exc:  # a misconfigured device is listed with its problem, not fatal to the listing
+            rows.append({"name": config.name, "backend": config.backend, "settings": dict(config.settings),
+                         "available": False, "reason": str(exc), "description": config.description})
+            continue
         reason = device.availability()
         rows.append({"name": config.name, "backend": config.backend, "settings": device.describe()["settings"],
                      "available": reason is None, "reason": reason, "description": config.description})
@@ -237,32 +276,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, help="default 32")
     p.add_argument("--lr", type=positive_float, help="default 0.004 (AdamW, cosine schedule)")
     p.add_argument("--n-random", type=whole_number, help="random subnets per step besides max and min (default 1)")
+    p.add_argument("--checkpoint-every", type=whole_number, default=None,
+                   help="checkpoint within an epoch every N steps (default 200; 0: only at epoch ends)")
+    p.add_argument("--checkpoint-seconds", type=positive_or_zero_float, default=None,
+                   help="... or every S seconds of training, whichever comes first (default 120; 0: off)")
     p.add_argument("--set", action="append", metavar="KEY=JSON",
-                   help="override a supernet constructor argument, e.g. --set head_width=128 (repeatable)")
+                   help="override a supernet constructor argument, e.g. --set head_width=128 (repeatable; an "
+                        "unknown key lists the keys the family takes)")
     p.set_defaults(handler=_cmd_train)
 
     p = sub.add_parser("search", help="search a trained supernet for one or more devices")
     p.add_argument("supernet_dir", help="directory written by `nasengine train`")
-    p.add_argument("--device", action="append", help="target device (repeatable); see `nasengine devices`")
+    p.add_argument("--device", action="append",
+                   help="target device (repeatable; default ort-cpu-1t); see `nasengine devices`")
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--evals", type=positive_int, default=200, help="subnets to evaluate")
-    p.add_argument("--latency-budget", type=positive_float, default=None, metavar="MS")
-    p.add_argument("--objectives", default="error,latency", help="comma-separated: error, latency, params, macs")
+    p.add_argument("--evals", type=positive_int, default=200, help="distinct subnets to evaluate (default 200)")
+    p.add_argument("--latency-budget", type=positive_float, default=None, metavar="MS",
+                   help="only subnets at most this many milliseconds on every searched device count (a "
+                        "constraint of the search; default: none)")
+    p.add_argument("--objectives", default="error,latency",
+                   help="comma-separated: error, latency, params, macs (default error,latency)")
     p.add_argument("--strategy", default="nsga2", help="nsga2 (default), agemoea, nsga3, random")
-    p.add_argument("--seed", type=whole_number, default=0)
+    p.add_argument("--seed", type=whole_number, default=0, help="seed of the search strategy (default 0)")
     p.set_defaults(handler=_cmd_search)
 
     p = sub.add_parser("export", help="export a Pareto subnet as a standalone checkpoint and ONNX")
     p.add_argument("run", help="run directory written by `nasengine search`")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--latency-budget", type=positive_float, default=None, metavar="MS")
-    p.add_argument("--device", default=None, help="device whose Pareto set to pick from (default: the first)")
+    p.add_argument("--latency-budget", type=positive_float, default=None, metavar="MS",
+                   help="export the most accurate Pareto subnet at most this many milliseconds on --device "
+                        "(default: the most accurate of all)")
+    p.add_argument("--device", default=None,
+                   help="device whose Pareto set to pick from (default: the run's first device)")
     p.add_argument("--arch", default=None, help="export this arch (JSON, or @file.json) instead of choosing one")
     p.set_defaults(handler=_cmd_export)
 
     p = sub.add_parser("evaluate", help="accuracy of an exported subnet on its task split")
     p.add_argument("subnet", help="directory written by `nasengine export`")
-    p.add_argument("--split", default=None, choices=["train", "val", "test"])
+    p.add_argument("--split", default=None, choices=["train", "val", "test"],
+                   help="split to score (default: the one recorded in manifest.json, normally test)")
     p.set_defaults(handler=_cmd_evaluate)
 
     p = sub.add_parser("measure", help="measure an exported subnet's latency on devices")
@@ -327,8 +379,9 @@ PLUGIN_HELP = ("import this Python file or module first, so the supernets, data 
 
 
 def _load_plugins(args: argparse.Namespace) -> None:
-    from nasengine.plugins import load_entry_point_plugins, load_plugin
+    from nasengine.plugins import begin_command, load_entry_point_plugins, load_plugin
 
+    begin_command()
     load_entry_point_plugins()
     for ref in [*getattr(args, "plugins_global", []), *getattr(args, "plugins_local", [])]:
         load_plugin(ref, given=True)
@@ -352,6 +405,11 @@ def _quiet_libraries() -> None:
         logging.getLogger().addFilter(_DropPreprocessAdvice())
 
 
+def _one_line(text: str) -> str:
+    """Error messages are shown on one line, whatever the code that raised them put in them."""
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
@@ -364,7 +422,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         _load_plugins(args)
         handler(args)
     except (UserError, RegistryError) as exc:
-        print(f"nasengine: error: {exc}", file=sys.stderr)
+        print(f"nasengine: error: {_one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user named: a bug or an outage, keep the traceback
+            raise
+        print(f"nasengine: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nasengine: interrupted; run the same command again to resume", file=sys.stderr)

@@ -7,6 +7,7 @@ EXP/manifest.json (arch, accuracy on a recorded split, latency re-measured on th
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,9 +28,11 @@ from nasengine.onnx_writer import to_onnx
 from nasengine.subnet import FORMAT
 from nasengine.reports import latency_column, pareto_frame
 from nasengine.search.runner import MARKER, load_trained
+from nasengine.rundir import check_creatable
 from nasengine.tasks import task_from_spec
-from search_spaces.storage import atomic_directory
+from search_spaces.storage import atomic_directory, atomic_file, atomic_write
 
+EXPORT_FILES = ("config.json", "manifest.json", "model.onnx", "model.safetensors")
 
 
 @dataclass(frozen=True)
@@ -46,10 +49,58 @@ def _read_run(run_dir: Path) -> dict[str, Any]:
     marker = Path(run_dir) / MARKER
     if not marker.is_file():
         raise UserError(f"{run_dir} is not a search run directory (no {MARKER})")
-    run = json.loads(marker.read_text())
+    try:
+        run = json.loads(marker.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        run = None
+    if not isinstance(run, dict) or not isinstance(run.get("identity"), dict) \
+            or not isinstance(run["identity"].get("devices"), list):
+        raise UserError(f"{marker} is unreadable or not a nasengine run record")
+    if run.get("status") == "failed":
+        raise UserError(f"the search in {run_dir} failed ({run.get('error') or 'no reason recorded'}); fix that and "
+                        f"run the same `nasengine search` command again")
     if run.get("status") != "complete" or not (Path(run_dir) / "results.csv").is_file():
         raise UserError(f"the search in {run_dir} is not complete; resume it with the same `nasengine search` command")
     return run
+
+
+def _file_sha1(path: Path) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+def _export_options(request: ExportRequest, run: dict[str, Any], device_name: str) -> dict[str, Any]:
+    """What decides the exported subnet: recorded in manifest.json, compared when exporting into it again."""
+    return {"run": str(Path(request.run_dir).resolve()), "device": device_name,
+            "latency_budget_ms": request.latency_budget_ms, "arch": request.arch,
+            "results_sha1": _file_sha1(Path(request.run_dir) / "results.csv"),
+            "supernet_weights_sha1": run["identity"].get("supernet_weights_sha1")}
+
+
+def _existing_export(out: Path, options: dict[str, Any]) -> dict[str, Any] | None:
+    """The manifest of a complete export in `out` made with `options`; None when `out` does not exist;
+    UserError when it holds something else."""
+    if not out.exists():
+        return None
+    manifest_path = out / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        manifest = None
+    complete = isinstance(manifest, dict) and all((out / name).is_file() for name in EXPORT_FILES)
+    if not complete:
+        raise UserError(f"{out} already exists and is not an export; choose another --out or pass --overwrite")
+    recorded = manifest.get("options")
+    if not isinstance(recorded, dict):
+        raise UserError(f"{out} already exists and holds an export that does not record its options; choose "
+                        f"another --out or pass --overwrite to replace it")
+    for key in options:
+        if recorded.get(key) != options[key]:
+            what = {"results_sha1": "an earlier state of the run's results",
+                    "supernet_weights_sha1": "other supernet weights"}.get(key, f"{key}={recorded.get(key)!r} "
+                                                                             f"(now {options[key]!r})")
+            raise UserError(f"{out} already exists and holds an export made with {what}; choose another --out "
+                            f"or pass --overwrite to replace it")
+    return manifest
 
 
 def choose_subnet(results: pd.DataFrame, device: str, latency_budget_ms: float | None) -> pd.Series:
@@ -67,13 +118,19 @@ def export(request: ExportRequest) -> dict[str, Any]:
     if request.latency_budget_ms is not None and not request.latency_budget_ms > 0:
         raise UserError(f"--latency-budget must be a positive number of ms, got {request.latency_budget_ms}")
     out = Path(request.out)
-    if out.exists() and not request.overwrite:
-        raise UserError(f"{out} already exists; choose another --out or pass --overwrite")
+    check_creatable(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} exists and is not a directory; choose another --out")
     run = _read_run(Path(request.run_dir))
     identity = run["identity"]
     device_name = request.device or identity["devices"][0]
     if device_name not in identity["devices"]:
         raise UserError(f"device {device_name!r} was not searched in this run (searched: {', '.join(identity['devices'])})")
+    options = _export_options(request, run, device_name)
+    if not request.overwrite:
+        existing = _existing_export(out, options)
+        if existing is not None:
+            return {**existing, "resumed": True}
     results = pd.read_csv(Path(request.run_dir) / "results.csv")
     net, config = load_trained(Path(identity["supernet_dir"]))
     if supernets.weights_digest(Path(identity["supernet_dir"])) != identity["supernet_weights_sha1"]:
@@ -115,7 +172,7 @@ def export(request: ExportRequest) -> dict[str, Any]:
         "input_shape": input_shape, "input_transform": transform, "preprocessing": task.preprocessing,
         "supernet": {"name": config["supernet"], "dir": identity["supernet_dir"],
                      "weights_sha1": identity["supernet_weights_sha1"]},
-        "run": str(Path(request.run_dir).resolve()),
+        "run": str(Path(request.run_dir).resolve()), "options": options,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     example = torch.zeros((1, *input_shape))
@@ -124,7 +181,7 @@ def export(request: ExportRequest) -> dict[str, Any]:
         "manifest.json": json.dumps(manifest, indent=2).encode(),
         "model.onnx": to_onnx(module, example, dynamic_batch=True),
     }, module.state_dict())
-    return manifest
+    return {**manifest, "resumed": False}
 
 
 def required_modules(module: torch.nn.Module) -> list[str]:
@@ -137,5 +194,6 @@ def required_modules(module: torch.nn.Module) -> list[str]:
 def _write_atomically(out: Path, overwrite: bool, files: dict[str, bytes], state: dict[str, torch.Tensor]) -> None:
     with atomic_directory(out, overwrite) as tmp:
         for name, data in files.items():
-            (tmp / name).write_bytes(data)
-        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / "model.safetensors"))
+            atomic_write(tmp / name, data)
+        with atomic_file(tmp / "model.safetensors") as weights:  # usual permissions (safetensors writes 0600)
+            save_file({k: v.contiguous() for k, v in state.items()}, str(weights))

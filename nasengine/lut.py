@@ -86,9 +86,16 @@ class LatencyTable:
     @classmethod
     def load(cls, path: Path) -> "LatencyTable":
         data = json.loads(Path(path).read_text())
-        if data.pop("format", None) != FORMAT:
+        if not isinstance(data, dict) or data.pop("format", None) != FORMAT:
             raise ValueError(f"{path} is not a nasengine latency table")
-        return cls(**data)
+        try:
+            table = cls(**data)
+        except TypeError as exc:
+            raise ValueError(f"{path} is not a nasengine latency table ({exc})") from None
+        bad = [k for k, v in table.entries.items() if not isinstance(v, (int, float)) or not 0 <= v < float("inf")]
+        if bad:
+            raise ValueError(f"{path}: entry {bad[0]} is not a latency >= 0 ms; profile the device again")
+        return table
 
 
 def coverage_archs(space: Space, limit: int = 400, extra_random: int = 32, seed: int = 0) -> list[Arch]:

@@ -148,9 +148,13 @@ class PredictedLatency:
     """A saved adapted predictor with the space it encodes: arch (+ its layers) -> predicted ms."""
 
     def __init__(self, directory: Path):
-        info = json.loads((directory / "model.json").read_text())
-        self.target, self.n_support = info["target"], len(info["support"])
-        self.space = Space.from_dict(info["space"])
+        try:
+            info = json.loads((directory / "model.json").read_text())
+            self.target, self.n_support = info["target"], len(info["support"])
+            self.space = Space.from_dict(info["space"])
+        except (TypeError, KeyError, AttributeError) as exc:
+            raise ValueError(f"{directory / 'model.json'} is not an adapted latency predictor ({exc!r}); run "
+                             f"`nasengine device adapt` again") from None
         self.predictor = AdaptedLatencyPredictor.load(directory / "predictor")
 
     def predict(self, arch: Arch, layers: Sequence[LayerSpec]) -> float:

@@ -28,9 +28,10 @@ class Plugin:
     kind: str
     ref: str
     sha256: str
+    module: str = ""  # its name in sys.modules (not recorded: it differs between processes for files)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"kind": self.kind, "ref": self.ref, "sha256": self.sha256}
 
 
 _LOADED: dict[tuple[str, str], Plugin] = {}
@@ -94,7 +95,7 @@ def _load(ref: str) -> Plugin:
                 raise
 
         _run_import(ref, load)
-        plugin = Plugin("file", str(path), digest)
+        plugin = Plugin("file", str(path), digest, module_name)
     else:
         key = ("module", ref)
         if key in _LOADED:
@@ -106,7 +107,7 @@ def _load(ref: str) -> Plugin:
                 raise UserError(f"plugin module {ref} cannot be found (not installed, not on PYTHONPATH)")
             module = _run_import(ref, lambda: importlib.import_module(ref))
         source = getattr(module, "__file__", None)
-        plugin = Plugin("module", ref, _digest(Path(source)) if source else "")
+        plugin = Plugin("module", ref, _digest(Path(source)) if source else "", ref)
     _LOADED[key] = plugin
     return plugin
 
@@ -120,8 +121,18 @@ def load_entry_point_plugins() -> list[Plugin]:
     return loaded
 
 
-def loaded_plugins() -> list[Plugin]:
-    return list(_LOADED.values())
+def begin_command() -> None:
+    """Forget which plugins the previous command named (several commands may run in one process)."""
+    _GIVEN.clear()
+
+
+def plugins_to_record(defining_module: str = "") -> list[Plugin]:
+    """What a new supernet directory records: the plugins named on this command, entry points, and the plugin
+    whose module defines the family (`defining_module`), each once."""
+    points = {point.value.split(":")[0] for point in entry_points(group=ENTRY_POINT_GROUP)}
+    chosen = [p for key, p in _LOADED.items() if key in _GIVEN or p.ref in points or
+              (defining_module and (defining_module == p.module or defining_module.startswith(p.module + ".")))]
+    return list({(p.kind, p.ref): p for p in chosen}.values())
 
 
 def reload_recorded(records: Iterable[Mapping[str, Any]]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Mapping
@@ -19,17 +20,20 @@ def prepare_output(directory: Path, marker: str, identity: Mapping[str, Any], ov
     Raises UserError when the directory holds something else or other settings, unless `overwrite`.
     """
     directory = Path(directory)
+    check_creatable(directory)
+    if directory.exists() and not directory.is_dir():
+        raise UserError(f"{directory} exists and is not a directory")
     if overwrite and directory.exists():
         shutil.rmtree(directory)
     marker_path = directory / marker
-    if directory.exists() and not directory.is_dir():
-        raise UserError(f"{directory} exists and is not a directory")
     if marker_path.exists():
         try:
             existing = json.loads(marker_path.read_text())
-        except json.JSONDecodeError:
+        except (OSError, UnicodeDecodeError, ValueError):
+            existing = None
+        if not isinstance(existing, dict):
             raise UserError(f"{marker_path} is unreadable; use --overwrite to start afresh") from None
-        recorded = existing.get("identity", {})
+        recorded = existing.get("identity") if isinstance(existing.get("identity"), dict) else {}
         diffs = [k for k in sorted(set(recorded) | set(identity)) if recorded.get(k) != identity.get(k)]
         if diffs:
             key = diffs[0]
@@ -38,9 +42,29 @@ def prepare_output(directory: Path, marker: str, identity: Mapping[str, Any], ov
         return existing
     if directory.exists() and any(directory.iterdir()):
         raise UserError(f"{directory} exists and is not a {what} directory; choose another path or --overwrite")
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {directory}: {exc.strerror or exc}") from None
     write_marker(directory / marker, {"identity": dict(identity), "status": "running"})
     return None
+
+
+def check_creatable(path: Path, option: str = "--out") -> None:
+    """UserError (before anything is written) when `path` could not be created: an ancestor is a regular
+    file, or the nearest existing ancestor is not writable."""
+    path = Path(path)
+    if path.is_dir():
+        return
+    if path.exists() or path.is_symlink():
+        return  # an existing file: the caller says what is wrong with it
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserError(f"{option} {path} cannot be created: {ancestor} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {path} cannot be created: no permission to write in {ancestor}")
 
 
 def write_marker(path: Path, data: Mapping[str, Any]) -> None:

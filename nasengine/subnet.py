@@ -1,4 +1,9 @@
-"""Exported subnets: reload as plain torch modules and re-score them, without importing any supernet code."""
+"""Exported subnets: reload as plain torch modules and re-score them, without importing any supernet code.
+
+Loading never unpickles (JSON, safetensors and ONNX only); a damaged export (garbage or incomplete
+config.json or manifest.json, a truncated, empty or mismatched model.safetensors, a model.onnx that is not
+ONNX) is a one-line ValueError naming the file.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
@@ -15,19 +21,62 @@ from nasengine.evaluation import accuracy
 from nasengine.tasks import task_from_spec
 
 FORMAT = "nasengine-subnet"
+REQUIRED = ("module", "input_shape", "input_transform", "task", "arch")
 
 if TYPE_CHECKING:
     from nasengine.devices.base import Workload
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path} is missing; export the subnet again") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{path} is not readable JSON ({_first_line(exc)}); export the subnet again") from None
 
 
 def read_subnet_config(path: Path) -> dict[str, Any]:
     config_path = Path(path) / "config.json"
     if not config_path.is_file() or not (Path(path) / "model.safetensors").is_file():
         raise FileNotFoundError(f"{path} is not an exported subnet (needs config.json and model.safetensors)")
-    config = json.loads(config_path.read_text())
-    if config.get("format") != FORMAT:
+    config = _read_json(config_path)
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ValueError(f"{config_path} is not a nasengine subnet config")
+    missing = [key for key in REQUIRED if key not in config]
+    if missing:
+        raise ValueError(f"{config_path} lacks {', '.join(repr(k) for k in missing)}; export the subnet again")
     return config
+
+
+def load_weights(module: nn.Module, path: Path) -> None:
+    """Load model.safetensors into the rebuilt module strictly; ValueError saying what does not fit."""
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        what = "empty" if path.is_file() and path.stat().st_size == 0 else \
+            f"not a readable safetensors file ({_first_line(exc)})"
+        raise ValueError(f"{path} is {what}") from None
+    expected = module.state_dict()
+    optional = {k for k in expected if k.endswith("num_batches_tracked")}
+    missing = [k for k in expected if k not in tensors and k not in optional]
+    unexpected = sorted((k for k in tensors if k not in expected), key=lambda k: k.endswith("num_batches_tracked"))
+    shapes = [f"{k} {list(tensors[k].shape)} vs {list(v.shape)}" for k, v in expected.items()
+              if k in tensors and tensors[k].shape != v.shape]
+    problems = [f"{len(items)} {label} (e.g. {items[0]})" for label, items in
+                (("missing tensor(s)", missing), ("unexpected tensor(s)", unexpected),
+                 ("tensor(s) of another shape", shapes)) if items]
+    if problems:
+        raise ValueError(f"{path} does not fit the module in config.json: {'; '.join(problems)}")
+    try:
+        module.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"{path} does not fit the module in config.json: {_first_line(exc)}") from None
 
 
 def load_subnet(path: str | Path) -> nn.Module:
@@ -38,20 +87,50 @@ def load_subnet(path: str | Path) -> nn.Module:
     except ValueError as exc:
         needs = config.get("requires_modules") or []
         if not needs:
-            raise
+            raise ValueError(f"{Path(path) / 'config.json'}: cannot rebuild the module: {_first_line(exc)}") from None
         raise ValueError(f"{exc}; this subnet uses module types defined in {', '.join(needs)}: import that first "
                          f"(or pass its plugin with --plugin)") from None
-    module.load_state_dict(load_file(str(Path(path) / "model.safetensors")), strict=True)
+    except (KeyError, TypeError, AttributeError, IndexError, RuntimeError) as exc:
+        raise ValueError(f"{Path(path) / 'config.json'}: cannot rebuild the module: "
+                         f"{type(exc).__name__}: {_first_line(exc)}") from None
+    load_weights(module, Path(path) / "model.safetensors")
     return module.eval()
+
+
+def score_subnet(path: str | Path, split: str | None = None) -> dict[str, Any]:
+    """Top-1 accuracy of an exported subnet on a split of its task (the manifest's split by default), with the
+    split's name and size: {"accuracy", "split", "n"}."""
+    path = Path(path)
+    config = read_subnet_config(path)
+    if split is None:
+        manifest = _read_json(path / "manifest.json")
+        recorded = manifest.get("accuracy_split") if isinstance(manifest, dict) else None
+        if not isinstance(recorded, dict) or not isinstance(recorded.get("split"), str):
+            raise ValueError(f"{path / 'manifest.json'} records no accuracy split; pass --split")
+        split = recorded["split"]
+    data = task_from_spec(config["task"]).split(split)
+    value = accuracy(load_subnet(path), data, lambda x: apply_input_transform(x, config["input_transform"]))
+    return {"accuracy": value, "split": split, "n": len(data)}
 
 
 def evaluate_subnet(path: str | Path, split: str | None = None) -> float:
     """Top-1 accuracy of an exported subnet on its task split (the manifest's split by default)."""
-    path = Path(path)
-    config = read_subnet_config(path)
-    manifest = json.loads((path / "manifest.json").read_text())
-    data = task_from_spec(config["task"]).split(split or manifest["accuracy_split"]["split"])
-    return accuracy(load_subnet(path), data, lambda x: apply_input_transform(x, config["input_transform"]))
+    return float(score_subnet(path, split)["accuracy"])
+
+
+def read_onnx(path: Path) -> bytes:
+    """The bytes of an ONNX file, checked to be a well-formed ONNX model; ValueError naming the file."""
+    import onnx
+
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"{path} is missing; export the subnet again") from None
+    try:
+        onnx.checker.check_model(onnx.load_model_from_string(data))
+    except Exception as exc:  # protobuf's DecodeError, onnx's ValidationError, ...
+        raise ValueError(f"{path} is not a valid ONNX model ({_first_line(exc)[:200]})") from None
+    return data
 
 
 def subnet_workload(path: str | Path) -> "Workload":
@@ -61,4 +140,4 @@ def subnet_workload(path: str | Path) -> "Workload":
     path = Path(path)
     config = read_subnet_config(path)
     return Workload(config["arch"], json.dumps(config["arch"], separators=(",", ":")), lambda: load_subnet(path),
-                    tuple(config["input_shape"]), dynamic_onnx=(path / "model.onnx").read_bytes())
+                    tuple(config["input_shape"]), dynamic_onnx=read_onnx(path / "model.onnx"))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -16,10 +17,11 @@ from nasengine.errors import UserError
 from nasengine.evaluation import Evaluator
 from nasengine.progress import Progress
 from nasengine.rundir import prepare_output, update_marker
-from nasengine.plugins import loaded_plugins
+from nasengine.plugins import plugins_to_record
 from nasengine.tasks import Task, open_data
 from search_spaces.storage import atomic_file
-from supernets.training import Phase, TrainSettings, get_recipe, train_supernet
+from supernets.training import Phase, TrainSettings, distributed, get_recipe, train_supernet
+from supernets.training.loop import CHECKPOINT_EVERY_SECONDS, CHECKPOINT_EVERY_STEPS
 
 MARKER = "train.json"
 LOG = "train_log.csv"
@@ -40,6 +42,10 @@ class TrainRequest:
     overrides: dict[str, Any] = field(default_factory=dict)
     data: str | None = None  # a data set name or path; None: the family's default data set
     data_options: dict[str, Any] | None = None  # split rule, augmentation, image size overrides (see open_data)
+    # checkpoint within an epoch every this many steps or seconds, whichever first (0: only at epoch ends);
+    # not part of the run's identity: they change what a crash costs, never the trained model
+    checkpoint_every: int = CHECKPOINT_EVERY_STEPS
+    checkpoint_seconds: float = CHECKPOINT_EVERY_SECONDS
 
     def open_task(self) -> Task:
         """The task to train on: `data`, else the family's default; refuses a family that has none."""
@@ -66,6 +72,8 @@ class TrainRequest:
             raise UserError(f"--lr must be positive, got {self.lr}")
         if self.n_random < 0:
             raise UserError(f"--n-random cannot be negative, got {self.n_random}")
+        if self.checkpoint_every < 0 or self.checkpoint_seconds < 0:
+            raise UserError("checkpoint intervals cannot be negative (0 turns one off)")
         if self.recipe == "progressive" and self.epochs < 4:
             raise UserError("the progressive recipe needs at least 4 epochs (one per phase)")
 
@@ -87,50 +95,125 @@ def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def train(request: TrainRequest) -> dict[str, Any]:
-    """Train (or resume training) and write DIR/config.json, DIR/model.safetensors and DIR/train_log.csv."""
+    """Train (or resume training) and write DIR/config.json, DIR/model.safetensors and DIR/train_log.csv.
+
+    Under `torchrun --nproc_per_node N -m nasengine train ...` the N processes train one model data-parallel
+    (see supernets.training.distributed): `batch_size` is per process, so the global batch is N times it.
+    Rank 0 alone writes the directory, logs and shows progress; the others wait for it at barriers.
+    """
+    with distributed.session() as device:
+        return _train(request, device)
+
+
+def _train(request: TrainRequest, device: torch.device) -> dict[str, Any]:
     request.validate()
     out = Path(request.out)
     if (out / supernets.io.CONFIG).exists() and not request.overwrite:
         raise UserError(f"{out} already holds a trained supernet; use --overwrite to retrain")
     task = request.open_task()
     request.build(task)  # refuse bad overrides before anything is written
-    plugins = [p.to_dict() for p in loaded_plugins()]
+    plugins = [p.to_dict() for p in plugins_to_record(supernets.entry(request.supernet).module)]
     settings = TrainSettings(epochs=request.epochs, lr=request.lr, n_random=request.n_random, seed=request.seed)
     identity = {"supernet": request.supernet, "overrides": request.overrides, "recipe": request.recipe,
                 "batch_size": request.batch_size, **settings.to_dict()}
     if request.data is not None:  # identities of runs made before --data existed stay valid
         identity["task"] = task.spec
-    resumed = prepare_output(out, MARKER, identity, request.overwrite, "training") is not None
+    world, main = distributed.world_size(), distributed.is_main()
+    if world > 1:  # a run is resumed only with as many processes (the batches would differ otherwise)
+        identity["world_size"] = world
+    outcome: dict[str, Any] = {}
+    if main:
+        try:
+            outcome["resumed"] = prepare_output(out, MARKER, identity, request.overwrite, "training") is not None
+        except UserError as exc:
+            outcome["error"] = str(exc)
+    outcome = distributed.broadcast_json(outcome)
+    if "error" in outcome:
+        raise UserError(outcome["error"])
+    resumed = bool(outcome["resumed"])
+    try:
+        return _run(request, device, task, identity, plugins, resumed)
+    except KeyboardInterrupt:
+        if main:
+            update_marker(out / MARKER, status="interrupted")
+        raise
+    except BaseException as exc:
+        if main:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            update_marker(out / MARKER, status="failed", error=reason)
+        raise
 
+
+def _run(request: TrainRequest, device: torch.device, task: Task, identity: dict[str, Any],
+         plugins: list[dict[str, Any]], resumed: bool) -> dict[str, Any]:
+    """Train in a prepared directory (resuming from its checkpoint) and write the supernet."""
+    out = Path(request.out)
+    world, main = distributed.world_size(), distributed.is_main()
+    settings = TrainSettings(epochs=request.epochs, lr=request.lr, n_random=request.n_random, seed=request.seed)
+    if main and resumed:
+        update_marker(out / MARKER, status="running", error=None)
     torch.manual_seed(request.seed)
-    net = request.build(task)
+    net = request.build(task).to(device)
     data = task.train_data(request.batch_size, request.seed)
+    if world > 1:
+        try:
+            data = data.shard(distributed.rank(), world)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
     evaluator = Evaluator(net, task, "val")
     started = time.perf_counter()
     with Progress(request.epochs * data.steps_per_epoch, f"train {request.supernet}", "step",
-                  request.progress) as bar:
+                  request.progress and main) as bar:
         if resumed:
             bar.write(f"resuming training in {out}")
+
+        def on_resume(steps_done: int) -> None:
+            bar.update(steps_done)
 
         def on_step(epoch: int, step: int, loss: float) -> None:
             bar.update(1, epoch=epoch, loss=f"{loss:.3f}")
 
         def on_epoch_end(epoch: int, phase: Phase, row: dict[str, float]) -> dict[str, float]:
-            scores = {"val_acc_max": evaluator.evaluate(net.space.max()),
-                      "val_acc_min": evaluator.evaluate(net.space.min())}
+            if not main:  # rank 0 evaluates; the loop hands its row and model to the other ranks
+                return {}
+            with _on_cpu(net):
+                scores = {"val_acc_max": evaluator.evaluate(net.space.max()),
+                          "val_acc_min": evaluator.evaluate(net.space.min())}
             bar.write(f"epoch {epoch + 1}/{request.epochs} [{phase.name}] loss {row['loss']:.3f} "
                       f"val acc max {scores['val_acc_max']:.2%} min {scores['val_acc_min']:.2%}")
             return scores
 
         log = train_supernet(net, get_recipe(request.recipe), data, settings, out / "checkpoints",
-                             on_step=on_step, on_epoch_end=on_epoch_end)
-    _write_log(out / LOG, log)
-    test = task.split("test")
-    final = {name: {"val": evaluator.evaluate(arch), "test": evaluator.evaluate(arch, test)}
-             for name, arch in (("max", net.space.max()), ("min", net.space.min()))}
-    seconds = time.perf_counter() - started
-    supernets.save_supernet(net, out, {"task": task.spec, "plugins": plugins, "training": {**identity, "seconds": round(seconds, 1)},
-                                       "final_accuracy": final})
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    update_marker(out / MARKER, status="complete")
-    return {"out": str(out), "seconds": seconds, "final_accuracy": final, "resumed": resumed}
+                             on_step=on_step, on_epoch_end=on_epoch_end,
+                             checkpoint_every=request.checkpoint_every or None,
+                             checkpoint_seconds=request.checkpoint_seconds or None, on_resume=on_resume)
+    final: dict[str, Any] = {}
+    if main:
+        _write_log(out / LOG, log)
+        test = task.split("test")
+        with _on_cpu(net):
+            final = {name: {"val": evaluator.evaluate(arch), "test": evaluator.evaluate(arch, test)}
+                     for name, arch in (("max", net.space.max()), ("min", net.space.min()))}
+            seconds = time.perf_counter() - started
+            supernets.save_supernet(net, out, {"task": task.spec, "plugins": plugins,
+                                               "training": {**identity, "seconds": round(seconds, 1)},
+                                               "final_accuracy": final})
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        update_marker(out / MARKER, status="complete")
+    final = distributed.broadcast_json(final)  # every rank returns the same result once rank 0 is done
+    return {"out": str(out), "seconds": time.perf_counter() - started, "final_accuracy": final,
+            "resumed": resumed, "rank": distributed.rank(), "world_size": world}
+
+
+@contextmanager
+def _on_cpu(net: torch.nn.Module) -> Iterator[None]:
+    """Evaluation and saving run on the CPU (where the task's tensors are); a net trained on a GPU goes back."""
+    device = next(net.parameters()).device
+    if device.type == "cpu":
+        yield
+        return
+    net.cpu()
+    try:
+        yield
+    finally:
+        net.to(device)

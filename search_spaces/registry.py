@@ -46,6 +46,12 @@ class Registry(Generic[T]):
             raise RegistryError(f"unknown {self.kind} {name!r}; available: "
                                 f"{', '.join(sorted(self._entries)) or 'none'}") from None
 
+    def copy(self) -> "Registry[T]":
+        """An independent registry with the same entries (e.g. for registrations that must not outlive a test)."""
+        other: Registry[T] = Registry(self.kind)
+        other._entries = dict(self._entries)
+        return other
+
     def find(self, name: str) -> T | None:
         return self._entries.get(name)
 

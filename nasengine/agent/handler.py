@@ -37,12 +37,57 @@ def _first_line(exc: BaseException, limit: int = 300) -> str:
     return (text[0] if text else type(exc).__name__)[:limit]
 
 
+STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")  # operators onnxruntime itself implements
+
+
+def _tensors_and_graphs(graph: Any) -> tuple[list[Any], list[Any]]:
+    """Every tensor stored in a graph or function (initializers, sparse ones, attribute tensors) and the
+    subgraphs of its nodes."""
+    tensors = list(getattr(graph, "initializer", []))
+    for sparse in getattr(graph, "sparse_initializer", []):
+        tensors += [sparse.values, sparse.indices]
+    subgraphs = []
+    for node in graph.node:
+        for attribute in node.attribute:
+            tensors += ([attribute.t] if attribute.HasField("t") else []) + list(attribute.tensors)
+            subgraphs += ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs)
+    return tensors, subgraphs
+
+
+def check_model(onnx_bytes: bytes) -> None:
+    """Refuse what the agent must never hand to onnxruntime: a model that reads files of this machine (external
+    data) or needs operators from outside onnxruntime's own domains (custom operator libraries). Bytes that
+    are not ONNX at all are left to onnxruntime to reject (it never runs anything but inference on them)."""
+    import onnx
+
+    try:
+        model = onnx.load_model_from_string(onnx_bytes)
+    except Exception:
+        return
+    allowed = {*STANDARD_DOMAINS, *(f.domain for f in model.functions)}
+    graphs = [model.graph, *model.functions]
+    while graphs:
+        graph = graphs.pop()
+        for node in graph.node:
+            if node.domain not in allowed:
+                raise RejectedModel(f"operator {node.op_type!r} of domain {node.domain!r} is not one onnxruntime "
+                                    f"implements; the agent runs standard ONNX operators only")
+        tensors, subgraphs = _tensors_and_graphs(graph)
+        graphs += subgraphs
+        for tensor in tensors:
+            if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
+                raise RejectedModel(f"tensor {tensor.name!r} refers to external data; send a self-contained "
+                                    f"ONNX model (all weights inside the file)")
+
+
 def measure_model(onnx_bytes: bytes, settings: Mapping[str, Any]) -> Measurement:
-    """Time `onnx_bytes` with the local onnxruntime backend under complete settings (threads, opt_level, ...)."""
+    """Time `onnx_bytes` with the local onnxruntime backend under complete settings (threads, opt_level, ...).
+    The bytes are only ever opened as an ONNX model and run for inference; nothing in them is executed."""
     try:
         device = OrtCpuDevice(DeviceConfig("agent", "onnxruntime", dict(settings)))
     except (TypeError, ValueError) as exc:
         raise RejectedModel(f"bad settings: {exc}") from None
+    check_model(onnx_bytes)
     try:
         return device.measure_onnx(onnx_bytes)
     except ValueError as exc:
@@ -66,6 +111,7 @@ class AgentHandler(BaseHTTPRequestHandler):
         self._t0, self._note, self._body_read = time.monotonic(), "", False
         self._settings: dict[str, Any] = {}
         self._length = 0
+        self._authenticated = False
 
     # -- routing -------------------------------------------------------------------------------------------------
     def do_GET(self) -> None:
@@ -84,13 +130,24 @@ class AgentHandler(BaseHTTPRequestHandler):
         if self.command != ENDPOINTS[path]:
             return 405, {"error": f"{path} accepts {ENDPOINTS[path]} only"}, {"Allow": ENDPOINTS[path]}
         if path != "/measure":
+            # /health answers anyone, but checks a token when one is sent (clients test theirs this way)
+            if "Authorization" in self.headers:
+                return self._check_token()
             return None
+        return self._check_token() or self._check_upload()
+
+    def _check_token(self) -> tuple[int, dict[str, Any], dict[str, str]] | None:
         scheme, _, given = self.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
             return 401, {"error": "missing token: send 'Authorization: Bearer <token>'"}, \
                 {"WWW-Authenticate": 'Bearer realm="nasengine-agent"'}
         if not hmac.compare_digest(given.strip().encode(), self.server.token):
             return 401, {"error": "invalid token"}, {"WWW-Authenticate": 'Bearer realm="nasengine-agent"'}
+        self._authenticated = True
+        return None
+
+    def _check_upload(self) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+        """Size and settings of an authenticated /measure request, before its body is read."""
         text = self.headers.get("Content-Length")
         if text is None:
             return 411, {"error": "send the model with a Content-Length header (chunked uploads are not "
@@ -127,7 +184,7 @@ class AgentHandler(BaseHTTPRequestHandler):
         if problem is not None:
             self._send(*problem)
         elif self._path() == "/health":
-            self._send(200, self.server.health())
+            self._send(200, {**self.server.health(), "authenticated": self._authenticated})
         else:
             self._measure()
 

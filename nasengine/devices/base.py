@@ -70,7 +70,36 @@ class DeviceConfig:
         """The required file setting `key` as a path (~ expanded), or ValueError naming the device."""
         if key not in self.settings:
             raise ValueError(f"device {self.name!r}: a {self.backend} device needs a `{key}` setting")
-        return Path(self.settings[key]).expanduser()
+        value = self.settings[key]
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"device {self.name!r}: setting `{key}` must be a path, got {value!r}")
+        return Path(value).expanduser()
+
+    def int_setting(self, key: str, default: int, minimum: int = 1) -> int:
+        """The whole-number setting `key` (at least `minimum`), or ValueError naming the device and setting."""
+        value = self.settings.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"device {self.name!r}: setting `{key}` must be a whole number >= {minimum}, "
+                             f"got {value!r}")
+        return value
+
+    def timing_settings(self) -> TimingSettings:
+        """The `timing` table of the settings as TimingSettings, or ValueError naming the bad key."""
+        raw = self.settings.get("timing", {})
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"device {self.name!r}: setting `timing` must be a table, got {raw!r}")
+        known = TimingSettings.__dataclass_fields__
+        for key, value in raw.items():
+            if key not in known:
+                raise ValueError(f"device {self.name!r}: unknown timing setting `{key}`; known: "
+                                 f"{', '.join(known)}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"device {self.name!r}: timing setting `{key}` must be a number >= 0, "
+                                 f"got {value!r}")
+        try:
+            return TimingSettings(**raw)
+        except ValueError as exc:
+            raise ValueError(f"device {self.name!r}: {exc}") from None
 
 
 class Device(ABC):
@@ -80,8 +109,8 @@ class Device(ABC):
 
     def __init__(self, config: DeviceConfig, timing: TimingSettings | None = None):
         self.config = config
-        self.timing = timing or TimingSettings(**config.settings.get("timing", {}))
-        self.batch_size = int(config.settings.get("batch_size", 1))
+        self.timing = timing or config.timing_settings()
+        self.batch_size = config.int_setting("batch_size", 1)
 
     @property
     def name(self) -> str:

@@ -32,7 +32,13 @@ class LookupTableDevice(Device):
         self.path = config.path_setting("table")
 
     def availability(self) -> str | None:
-        return None if self.path.is_file() else f"no latency table at {self.path} (run `nasengine device profile`)"
+        if not self.path.is_file():
+            return f"no latency table at {self.path} (run `nasengine device profile`)"
+        try:
+            self.table  # a damaged table is refused before a search writes anything
+        except UserError as exc:
+            return str(exc).removeprefix(f"device {self.name!r}: ")
+        return None
 
     @cached_property
     def table(self):  # type: ignore[no-untyped-def]

@@ -30,9 +30,9 @@ class OrtCpuDevice(Device):
 
     def __init__(self, config: DeviceConfig, **kw: object):
         super().__init__(config, **kw)  # type: ignore[arg-type]
-        self.threads = int(config.settings.get("threads", 1))
+        self.threads = config.int_setting("threads", 1)
         level = config.settings.get("opt_level", "all")
-        if level not in _OPT_LEVELS:
+        if not isinstance(level, str) or level not in _OPT_LEVELS:
             raise ValueError(f"device {config.name!r}: opt_level must be one of {sorted(_OPT_LEVELS)}")
         self.opt_level = _OPT_LEVELS[level]
         self.precision = check_precision(config.settings.get("precision", "fp32"), config.name)
@@ -44,6 +44,7 @@ class OrtCpuDevice(Device):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = self.opt_level
         options.log_severity_level = 3
+        options.add_session_config_entry("session.load_model_format", "ONNX")  # ONNX protobuf only, never ORT format
         return options
 
     def session(self, onnx_bytes: bytes) -> ort.InferenceSession:

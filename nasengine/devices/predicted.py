@@ -6,6 +6,7 @@ supernet, so `nasengine search SN --device meta:TARGET` searches a device measur
 
 from __future__ import annotations
 
+import zipfile
 from functools import cached_property
 from pathlib import Path
 
@@ -28,9 +29,13 @@ class PredictedDevice(Device):
         self.path = config.path_setting("model")
 
     def availability(self) -> str | None:
-        if (self.path / "model.json").is_file():
-            return None
-        return f"no adapted latency predictor at {self.path} (run `nasengine device adapt`)"
+        if not (self.path / "model.json").is_file():
+            return f"no adapted latency predictor at {self.path} (run `nasengine device adapt`)"
+        try:
+            self.model  # a damaged predictor is refused before a search writes anything
+        except UserError as exc:
+            return str(exc).removeprefix(f"device {self.name!r}: ")
+        return None
 
     @cached_property
     def model(self):  # type: ignore[no-untyped-def]
@@ -38,7 +43,7 @@ class PredictedDevice(Device):
 
         try:
             return PredictedLatency(self.path)
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # a damaged arrays.npz too
             raise UserError(f"device {self.name!r}: cannot read {self.path}: {exc}") from None
 
     def _measure(self, workload: Workload) -> Measurement:

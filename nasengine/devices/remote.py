@@ -24,6 +24,10 @@ from nasengine.errors import UserError
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+class TokenRejected(UserError):
+    """The agent answered 401: the token is missing or wrong."""
+
+
 @register_backend("remote")
 class RemoteDevice(Device):
     """Sends the subnet's ONNX bytes to an agent, which times them one at a time with its onnxruntime backend.
@@ -52,9 +56,10 @@ class RemoteDevice(Device):
         self.token_env = settings.get("token_env", TOKEN_ENV)
         if self._token is not None and not isinstance(self._token, str):
             raise ValueError("setting 'token' must be a string")
-        self.timeout_s = float(settings.get("timeout_s", 600.0))
-        if not self.timeout_s > 0:
-            raise ValueError(f"setting 'timeout_s' must be positive, got {self.timeout_s}")
+        timeout = settings.get("timeout_s", 600.0)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+            raise ValueError(f"setting 'timeout_s' must be a positive number of seconds, got {timeout!r}")
+        self.timeout_s = float(timeout)
         self.agent_settings = parse_settings({"threads": settings.get("threads", 1),
                                               "opt_level": settings.get("opt_level", "all"),
                                               "batch_size": self.batch_size, "timing": asdict(self.timing)})
@@ -65,10 +70,26 @@ class RemoteDevice(Device):
         return self._token or os.environ.get(self.token_env) or None
 
     def health(self) -> dict[str, Any]:
-        """The agent's /health answer (UserError when it cannot be had)."""
-        data = self._request("GET", "/health", timeout_s=self.health_timeout_s, retries=0)
+        """The agent's /health answer, asked with the token so the agent checks it (UserError when it cannot be
+        had, TokenRejected when the agent refuses the token)."""
+        token = self.token()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        data = self._request("GET", "/health", timeout_s=self.health_timeout_s, retries=0, headers=headers)
+        if token and "authenticated" not in data:
+            self._check_token_the_old_way(token)  # an agent that predates token checks on /health
         self._health = (time.monotonic(), data)
         return data
+
+    def _check_token_the_old_way(self, token: str) -> None:
+        """A cheap authenticated request any agent answers: an empty upload is refused for its emptiness (400)
+        when the token is good, before anything else (401) when it is not."""
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"}
+        try:
+            self._request("POST", "/measure", body=b"", headers=headers, timeout_s=self.health_timeout_s, retries=0)
+        except TokenRejected:
+            raise
+        except UserError:
+            pass
 
     def availability(self) -> str | None:
         if not self.token():
@@ -77,9 +98,11 @@ class RemoteDevice(Device):
             return None
         try:
             data = self.health()
+        except TokenRejected:
+            return "token rejected"
         except UserError as exc:
             return str(exc)
-        return None if data.get("ok") else f"agent at {self.url} is not ready: {data}"
+        return None if data.get("ok") is True else f"agent at {self.url} is not ready: {str(data)[:200]}"
 
     def _measure(self, workload: Workload) -> Measurement:
         return self.measure_onnx(at_precision(workload.onnx(self.batch_size), self.precision, self.batch_size))
@@ -116,7 +139,7 @@ class RemoteDevice(Device):
                     raw = response.read()
                 break
             except urllib.error.HTTPError as exc:
-                raise UserError(self._agent_error(exc)) from None
+                raise (TokenRejected if exc.code == 401 else UserError)(self._agent_error(exc)) from None
             except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
                 reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
                 if isinstance(reason, (TimeoutError, socket.timeout)):

@@ -39,23 +39,45 @@ class TableDevice(Device):
         self.column = str(config.settings.get("column", "latency_ms"))
 
     def availability(self) -> str | None:
-        return None if self.path.is_file() else f"table {self.path} does not exist"
+        if not self.path.is_file():
+            return f"table {self.path} does not exist"
+        try:
+            self.latencies
+        except UserError as exc:
+            return str(exc).removeprefix(f"device {self.name!r}: ")
+        return None
 
     @cached_property
     def latencies(self) -> dict[str, float]:
+        """arch key -> latency (ms); UserError naming the file and row when the table is not usable: every
+        row needs an arch (a JSON object) and a finite latency > 0."""
         try:
-            frame = pd.read_csv(self.path)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"device {self.name!r}: cannot read {self.path}: {exc}") from None
+            frame = pd.read_csv(self.path, dtype=str, keep_default_na=False)
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            raise UserError(f"device {self.name!r}: cannot read {self.path}: {str(exc).splitlines()[0]}") from None
         missing = {"arch", self.column} - set(frame.columns)
         if missing:
             raise UserError(f"device {self.name!r}: {self.path} lacks column(s) {', '.join(sorted(missing))}")
+        if frame.empty:
+            raise UserError(f"device {self.name!r}: {self.path} has no rows")
         table: dict[str, float] = {}
-        for text, value in zip(frame["arch"], frame[self.column]):
+        for row, (text, value) in enumerate(zip(frame["arch"], frame[self.column]), start=2):  # line 1: header
+            where = f"device {self.name!r}: {self.path} line {row}"
             try:
-                table[table_key(json.loads(text))] = float(value)
-            except (TypeError, ValueError, json.JSONDecodeError):
-                raise UserError(f"device {self.name!r}: {self.path} has a malformed row ({str(text)[:40]}...)") from None
+                arch = json.loads(text)
+            except json.JSONDecodeError:
+                arch = None
+            if not isinstance(arch, dict):
+                raise UserError(f"{where}: arch is not a JSON object ({str(text)[:40]!r})")
+            if not str(value).strip():
+                raise UserError(f"{where}: {self.column} is missing")
+            try:
+                latency = float(value)
+            except ValueError:
+                raise UserError(f"{where}: {self.column} {value!r} is not a number") from None
+            if not 0 < latency < float("inf"):
+                raise UserError(f"{where}: {self.column} must be a positive number of ms, got {value}")
+            table[table_key(arch)] = latency
         return table
 
     def __contains__(self, arch: Mapping[str, Any]) -> bool:

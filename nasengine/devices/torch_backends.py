@@ -17,7 +17,7 @@ class TorchCpuDevice(Device):
 
     def __init__(self, config: DeviceConfig, **kw: object):
         super().__init__(config, **kw)  # type: ignore[arg-type]
-        self.threads = int(config.settings.get("threads", 1))
+        self.threads = config.int_setting("threads", 1)
 
     def _measure(self, workload: Workload) -> Measurement:
         model, x = workload.model(), workload.example_input(self.batch_size)
@@ -38,7 +38,7 @@ class TorchCudaDevice(Device):
 
     def __init__(self, config: DeviceConfig, **kw: object):
         super().__init__(config, **kw)  # type: ignore[arg-type]
-        self.index = int(config.settings.get("index", 0))
+        self.index = config.int_setting("index", 0, minimum=0)
         self.half = config.settings.get("precision", "fp32") == "fp16"
 
     def availability(self) -> str | None:

@@ -57,6 +57,9 @@ def load_trained(supernet_dir: Path) -> tuple[supernets.Supernet, dict[str, Any]
     or a one-line UserError."""
     try:
         config = supernets.io.read_config(Path(supernet_dir))
+        if not isinstance(config.get("task"), dict):
+            raise ValueError(f"{Path(supernet_dir) / supernets.io.CONFIG} records no task (its 'task' entry is "
+                             f"missing or not an object); train the supernet again")
         reload_recorded(config.get("plugins", []))
         return supernets.load_supernet(Path(supernet_dir))
     except (FileNotFoundError, ValueError) as exc:
@@ -82,8 +85,28 @@ def search(request: SearchRequest) -> dict[str, Any]:
                 **request.extra_identity}
     out = Path(request.out)
     resumed = prepare_output(out, MARKER, identity, request.overwrite, "search run") is not None
-    update_marker(out / MARKER, status="running", evals=request.evals)
+    update_marker(out / MARKER, status="running", evals=request.evals, error=None)
+    try:
+        return _search(request, net, task, devices, objectives, strategy, out, resumed)
+    except KeyboardInterrupt:
+        update_marker(out / MARKER, status="interrupted")
+        raise
+    except UserError as exc:
+        update_marker(out / MARKER, status="failed", error=one_line(str(exc)))
+        raise
+    except Exception as exc:
+        update_marker(out / MARKER, status="failed", error=one_line(f"{type(exc).__name__}: {exc}"))
+        raise
 
+
+def one_line(text: str) -> str:
+    """A message on one line (what run.json records as the reason a run stopped)."""
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def _search(request: SearchRequest, net: supernets.Supernet, task: Any, devices: list, objectives: Any,
+            strategy: Any, out: Path, resumed: bool) -> dict[str, Any]:
+    """The search proper, once the run directory is prepared (its status is kept by `search`)."""
     store = RunStore(out, net.space)
     candidates = CandidateEvaluator(Evaluator(net, task, "val"), devices, store)
     started = time.perf_counter()
@@ -106,5 +129,5 @@ def search(request: SearchRequest) -> dict[str, Any]:
     summary = {"evaluated": len(results), "new_this_session": problem.new_evaluations,
                "pareto_sizes": {d: int((pareto["device"] == d).sum()) for d in request.devices},
                "seconds": round(time.perf_counter() - started, 1)}
-    update_marker(out / MARKER, status="complete", summary=summary)
+    update_marker(out / MARKER, status="complete", summary=summary, error=None)
     return {"out": str(out), "results": results, "pareto": pareto, "resumed": resumed, **summary}

@@ -49,6 +49,7 @@ class ArrayTaskOptions:
                 rule.val_fraction + rule.test_fraction >= 1:
             raise ValueError("validation and test fractions must lie in (0, 1) and sum to less than 1")
         augment = tuple(given["augment"]) if "augment" in given else self.augment
+        compose(augment)  # ValueError naming an unknown augmentation
         size = given.get("image_size", self.image_size)
         return ArrayTaskOptions(rule, augment, tuple(size) if size else None)
 
@@ -77,6 +78,8 @@ def split_indices(data: ImageData, rule: SplitRule) -> dict[str, tuple[str, np.n
     for split, fraction in (("test", rule.test_fraction), ("val", rule.val_fraction)):
         if split in data.splits:
             out[split] = (split, np.arange(len(data.splits[split][1])))
+        elif fraction <= 0:
+            raise DataError(f"the files define no {split} split, so --{split}-fraction must be positive")
         else:
             pool, carved = _carve(pool, labels, max(1, int(round(fraction * n))), rule.seed, split)
             out[split] = ("train", carved)

@@ -62,22 +62,74 @@ class Task(ABC):
 
 
 class EpochBatches:
-    """Shuffled mini-batches of a split, with an optional per-batch augmentation, reseeded per epoch."""
+    """Shuffled mini-batches of a split, with an optional per-batch augmentation, reseeded per epoch.
+
+    For data-parallel training, `shard(rank, world_size)` gives each process a disjoint slice of every
+    global batch of `world_size * batch_size` rows: together the ranks see exactly the batches (order and
+    augmentation alike) that one process with batch `world_size * batch_size` would see.
+    """
 
     def __init__(self, split: Split, batch_size: int, seed: int,
-                 augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None):
+                 augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+                 rank: int = 0, world_size: int = 1):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in a world of {world_size}")
+        if world_size > 1 and len(split) < batch_size * world_size:
+            raise ValueError(f"{len(split)} training samples cannot fill a global batch of {world_size} x "
+                             f"{batch_size}")
         self.split, self.batch_size, self.seed, self.augment = split, batch_size, seed, augment
-        self.steps_per_epoch = max(1, len(split) // batch_size)
+        self.rank, self.world_size = rank, world_size
+        self.steps_per_epoch = max(1, len(split) // (batch_size * world_size))
 
-    def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        gen = torch.Generator().manual_seed(self.seed * 7919 + epoch)
-        order = torch.randperm(len(self.split), generator=gen)
-        for step in range(self.steps_per_epoch):
-            idx = order[step * self.batch_size: (step + 1) * self.batch_size]
-            x = self.split.inputs[idx]
-            if self.augment is not None:
-                x = self.augment(x, gen)
-            yield x, self.split.labels[idx]
+    def shard(self, rank: int, world_size: int) -> "EpochBatches":
+        """The same data for process `rank` of `world_size`, each taking `batch_size` rows of every global batch."""
+        return EpochBatches(self.split, self.batch_size, self.seed, self.augment, rank, world_size)
+
+    def batches(self, epoch: int, start_step: int = 0,
+                generator_state: torch.Tensor | None = None) -> "EpochIterator":
+        """Batches of `epoch` from `start_step` on. `generator_state` (an `EpochIterator.generator_state()`
+        taken after batch `start_step - 1`) resumes the augmentation draws exactly; without it the skipped
+        batches are drawn again and dropped, which gives the same result."""
+        return EpochIterator(self, epoch, start_step, generator_state)
+
+
+class EpochIterator:
+    """One epoch of `EpochBatches`; `generator_state()` after batch k is what resuming at step k + 1 needs."""
+
+    def __init__(self, data: EpochBatches, epoch: int, start_step: int = 0,
+                 generator_state: torch.Tensor | None = None):
+        if not 0 <= start_step <= data.steps_per_epoch:
+            raise ValueError(f"start step {start_step} outside an epoch of {data.steps_per_epoch} steps")
+        self.data, self.step = data, 0
+        self.generator = torch.Generator().manual_seed(data.seed * 7919 + epoch)
+        self.order = torch.randperm(len(data.split), generator=self.generator)
+        if generator_state is not None:
+            self.generator.set_state(generator_state)
+            self.step = start_step
+        else:
+            for _ in range(start_step):
+                next(self)
+
+    def generator_state(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def __iter__(self) -> "EpochIterator":
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        data = self.data
+        if self.step >= data.steps_per_epoch:
+            raise StopIteration
+        size = data.batch_size * data.world_size
+        idx = self.order[self.step * size: (self.step + 1) * size]
+        self.step += 1
+        mine = slice(data.rank * data.batch_size, (data.rank + 1) * data.batch_size)
+        if data.augment is None:
+            idx = idx[mine]
+            return data.split.inputs[idx], data.split.labels[idx]
+        # the whole global batch is augmented so that every rank draws what one process would
+        x = data.augment(data.split.inputs[idx], self.generator)
+        return x[mine] if data.world_size > 1 else x, data.split.labels[idx[mine]]
 
 
 NamedFactory = Callable[..., Task]

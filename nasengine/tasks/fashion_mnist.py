@@ -27,4 +27,4 @@ def fashion_mnist(options: ArrayTaskOptions = DEFAULT_OPTIONS) -> ArrayTask:
                         f"`apt-get install -y dataset-fashion-mnist`, or pass --data DIR holding "
                         f"train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and "
                         f"t10k-labels-idx1-ubyte.gz")
-    return read_path(DATA_KINDS["idx"], DEFAULT_DIR, "fashion-mnist", options, classes=CLASSES)
+    return read_path(DATA_KINDS.get("idx"), DEFAULT_DIR, "fashion-mnist", options, classes=CLASSES)

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
+import itertools
 import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from supernets.base import Supernet
-from supernets.training.checkpoint import load_checkpoint, save_checkpoint
+from supernets.training import distributed
+from supernets.training.checkpoint import newest_checkpoint, read_checkpoint, save_checkpoint
 from supernets.training.losses import soft_cross_entropy
 from search_spaces.space import Space
 from supernets.training.recipes import Phase, Recipe
@@ -45,6 +48,12 @@ class TrainSettings:
 
 StepHook = Callable[[int, int, float], None]
 EpochHook = Callable[[int, Phase, dict[str, float]], dict[str, float] | None]
+ResumeHook = Callable[[int], None]
+
+# Default checkpoint interval within an epoch: whichever comes first (plus one at every epoch end). A few
+# minutes of work at most is lost to a crash; writing a checkpoint costs about one step of a small net.
+CHECKPOINT_EVERY_STEPS = 200
+CHECKPOINT_EVERY_SECONDS = 120.0
 
 
 def _phase_of(phases: list[Phase], epoch: int) -> tuple[Phase, bool]:
@@ -112,55 +121,193 @@ def train_step(net: Supernet, x: torch.Tensor, y: torch.Tensor, phase: Phase, rn
     return float(loss.detach())
 
 
+def _torch_seed(seed: int, epoch: int, rank: int) -> int:
+    """Seed of the torch generator (dropout) for an epoch: one process keeps the historical seed, other ranks
+    draw their own masks."""
+    if rank == 0:
+        return seed * 100_003 + epoch
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
+def _epoch_batches(data: EpochData, epoch: int, start: int,
+                   generator_state: torch.Tensor | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """`data.batches(epoch)` from step `start` on: resumed from the generator state where the data supports it
+    (`EpochBatches`), else by drawing the skipped batches again (the protocol makes epochs reproducible)."""
+    if "start_step" in inspect.signature(data.batches).parameters:
+        return iter(data.batches(epoch, start_step=start, generator_state=generator_state))  # type: ignore[call-arg]
+    return itertools.islice(iter(data.batches(epoch)), start, None)
+
+
+def _for_this_rank(data: EpochData) -> EpochData:
+    """Under data parallelism, this rank's shard of `data` (unchanged when it is sharded already)."""
+    if not distributed.is_distributed() or getattr(data, "world_size", 1) == distributed.world_size():
+        return data
+    if not hasattr(data, "shard"):
+        raise ValueError(f"{type(data).__name__} cannot be sharded over {distributed.world_size()} processes "
+                         f"(it needs a shard(rank, world_size) method)")
+    return data.shard(distributed.rank(), distributed.world_size())  # type: ignore[attr-defined]
+
+
+class _Interval:
+    """Whether a mid-epoch checkpoint is due: every `steps` steps or `seconds` seconds, whichever comes first."""
+
+    def __init__(self, steps: int | None, seconds: float | None):
+        self.steps, self.seconds = steps or None, seconds or None
+        self.reset()
+
+    def reset(self) -> None:
+        self.count, self.since = 0, time.monotonic()
+
+    def tick(self) -> bool:
+        self.count += 1
+        return bool((self.steps is not None and self.count >= self.steps)
+                    or (self.seconds is not None and time.monotonic() - self.since >= self.seconds))
+
+
+def _rng_digest(rng: np.random.Generator) -> list[float]:
+    state = rng.bit_generator.state["state"]
+    return [float(state["state"] % (1 << 52)), float(state["inc"] % (1 << 52))]
+
+
 def train_supernet(net: Supernet, recipe: Recipe, data: EpochData, settings: TrainSettings,
                    checkpoint_root: Path | None = None, on_step: StepHook | None = None,
-                   on_epoch_end: EpochHook | None = None) -> list[dict[str, float]]:
+                   on_epoch_end: EpochHook | None = None, checkpoint_every: int | None = CHECKPOINT_EVERY_STEPS,
+                   checkpoint_seconds: float | None = CHECKPOINT_EVERY_SECONDS,
+                   on_resume: ResumeHook | None = None) -> list[dict[str, float]]:
     """Train `net` with `recipe`; resumes from the newest checkpoint under `checkpoint_root` if any.
 
-    Randomness (shuffling, subnet sampling, dropout) is re-seeded from (seed, epoch) at each epoch start,
-    so a resumed run continues exactly as the uninterrupted one would. Returns one log row per epoch.
+    Checkpoints are written at every epoch end and, within an epoch, every `checkpoint_every` steps or
+    `checkpoint_seconds` seconds, whichever comes first (None or 0 turns either off). Each holds the model,
+    the optimizer, the position (epoch, step), the log so far and every generator state: torch's (dropout),
+    the subnet sampler's and the data order/augmentation generator. Randomness is re-seeded from
+    (seed, epoch) at each epoch start and restored from the checkpoint mid-epoch, and the learning rate is a
+    function of the global step, so a run killed at any moment and started again continues on exactly the
+    trajectory of an uninterrupted run (bit for bit on one CPU process; writing a checkpoint changes nothing).
+    `on_resume(steps_done)` is called once when training resumes from a checkpoint.
+
+    Under torchrun (see supernets.training.distributed) every rank runs this same call on its shard of the
+    data, with identical subnets and gradients averaged once per step; rank 0 alone writes checkpoints, and
+    the epoch's log row and model state (after `on_epoch_end`, which every rank calls) come from rank 0.
+    Returns one log row per epoch.
     """
+    data = _for_this_rank(data)
+    rank, world = distributed.rank(), distributed.world_size()
     phases = recipe.phases(net.space, settings.epochs)
     decay, no_decay = [], []
     for name, p in net.named_parameters():
         (no_decay if p.ndim <= 1 or "transforms" in name else decay).append(p)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=settings.lr)
-    total_steps = settings.epochs * data.steps_per_epoch
-    warmup_steps = settings.warmup_epochs * data.steps_per_epoch
-    log: list[dict[str, float]] = []
-    start_epoch = 0
+    steps_per_epoch = data.steps_per_epoch
+    total_steps = settings.epochs * steps_per_epoch
+    warmup_steps = settings.warmup_epochs * steps_per_epoch
+    device = next(net.parameters()).device
+    log: list[dict[str, Any]] = []
+    start_epoch, start_step, resumed = 0, 0, None
     if checkpoint_root is not None:
-        meta = load_checkpoint(checkpoint_root, net, optimizer)
-        if meta is not None:
-            start_epoch, log = int(meta["epoch"]) + 1, list(meta["log"])
+        found = newest_checkpoint(checkpoint_root) if distributed.is_main() else None
+        found = distributed.broadcast_json(None if found is None else str(found))  # every rank reads rank 0's choice
+        if found is not None:
+            resumed = read_checkpoint(Path(found), net, optimizer)
+            log = list(resumed["log"])
+            if resumed["step"] is None:
+                start_epoch = int(resumed["epoch"]) + 1
+            else:
+                start_epoch, start_step = int(resumed["epoch"]), int(resumed["step"])
+                if int(resumed.get("world_size", 1)) != world:
+                    raise ValueError(f"the checkpoint {found} was written by {resumed.get('world_size', 1)} "
+                                     f"processes; resume it with as many (now {world})")
+    distributed.broadcast_state(net)
+    if resumed is not None and on_resume is not None:
+        on_resume(start_epoch * steps_per_epoch + start_step)
+    interval = _Interval(checkpoint_every, checkpoint_seconds)
     for epoch in range(start_epoch, settings.epochs):
         phase, starts_now = _phase_of(phases, epoch)
-        if starts_now:
+        mid_epoch = epoch == start_epoch and start_step > 0
+        if starts_now and not mid_epoch:
             net.prepare_phase(set(phase.tags))
             if epoch > 0:  # the phase may have reordered channels: moments of the old order would misdirect steps
                 optimizer.state.clear()
-        torch.manual_seed(settings.seed * 100_003 + epoch)
+        torch.manual_seed(_torch_seed(settings.seed, epoch, rank))
         rng = np.random.default_rng([settings.seed, epoch])
+        losses: list[float] = []
+        first, seconds_before, data_state = 0, 0.0, None
+        if mid_epoch:
+            assert resumed is not None
+            first, losses, seconds_before = start_step, list(resumed["epoch_losses"]), resumed["epoch_seconds"]
+            rng.bit_generator.state = resumed["sampler_rng"]
+            torch.set_rng_state(resumed["rng"][f"torch.{rank}"])
+            if device.type == "cuda" and f"cuda.{rank}" in resumed["rng"]:
+                torch.cuda.set_rng_state(resumed["rng"][f"cuda.{rank}"], device)
+            data_state = resumed["rng"].get("data")
         net.train()
-        started, losses = time.perf_counter(), []
-        for step, (x, y) in enumerate(data.batches(epoch)):
-            global_step = epoch * data.steps_per_epoch + step
+        started = time.perf_counter()
+        batches = _epoch_batches(data, epoch, first, data_state)
+        for step, (x, y) in enumerate(batches, start=first):
+            global_step = epoch * steps_per_epoch + step
             for group in optimizer.param_groups:
                 group["lr"] = settings.lr * _lr_factor(global_step, total_steps, warmup_steps)
             optimizer.zero_grad(set_to_none=True)
-            losses.append(train_step(net, x, y, phase, rng, settings.n_random, settings.label_smoothing,
-                                     settings.kd_weight))
+            loss = train_step(net, x.to(device), y.to(device), phase, rng, settings.n_random,
+                              settings.label_smoothing, settings.kd_weight)
+            # a mid-epoch checkpoint after this step? (the last step's state is the epoch-end checkpoint)
+            due = interval.tick() and checkpoint_root is not None and step + 1 < steps_per_epoch
+            if world > 1:  # one all-reduce: gradients averaged, the loss averaged, rank 0's clock decides
+                loss_sum, votes = distributed.all_reduce_gradients(net.parameters(), [loss, due and rank == 0])
+                loss, due = loss_sum / world, votes > 0
             torch.nn.utils.clip_grad_norm_(net.parameters(), settings.grad_clip)
             optimizer.step()
+            losses.append(loss)
             if on_step is not None:
-                on_step(epoch, step, losses[-1])
+                on_step(epoch, step, loss)
+            if due:
+                assert checkpoint_root is not None
+                generator = getattr(batches, "generator_state", None)
+                extra = {"sampler_rng": rng.bit_generator.state, "epoch_losses": losses,
+                         "epoch_seconds": seconds_before + time.perf_counter() - started,
+                         "lr": optimizer.param_groups[0]["lr"]}
+                _save(checkpoint_root, net, optimizer, settings, log, epoch, step + 1, extra,
+                      generator() if generator is not None else None, rng)
+                interval.reset()
+        distributed.average_bn_statistics(net)
         row: dict[str, Any] = {"epoch": epoch, "phase": phase.name, "loss": float(np.mean(losses)),
-                               "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
+                               "lr": optimizer.param_groups[0]["lr"],
+                               "seconds": seconds_before + time.perf_counter() - started}
         if on_epoch_end is not None:
             row.update(on_epoch_end(epoch, phase, row) or {})
+        if world > 1:  # whatever the hook did on rank 0 (BN recalibration, say) holds on every rank
+            row = distributed.broadcast_json(row)
+            distributed.broadcast_state(net)
         log.append(row)
         if checkpoint_root is not None:
-            save_checkpoint(checkpoint_root, epoch, net, optimizer, {"log": log, "settings": settings.to_dict()})
+            _save(checkpoint_root, net, optimizer, settings, log, epoch, None, {}, None, None)
+            interval.reset()
     net.set_active(net.space.max())
     return log
+
+
+def _save(root: Path, net: Supernet, optimizer: torch.optim.Optimizer, settings: TrainSettings,
+          log: list[dict[str, Any]], epoch: int, step: int | None, extra: dict[str, Any],
+          data_state: torch.Tensor | None, rng: np.random.Generator | None) -> None:
+    """Checkpoint (every rank calls it; rank 0 writes, the others wait). Mid-epoch (`step` given) it holds
+    every generator state; BN statistics are written averaged over ranks without changing the live ones."""
+    model_state = distributed.averaged_state_dict(net) if step is not None else None
+    tensors: dict[str, torch.Tensor] = {}
+    if step is not None:
+        for r, state in enumerate(distributed.all_gather_tensor(torch.get_rng_state())):
+            tensors[f"torch.{r}"] = state
+        device = next(net.parameters()).device
+        if device.type == "cuda":
+            for r, state in enumerate(distributed.all_gather_tensor(torch.cuda.get_rng_state(device))):
+                tensors[f"cuda.{r}"] = state
+        if data_state is not None:
+            tensors["data"] = data_state
+        assert rng is not None
+        with torch.no_grad():  # the same subnets, data draws and weights on every rank, or stop here
+            weights = float(sum(p.double().sum() for p in net.parameters()))
+        distributed.assert_same([*_rng_digest(rng), float(data_state.double().sum()) if data_state is not None else 0.0,
+                          weights], "the subnet sampler, data generator or weights")
+    if distributed.is_main():
+        meta = {"log": log, "settings": settings.to_dict(), "world_size": distributed.world_size(), **extra}
+        save_checkpoint(root, epoch, net, optimizer, meta, step=step, model_state=model_state, rng=tensors)
+    distributed.barrier()

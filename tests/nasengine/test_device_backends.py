@@ -110,7 +110,7 @@ def test_file_backed_devices_name_their_missing_setting(backend: str, key: str, 
     from nasengine.devices import registry
     from nasengine.devices.base import DeviceConfig
 
-    monkeypatch.setattr(registry, "_DEVICES", dict(registry._DEVICES))  # registrations end with the test
+    monkeypatch.setattr(registry, "_DEVICES", registry._DEVICES.copy())  # registrations end with the test
     register_device(DeviceConfig(f"no-{key}", backend, {}))
     with pytest.raises(UserError, match=f"device 'no-{key}'.*needs a `{key}` setting"):
         get_device(f"no-{key}")

@@ -5,6 +5,7 @@ from search_spaces.registry import RegistryError
 from torch import nn
 
 from nasengine.devices import DeviceConfig, Measurement, TimingSettings, Workload, get_device, time_repeated
+from nasengine.devices import registry
 from nasengine.devices.registry import register_device
 from nasengine.errors import UserError
 
@@ -40,7 +41,8 @@ def test_ort_device_measures_a_model_once_built() -> None:
     assert len(builds) == 1
 
 
-def test_device_registry_errors() -> None:
+def test_device_registry_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "_DEVICES", registry._DEVICES.copy())  # registrations end with the test
     with pytest.raises(RegistryError, match="unknown device 'gpu9'"):
         get_device("gpu9")
     with pytest.raises(RegistryError, match="unknown backend 'fpga'"):

@@ -11,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from search_spaces.registry import RegistryError
+
 from nasengine.devices import registry
 from nasengine.devices.base import DeviceConfig
 from nasengine.devices.registry import register_device
@@ -30,7 +32,7 @@ def board_latency(arch: dict) -> float:
 
 
 def test_adapt_then_search_on_the_predicted_device(tiny_supernet_dir: Path, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(registry, "_DEVICES", dict(registry._DEVICES))  # the board is registered for this test only
+    monkeypatch.setattr(registry, "_DEVICES", registry._DEVICES.copy())  # the board is registered for this test only
     net, _ = load_trained(tiny_supernet_dir)
     pool = sample_unique(net.space, 40, seed=0, include_extremes=True)  # the pool adapt_device draws (seed 0)
     pd.DataFrame({"arch": [json.dumps(a) for a in pool], "latency_ms": [board_latency(a) for a in pool]}).to_csv(
@@ -59,7 +61,7 @@ def test_adapt_rejects_bad_requests(tiny_supernet_dir: Path) -> None:
         adapt_device("ort-cpu-1t", tiny_supernet_dir, ["ort-cpu-1t"], progress=False)
     with pytest.raises(UserError, match="--support"):
         adapt_device("ort-cpu-1t", tiny_supernet_dir, ["torch-cpu-1t"], pool=10, support=20, progress=False)
-    with pytest.raises(UserError, match="unknown device"):
+    with pytest.raises(RegistryError, match="unknown device"):
         adapt_device("ort-cpu-1t", tiny_supernet_dir, ["phone-9"], progress=False)
     with pytest.raises(UserError, match="no adapted latency predictor"):
         search(SearchRequest(tiny_supernet_dir, tiny_supernet_dir.parent / "none", ("meta:phone-9",), evals=4,

@@ -78,7 +78,8 @@ def test_remote_device_measures_like_local_onnxruntime(agent, monkeypatch: pytes
     running, _ = agent
     timing = {**FAST, "min_repeats": 20, "min_seconds": 0.05}
     config = DeviceConfig("test-remote", "remote", {"url": running.url, "token": TOKEN, "timing": timing})
-    monkeypatch.setitem(registry._DEVICES, config.name, config)  # registered for this test only
+    monkeypatch.setattr(registry, "_DEVICES", registry._DEVICES.copy())  # registered for this test only
+    registry._DEVICES.add(config.name, config)
     device = get_device("test-remote")
     assert device.availability() is None
     workload = Workload({"a": 1}, "k", _net, (3, 16, 16))
