@@ -11,7 +11,7 @@ import hashlib
 import importlib
 import importlib.util
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Iterable, Mapping

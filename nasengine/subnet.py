@@ -11,12 +11,11 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 
 from kernels.inputs import apply_input_transform
 from kernels.static import from_spec
+from kernels.weights import first_line, load_weights
 from nasengine.evaluation import accuracy
 from nasengine.tasks import task_from_spec
 
@@ -27,18 +26,13 @@ if TYPE_CHECKING:
     from nasengine.devices.base import Workload
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
-
-
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ValueError(f"{path} is missing; export the subnet again") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"{path} is not readable JSON ({_first_line(exc)}); export the subnet again") from None
+        raise ValueError(f"{path} is not readable JSON ({first_line(exc)}); export the subnet again") from None
 
 
 def read_subnet_config(path: Path) -> dict[str, Any]:
@@ -54,31 +48,6 @@ def read_subnet_config(path: Path) -> dict[str, Any]:
     return config
 
 
-def load_weights(module: nn.Module, path: Path) -> None:
-    """Load model.safetensors into the rebuilt module strictly; ValueError saying what does not fit."""
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        what = "empty" if path.is_file() and path.stat().st_size == 0 else \
-            f"not a readable safetensors file ({_first_line(exc)})"
-        raise ValueError(f"{path} is {what}") from None
-    expected = module.state_dict()
-    optional = {k for k in expected if k.endswith("num_batches_tracked")}
-    missing = [k for k in expected if k not in tensors and k not in optional]
-    unexpected = sorted((k for k in tensors if k not in expected), key=lambda k: k.endswith("num_batches_tracked"))
-    shapes = [f"{k} {list(tensors[k].shape)} vs {list(v.shape)}" for k, v in expected.items()
-              if k in tensors and tensors[k].shape != v.shape]
-    problems = [f"{len(items)} {label} (e.g. {items[0]})" for label, items in
-                (("missing tensor(s)", missing), ("unexpected tensor(s)", unexpected),
-                 ("tensor(s) of another shape", shapes)) if items]
-    if problems:
-        raise ValueError(f"{path} does not fit the module in config.json: {'; '.join(problems)}")
-    try:
-        module.load_state_dict(tensors, strict=True)
-    except RuntimeError as exc:
-        raise ValueError(f"{path} does not fit the module in config.json: {_first_line(exc)}") from None
-
-
 def load_subnet(path: str | Path) -> nn.Module:
     """The exported subnet as a plain torch module in eval mode (built from torch.nn and kernels.static only)."""
     config = read_subnet_config(Path(path))
@@ -87,13 +56,13 @@ def load_subnet(path: str | Path) -> nn.Module:
     except ValueError as exc:
         needs = config.get("requires_modules") or []
         if not needs:
-            raise ValueError(f"{Path(path) / 'config.json'}: cannot rebuild the module: {_first_line(exc)}") from None
+            raise ValueError(f"{Path(path) / 'config.json'}: cannot rebuild the module: {first_line(exc)}") from None
         raise ValueError(f"{exc}; this subnet uses module types defined in {', '.join(needs)}: import that first "
                          f"(or pass its plugin with --plugin)") from None
     except (KeyError, TypeError, AttributeError, IndexError, RuntimeError) as exc:
         raise ValueError(f"{Path(path) / 'config.json'}: cannot rebuild the module: "
-                         f"{type(exc).__name__}: {_first_line(exc)}") from None
-    load_weights(module, Path(path) / "model.safetensors")
+                         f"{type(exc).__name__}: {first_line(exc)}") from None
+    load_weights(module, Path(path) / "model.safetensors", "the module in config.json")
     return module.eval()
 
 
@@ -129,7 +98,7 @@ def read_onnx(path: Path) -> bytes:
     try:
         onnx.checker.check_model(onnx.load_model_from_string(data))
     except Exception as exc:  # protobuf's DecodeError, onnx's ValidationError, ...
-        raise ValueError(f"{path} is not a valid ONNX model ({_first_line(exc)[:200]})") from None
+        raise ValueError(f"{path} is not a valid ONNX model ({first_line(exc)[:200]})") from None
     return data
 
 

@@ -12,11 +12,8 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
-from torch import nn
 
+from kernels.weights import first_line, load_weights
 from search_spaces.registry import RegistryError
 from supernets.base import Supernet
 from supernets.registry import from_config
@@ -35,11 +32,6 @@ def save_supernet(net: Supernet, directory: Path, metadata: Mapping[str, Any] | 
     atomic_write_text(directory / CONFIG, json.dumps(config, indent=2))
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
-
-
 def read_config(directory: Path) -> dict[str, Any]:
     path = Path(directory) / CONFIG
     if not path.is_file() or not (Path(directory) / WEIGHTS).is_file():
@@ -47,7 +39,7 @@ def read_config(directory: Path) -> dict[str, Any]:
     try:
         config = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"{path} is not readable JSON ({_first_line(exc)}); retrain, or restore the file") from None
+        raise ValueError(f"{path} is not readable JSON ({first_line(exc)}); retrain, or restore the file") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ValueError(f"{path} is not a nasengine supernet config")
     if not isinstance(config.get("supernet"), str) or not isinstance(config.get("kwargs", {}), dict):
@@ -63,38 +55,7 @@ def build_from_config(config: Mapping[str, Any], path: Path | str = CONFIG) -> S
         raise
     except (TypeError, ValueError, RuntimeError, KeyError, IndexError) as exc:
         raise ValueError(f"{path}: cannot build supernet {config.get('supernet')!r} from its kwargs: "
-                         f"{_first_line(exc)}") from None
-
-
-def read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a safetensors file (never pickle); ValueError naming the file when it is not one."""
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        size = path.stat().st_size if path.is_file() else 0
-        what = "empty" if size == 0 else f"not a readable safetensors file ({_first_line(exc)})"
-        raise ValueError(f"{path} is {what}") from None
-
-
-def load_weights(module: nn.Module, path: Path, what: str) -> None:
-    """Load a safetensors file into `module` strictly; a file made for another model (missing, unexpected or
-    differently shaped tensors) is a one-line ValueError saying which and how many."""
-    tensors = read_tensors(path)
-    expected = module.state_dict()
-    optional = {k for k in expected if k.endswith("num_batches_tracked")}  # torch fills these in itself
-    missing = [k for k in expected if k not in tensors and k not in optional]
-    unexpected = sorted((k for k in tensors if k not in expected), key=lambda k: k.endswith("num_batches_tracked"))
-    shapes = [f"{k} {list(tensors[k].shape)} vs {list(v.shape)}" for k, v in expected.items()
-              if k in tensors and tensors[k].shape != v.shape]
-    problems = [f"{len(items)} {label} (e.g. {items[0]})" for label, items in
-                (("missing tensor(s)", missing), ("unexpected tensor(s)", unexpected),
-                 ("tensor(s) of another shape", shapes)) if items]
-    if problems:
-        raise ValueError(f"{path} does not fit {what}: {'; '.join(problems)}; was it written for another model?")
-    try:
-        module.load_state_dict(tensors, strict=True)
-    except RuntimeError as exc:
-        raise ValueError(f"{path} does not fit {what}: {_first_line(exc)}") from None
+                         f"{first_line(exc)}") from None
 
 
 def load_supernet(directory: Path) -> tuple[Supernet, dict[str, Any]]:

@@ -120,6 +120,15 @@ class Device(ABC):
         """None when the device can measure here, else the reason it cannot."""
         return None
 
+    def _load_problem(self, load: Callable[[], object]) -> str | None:
+        """Why `load()` (reading the device's file) fails, without the device-name prefix; None when it works.
+        Lets availability refuse a damaged file before a search writes anything."""
+        try:
+            load()
+        except UserError as exc:
+            return str(exc).removeprefix(f"device {self.name!r}: ")
+        return None
+
     def measure(self, workload: Workload) -> Measurement:
         reason = self.availability()
         if reason is not None:

@@ -34,11 +34,7 @@ class LookupTableDevice(Device):
     def availability(self) -> str | None:
         if not self.path.is_file():
             return f"no latency table at {self.path} (run `nasengine device profile`)"
-        try:
-            self.table  # a damaged table is refused before a search writes anything
-        except UserError as exc:
-            return str(exc).removeprefix(f"device {self.name!r}: ")
-        return None
+        return self._load_problem(lambda: self.table)
 
     @cached_property
     def table(self):  # type: ignore[no-untyped-def]

@@ -31,11 +31,7 @@ class PredictedDevice(Device):
     def availability(self) -> str | None:
         if not (self.path / "model.json").is_file():
             return f"no adapted latency predictor at {self.path} (run `nasengine device adapt`)"
-        try:
-            self.model  # a damaged predictor is refused before a search writes anything
-        except UserError as exc:
-            return str(exc).removeprefix(f"device {self.name!r}: ")
-        return None
+        return self._load_problem(lambda: self.model)
 
     @cached_property
     def model(self):  # type: ignore[no-untyped-def]
