@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
 from nasengine.argtypes import image_size, positive_float, positive_int, positive_or_zero_float, whole_number
-from nasengine.errors import UserError
+from nasengine.errors import UserError, one_line
 from search_spaces.registry import RegistryError
 
 
@@ -405,11 +405,6 @@ def _quiet_libraries() -> None:
         logging.getLogger().addFilter(_DropPreprocessAdvice())
 
 
-def _one_line(text: str) -> str:
-    """Error messages are shown on one line, whatever the code that raised them put in them."""
-    return " ".join(part.strip() for part in text.splitlines() if part.strip())
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
@@ -422,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _load_plugins(args)
         handler(args)
     except (UserError, RegistryError) as exc:
-        print(f"nasengine: error: {_one_line(str(exc))}", file=sys.stderr)
+        print(f"nasengine: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except OSError as exc:
         if exc.filename is None:  # not about a path the user named: a bug or an outage, keep the traceback

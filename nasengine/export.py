@@ -160,7 +160,7 @@ def export(request: ExportRequest) -> dict[str, Any]:
     searched = row[latency_column(device_name)]
     subnet_config = {"format": FORMAT, "version": 1, "module": to_spec(module), "input_shape": input_shape,
                      "input_transform": transform, "task": config["task"], "arch": arch,
-                     "requires_modules": required_modules(module)}
+                     "requires_modules": required_modules(module), "plugins": config.get("plugins", [])}
     manifest = {
         "format": FORMAT, "arch": arch,
         "accuracy": test_accuracy, "accuracy_split": test.identity,

@@ -17,6 +17,7 @@ from kernels.inputs import apply_input_transform
 from kernels.static import from_spec
 from kernels.weights import first_line, load_weights
 from nasengine.evaluation import accuracy
+from nasengine.plugins import reload_recorded
 from nasengine.tasks import task_from_spec
 
 FORMAT = "nasengine-subnet"
@@ -77,6 +78,7 @@ def score_subnet(path: str | Path, split: str | None = None) -> dict[str, Any]:
         if not isinstance(recorded, dict) or not isinstance(recorded.get("split"), str):
             raise ValueError(f"{path / 'manifest.json'} records no accuracy split; pass --split")
         split = recorded["split"]
+    reload_recorded(config.get("plugins", []))  # a plugin's data kind or named data set rebuilds the split
     data = task_from_spec(config["task"]).split(split)
     value = accuracy(load_subnet(path), data, lambda x: apply_input_transform(x, config["input_transform"]))
     return {"accuracy": value, "split": split, "n": len(data)}

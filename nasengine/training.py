@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import torch
 
 import supernets
-from nasengine.errors import UserError
+from nasengine.errors import UserError, one_line
 from nasengine.evaluation import Evaluator
 from nasengine.progress import Progress
 from nasengine.rundir import prepare_output, update_marker
@@ -116,7 +116,7 @@ def _train(request: TrainRequest, device: torch.device) -> dict[str, Any]:
     settings = TrainSettings(epochs=request.epochs, lr=request.lr, n_random=request.n_random, seed=request.seed)
     identity = {"supernet": request.supernet, "overrides": request.overrides, "recipe": request.recipe,
                 "batch_size": request.batch_size, **settings.to_dict()}
-    if request.data is not None:  # identities of runs made before --data existed stay valid
+    if request.data is not None or request.data_options:  # runs made before --data existed stay resumable
         identity["task"] = task.spec
     world, main = distributed.world_size(), distributed.is_main()
     if world > 1:  # a run is resumed only with as many processes (the batches would differ otherwise)
@@ -137,10 +137,9 @@ def _train(request: TrainRequest, device: torch.device) -> dict[str, Any]:
         if main:
             update_marker(out / MARKER, status="interrupted")
         raise
-    except BaseException as exc:
+    except Exception as exc:
         if main:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            update_marker(out / MARKER, status="failed", error=reason)
+            update_marker(out / MARKER, status="failed", error=one_line(str(exc)) or type(exc).__name__)
         raise
 
 

@@ -11,7 +11,7 @@ import torch
 
 import supernets
 from nasengine.devices import get_device
-from nasengine.errors import UserError
+from nasengine.errors import UserError, one_line
 from nasengine.evaluation import Evaluator
 from nasengine.progress import Progress
 from nasengine.reports import write_reports
@@ -97,11 +97,6 @@ def search(request: SearchRequest) -> dict[str, Any]:
     except Exception as exc:
         update_marker(out / MARKER, status="failed", error=one_line(f"{type(exc).__name__}: {exc}"))
         raise
-
-
-def one_line(text: str) -> str:
-    """A message on one line (what run.json records as the reason a run stopped)."""
-    return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
 def _search(request: SearchRequest, net: supernets.Supernet, task: Any, devices: list, objectives: Any,

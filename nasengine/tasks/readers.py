@@ -174,23 +174,28 @@ def read_image_folder(directory: Path, size: tuple[int, int] | None) -> ImageDat
     classes, samples = list_image_folder(directory)
     if not samples:
         raise DataError(f"{directory}: no images found (expected one sub-folder of PNG/JPEG images per class)")
-    loaded = []
+    headers = []  # first pass: mode and size from each file's header, nothing decoded
     for path, _ in samples:
         try:
             with Image.open(path) as image:
-                image.load()
-                loaded.append(image.copy())
+                headers.append((image.mode, (image.height, image.width)))
         except (UnidentifiedImageError, OSError, SyntaxError) as exc:
             raise DataError(f"{path}: not a readable image ({exc})") from None
-    gray = all(image.mode in ("1", "L", "I;16", "I", "F") for image in loaded)
-    sizes = {(image.height, image.width) for image in loaded}
+    gray = all(mode in ("1", "L", "I;16", "I", "F") for mode, _ in headers)
+    sizes = {hw for _, hw in headers}
     if size is None:
         if len(sizes) > 1:
             raise DataError(f"{directory}: images have {len(sizes)} different sizes; choose one with --image-size HxW")
         size = next(iter(sizes))
     h, w = size
-    arrays = [np.asarray(image.convert("L" if gray else "RGB").resize((w, h), Image.BILINEAR), dtype=np.uint8)
-              for image in loaded]
+    arrays = []  # second pass: decode, convert and resize one image at a time
+    for path, _ in samples:
+        try:
+            with Image.open(path) as image:
+                arrays.append(np.asarray(image.convert("L" if gray else "RGB").resize((w, h), Image.BILINEAR),
+                                         dtype=np.uint8))
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise DataError(f"{path}: not a readable image ({exc})") from None
     x = _images(np.stack(arrays), str(directory))
     y = np.array([label for _, label in samples], dtype=np.int64)
     return ImageData({"train": (x, y)}, [path for path, _ in samples], classes)

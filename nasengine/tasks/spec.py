@@ -123,7 +123,11 @@ def task_from_spec(spec: str | Mapping[str, Any]) -> Task:
         if factory is None:
             raise UserError(f"data set {spec.get('name')!r} is not registered here; load the plugin that defines it "
                             f"with --plugin")
-        return factory()
+        task = factory()
+        if len(spec) > 2 and task.spec != dict(spec):  # beyond {"kind", "name"} (old configs): must agree
+            raise UserError(f"data set {spec.get('name')!r} now builds other splits or preprocessing than it "
+                            f"did at training time (options not reproducible from its name); retrain")
+        return task
     kind = DATA_KINDS.find(str(kind_name))
     if kind is None:
         raise UserError(f"unknown data kind {kind_name!r} in the task spec; load the plugin that defines it")

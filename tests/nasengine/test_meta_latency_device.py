@@ -39,11 +39,11 @@ def test_adapt_then_search_on_the_predicted_device(tiny_supernet_dir: Path, tmp_
         tmp_path / "board.csv", index=False)
     register_device(DeviceConfig("lab-board", "table", {"csv": str(tmp_path / "board.csv")}))
 
-    result = adapt_device("lab-board", tiny_supernet_dir, ["torch-cpu-1t", "ort-cpu-2t"], pool=40, support=10,
+    result = adapt_device("lab-board", tiny_supernet_dir, ["torch-cpu-1t", "ort-cpu-1t"], pool=40, support=10,
                           check=12, progress=False)
     assert result["check"]["n"] == 12 and result["check"]["spearman_rho"] > 0.5, result["check"]
     info = json.loads((Path(result["path"]) / "model.json").read_text())
-    assert len(info["support"]) == 10 and info["sources"] == ["torch-cpu-1t", "ort-cpu-2t"]
+    assert len(info["support"]) == 10 and info["sources"] == ["torch-cpu-1t", "ort-cpu-1t"]
     # sources were cached: a second adaptation for another target measures nothing on them again
     cached = LatencyCache(tiny_supernet_dir / "latency_data").read("torch-cpu-1t")
     assert len(cached) == 40

@@ -297,4 +297,4 @@ def test_a_failed_or_interrupted_training_says_so(tmp_path: Path, monkeypatch: p
         marker = json.loads((tmp_path / "sn" / "train.json").read_text())
         assert marker["status"] == status
         if status == "failed":
-            assert marker["error"] == "disk on fire"
+            assert marker["error"] == "disk on fire more"
