@@ -47,16 +47,17 @@ def main() -> None:
         "export_s": run(["export", str(run_dir), "--out", str(exp), "--overwrite", "--quiet"]),
     }
     config = json.loads((sn / "config.json").read_text())
-    pareto = pd.read_csv(run_dir / "pareto.csv").sort_values("latency_ms")
+    latency = f"latency_ms:{args.device}"
+    pareto = pd.read_csv(run_dir / "pareto.csv").sort_values(latency)
     manifest = json.loads((exp / "manifest.json").read_text())
     summary = {
         "recipe": {k: config["training"][k] for k in ("epochs", "batch_size", "lr", "n_random", "recipe")},
         "data": {"max_train": args.max_train, "sizes": config["task"]["split"]["sizes"]},
         "times_s": {k: round(v, 1) for k, v in times.items()},
         "final_accuracy": config["final_accuracy"],
-        "front": {"n": len(pareto), "latency_ms": [round(pareto["latency_ms"].min(), 4),
-                                                   round(pareto["latency_ms"].max(), 4)],
-                  "span": round(pareto["latency_ms"].max() / pareto["latency_ms"].min(), 2),
+        "front": {"n": len(pareto), "latency_ms": [round(pareto[latency].min(), 4),
+                                                   round(pareto[latency].max(), 4)],
+                  "span": round(pareto[latency].max() / pareto[latency].min(), 2),
                   "accuracy": [round(pareto["accuracy"].iloc[0], 4), round(pareto["accuracy"].iloc[-1], 4)],
                   "monotone": bool(pareto["accuracy"].is_monotonic_increasing)},
         "export": {"test_accuracy": manifest["accuracy"], "latency_ms": manifest["latency_ms"],

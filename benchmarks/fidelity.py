@@ -43,10 +43,9 @@ def subnet_rows(directory: Path, n_archs: int) -> list[dict]:
     for seed in range(n_archs):
         arch = net.space.sample(seed=seed)
         x = net.adapt_input(images, arch)
-        static = evaluator.extract(arch).eval()  # BN recalibrated for this arch, as search and export do
-        net.set_active(arch)
-        net.eval()
-        with torch.no_grad():
+        # BN recalibrated for this arch, as search and export do; the supernet is restored on leaving
+        with evaluator.calibrated(arch), torch.no_grad():
+            static = net.extract(arch).eval()
             elastic, plain = net(x), static(x)
         rows.append({
             "seed": seed, "resolution": arch["resolution"],

@@ -24,7 +24,7 @@ from latency_meta import KS, full_label_reference, most_similar, rho, ridge_on_s
 from nasengine.devices import get_device  # noqa: E402
 from nasengine.meta_latency import DATA_DIR, LatencyCache, _measure_pool, arch_features  # noqa: E402
 from nasengine.progress import Progress  # noqa: E402
-from nasengine.search.runner import load_trained  # noqa: E402
+from nasengine.searching.runner import load_trained  # noqa: E402
 from predictors.latency import MetaLatencyPredictor  # noqa: E402
 from search_spaces.samplers import sample_unique  # noqa: E402
 

@@ -23,7 +23,7 @@ import torch
 
 import supernets
 from nasengine.evaluation import Evaluator
-from nasengine.search.runner import load_trained
+from nasengine.searching.runner import load_trained
 from nasengine.tasks import task_from_spec
 from predictors.metrics import kendall_tau, spearman_rho
 from search_spaces.samplers import sample_unique

@@ -1,6 +1,7 @@
 """nasengine: hardware-aware neural architecture search (CLI, devices, evaluation, search, run store, export).
 
-Python entry points: `load_subnet(EXP)` returns an exported subnet as a plain torch module;
+Python entry points: `search(space, objectives={...})` searches any space with any objectives (see
+nasengine.searching.api); `load_subnet(EXP)` returns an exported subnet as a plain torch module;
 `evaluate_subnet(EXP)` re-computes its accuracy on the split recorded in its manifest.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "evaluate_subnet", "load_subnet"]
+__all__ = ["__version__", "evaluate_subnet", "load_subnet", "search"]
 
 
 def __getattr__(name: str) -> Any:
@@ -18,4 +19,8 @@ def __getattr__(name: str) -> Any:
         from nasengine import subnet
 
         return getattr(subnet, name)
+    if name == "search":
+        from nasengine.searching.api import search
+
+        return search
     raise AttributeError(f"module 'nasengine' has no attribute {name!r}")

@@ -116,22 +116,34 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_search(args: argparse.Namespace) -> None:
-    from nasengine.search.runner import SearchRequest, search
+    from nasengine.searching.runner import SearchRequest, search
 
     objectives = tuple(o.strip() for o in args.objectives.split(",") if o.strip())
-    result = search(SearchRequest(Path(args.supernet_dir), Path(args.out), tuple(args.device or ["ort-cpu-1t"]),
-                                  args.evals, args.latency_budget, objectives, args.strategy, args.seed,
-                                  args.overwrite, not args.quiet))
-    pareto = result["pareto"]
+    plugins = (*getattr(args, "plugins_global", []), *getattr(args, "plugins_local", []))
+    result = search(SearchRequest(Path(args.supernet_dir), Path(args.out), tuple(args.device or ()), args.evals,
+                                  args.latency_budget, objectives, args.strategy, args.seed, args.overwrite,
+                                  not args.quiet, tuple(args.constraint or ()), args.storage, args.study,
+                                  args.workers, plugins))
     print(f"searched {result['evaluated']} subnets ({result['new_this_session']} new) in {result['seconds']:.0f}s "
           f"-> {args.out}")
-    for device, front in pareto.groupby("device", sort=False):
-        span = front["latency_ms"].max() / front["latency_ms"].min()
-        print(f"  {device}: {len(front)} Pareto subnets, {front['latency_ms'].min():.3f}-"
-              f"{front['latency_ms'].max():.3f} ms ({span:.1f}x), accuracy "
-              f"{front['accuracy'].min():.2%}-{front['accuracy'].max():.2%}")
+    pareto = result["pareto"]
+    objectives_text = ", ".join(str(c) for c in result.get("objectives", []))
+    for device, front in pareto.groupby("device", sort=False, dropna=False):
+        where = f"{device}: " if isinstance(device, str) and device else ""
+        line = f"  {where}{len(front)} Pareto subnets"
+        if "accuracy" in front:
+            line += f", accuracy {front['accuracy'].min():.2%}-{front['accuracy'].max():.2%}"
+        column = f"latency_ms:{device}"
+        if isinstance(device, str) and column in front:
+            low, high = front[column].min(), front[column].max()
+            line += f", {low:.3f}-{high:.3f} ms ({high / low:.1f}x)"
+        print(line + (f" ({objectives_text})" if objectives_text else ""))
+    hypervolume = result.get("hypervolume")
+    if isinstance(hypervolume, dict) and hypervolume.get("value") is not None:
+        print(f"  hypervolume {hypervolume['value']:.4f} of the objectives normalised to the run's range "
+              f"(reference {hypervolume.get('reference')}; per round in {args.out}/hypervolume.csv)")
     if pareto.empty:
-        print("  no evaluated subnet meets the latency budget")
+        print("  no evaluated subnet meets the constraints")
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
@@ -288,16 +300,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="search a trained supernet for one or more devices")
     p.add_argument("supernet_dir", help="directory written by `nasengine train`")
     p.add_argument("--device", action="append",
-                   help="target device (repeatable; default ort-cpu-1t); see `nasengine devices`")
+                   help="target device (repeatable; default ort-cpu-1t when an objective or constraint is a "
+                        "latency); see `nasengine devices`")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--evals", type=positive_int, default=200, help="distinct subnets to evaluate (default 200)")
     p.add_argument("--latency-budget", type=positive_float, default=None, metavar="MS",
-                   help="only subnets at most this many milliseconds on every searched device count (a "
-                        "constraint of the search; default: none)")
+                   help="only subnets at most this many milliseconds on every searched device count (the same "
+                        "as --constraint latency<=MS)")
     p.add_argument("--objectives", default="error,latency",
-                   help="comma-separated: error, latency, params, macs (default error,latency)")
-    p.add_argument("--strategy", default="nsga2", help="nsga2 (default), agemoea, nsga3, random")
+                   help="comma-separated metrics: error, accuracy, latency (one per device), params, macs, "
+                        "size_mb, or one a plugin registers (default error,latency)")
+    p.add_argument("--constraint", action="append", metavar="METRIC<=X",
+                   help="bound a metric, e.g. latency<=2.5, size_mb<=1, accuracy>=0.8 (repeatable)")
+    p.add_argument("--strategy", default="nsga2",
+                   help="random, nsga2 (default), agemoea, nsga3, tpe, optuna-nsga2, linas, or a plugin's")
     p.add_argument("--seed", type=whole_number, default=0, help="seed of the search strategy (default 0)")
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help="optuna RDB for the trial store, shared by workers on several machines (e.g. "
+                        "postgresql+psycopg2://user@host/db); default: RUN/store.journal")
+    p.add_argument("--study", default=None, help="study name in the store (default: derived from the settings, "
+                                                 "so the same command on another machine joins the same study)")
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help="processes evaluating subnets at once against the same store (default 1)")
     p.set_defaults(handler=_cmd_search)
 
     p = sub.add_parser("export", help="export a Pareto subnet as a standalone checkpoint and ONNX")

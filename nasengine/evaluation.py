@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import torch
 from torch import nn
 
-from kernels.calibration import recalibrate_bn
+from kernels.calibration import preserved_state, recalibrate_bn
 from nasengine.tasks.base import Split, Task
 
 if TYPE_CHECKING:  # exported subnets are scored without importing any supernet code
@@ -29,7 +30,9 @@ class Evaluator:
     """Accuracy of any arch of any supernet: activate, recalibrate BN on a fixed training subset, score a split.
 
     Deterministic for a given arch (the calibration subset and order are fixed), so repeated
-    evaluations and resumed searches agree.
+    evaluations and resumed searches agree. `evaluate` and `extract` leave the supernet exactly as they found
+    it (every parameter and buffer, the active arch, the train/eval mode), so evaluations do not depend on
+    one another and a supernet stays usable for other archs, or for training, afterwards.
     """
 
     def __init__(self, supernet: "Supernet", task: Task, split: str = "val", calibration_samples: int = 512,
@@ -43,20 +46,31 @@ class Evaluator:
         self.batch_size = batch_size
 
     def calibrate(self, arch: Mapping[str, Any]) -> dict[str, Any]:
-        """Activate `arch` and re-estimate its BN statistics; returns the canonical arch."""
+        """Activate `arch` and re-estimate its BN statistics; returns the canonical arch.
+
+        This changes the supernet's shared state (it leaves `arch` active and the BN statistics of every other
+        subnet reset); use `calibrated(arch)`, `evaluate` or `extract` to have the supernet restored.
+        """
         canonical = self.supernet.set_active(arch)
         batches = (self.supernet.adapt_input(self.calibration[i: i + self.batch_size], canonical)
                    for i in range(0, len(self.calibration), self.batch_size))
         recalibrate_bn(self.supernet, batches)
         return canonical
 
+    @contextmanager
+    def calibrated(self, arch: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        """`with evaluator.calibrated(arch) as canonical:` the supernet runs `arch` in eval mode with its
+        recalibrated BN statistics; on leaving, the supernet is restored exactly (see `preserved_state`)."""
+        with preserved_state(self.supernet):
+            yield self.calibrate(arch)
+
     def evaluate(self, arch: Mapping[str, Any], split: Split | None = None) -> float:
         """Top-1 accuracy of `arch` with recalibrated BN on the evaluator's split (or the one given)."""
-        canonical = self.calibrate(arch)
-        return accuracy(self.supernet, split or self.split, lambda x: self.supernet.adapt_input(x, canonical),
-                        self.batch_size)
+        with self.calibrated(arch) as canonical:
+            return accuracy(self.supernet, split or self.split, lambda x: self.supernet.adapt_input(x, canonical),
+                            self.batch_size)
 
     def extract(self, arch: Mapping[str, Any]) -> nn.Module:
-        """A static subnet of `arch` with its recalibrated BN statistics baked in."""
-        self.calibrate(arch)
-        return self.supernet.extract(arch)
+        """A static subnet of `arch` with its recalibrated BN statistics baked in (the supernet is restored)."""
+        with self.calibrated(arch):
+            return self.supernet.extract(arch)

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from safetensors.torch import save_file
@@ -26,8 +27,10 @@ from nasengine.errors import UserError
 from nasengine.evaluation import Evaluator, accuracy
 from nasengine.onnx_writer import to_onnx
 from nasengine.subnet import FORMAT
-from nasengine.reports import latency_column, pareto_frame
-from nasengine.search.runner import MARKER, load_trained
+from nasengine.reports import (ACCURACY_COLUMNS, front, frame_costs, frame_feasible, group_constraints,
+                               latency_column, mark_exported, objectives_from_identity)
+from nasengine.searching.objectives import Constraint, Objective
+from nasengine.searching.runner import DEFAULT_DEVICE, MARKER, load_trained
 from nasengine.rundir import check_creatable
 from nasengine.tasks import task_from_spec
 from search_spaces.storage import atomic_directory, atomic_file, atomic_write
@@ -103,14 +106,39 @@ def _existing_export(out: Path, options: dict[str, Any]) -> dict[str, Any] | Non
     return manifest
 
 
-def choose_subnet(results: pd.DataFrame, device: str, latency_budget_ms: float | None) -> pd.Series:
-    """The most accurate Pareto subnet within the budget on `device` (the faster one on ties)."""
-    front = pareto_frame(results, [device], latency_budget_ms)
-    if front.empty:
-        fastest = results[latency_column(device)].min()
-        raise UserError(f"no evaluated subnet runs within {latency_budget_ms:g} ms on {device} "
-                        f"(fastest evaluated: {fastest:.3f} ms)")
-    return front.sort_values(["accuracy", latency_column(device)], ascending=[False, True]).iloc[0]
+def choose_subnet(results: pd.DataFrame, objectives: list[Objective], constraints: list[Constraint],
+                  device: str, latency_budget_ms: float | None = None) -> pd.Series:
+    """The subnet to export for `device`, following the run's objectives: among the rows feasible under the
+    run's constraints for `device` (and within `latency_budget_ms` on it), take the Pareto front over the
+    device-independent objectives and `device`'s own; then the most accurate member when accuracy or error is
+    an objective (ties: the better on the next objective), else the best on the first objective."""
+    group = [o for o in objectives if o.device in (None, device)]
+    if not group:
+        searched = sorted({o.device for o in objectives if o.device})
+        raise UserError(f"the run's objectives are all measured on other devices ({', '.join(searched)}); "
+                        f"choose one of them with --device")
+    bounds = group_constraints(constraints, device)
+    if latency_budget_ms is not None:
+        column = latency_column(device)
+        if column not in results.columns:
+            raise UserError(f"the run recorded no latency on {device}, so --latency-budget cannot be applied there")
+        bounds = [*bounds, Constraint(column, "<=", latency_budget_ms, device)]
+    missing = [o.column for o in group if o.column not in results.columns]
+    if missing:
+        raise UserError(f"the run's results have no column {', '.join(missing)}; search again")
+    candidates = front(results, group, bounds)
+    if candidates.empty:
+        feasible = results[frame_feasible(results, group_constraints(constraints, device))]
+        if latency_budget_ms is not None and len(feasible):
+            fastest = pd.to_numeric(feasible[latency_column(device)], errors="coerce").min()
+            raise UserError(f"no evaluated subnet runs within {latency_budget_ms:g} ms on {device} "
+                            f"(fastest evaluated: {fastest:.3f} ms)")
+        what = ", ".join(str(c) for c in bounds) or "its objectives recorded"
+        raise UserError(f"no evaluated subnet of this run qualifies for export on {device} ({what})")
+    accuracy_first = next((o for o in group if o.column in ACCURACY_COLUMNS), None)
+    order = group if accuracy_first is None else [accuracy_first, *(o for o in group if o is not accuracy_first)]
+    costs = frame_costs(candidates, order)
+    return candidates.iloc[int(np.lexsort(costs.T[::-1])[0])]
 
 
 def export(request: ExportRequest) -> dict[str, Any]:
@@ -123,15 +151,18 @@ def export(request: ExportRequest) -> dict[str, Any]:
         raise UserError(f"{out} exists and is not a directory; choose another --out")
     run = _read_run(Path(request.run_dir))
     identity = run["identity"]
-    device_name = request.device or identity["devices"][0]
-    if device_name not in identity["devices"]:
-        raise UserError(f"device {device_name!r} was not searched in this run (searched: {', '.join(identity['devices'])})")
+    searched_devices = list(identity["devices"])
+    # a search that measured no latency (e.g. objectives error,params) exports for the device named here
+    device_name = request.device or (searched_devices[0] if searched_devices else DEFAULT_DEVICE)
+    if searched_devices and device_name not in searched_devices:
+        raise UserError(f"device {device_name!r} was not searched in this run (searched: {', '.join(searched_devices)})")
     options = _export_options(request, run, device_name)
     if not request.overwrite:
         existing = _existing_export(out, options)
         if existing is not None:
             return {**existing, "resumed": True}
     results = pd.read_csv(Path(request.run_dir) / "results.csv")
+    objectives, constraints = objectives_from_identity(identity)
     net, config = load_trained(Path(identity["supernet_dir"]))
     if supernets.weights_digest(Path(identity["supernet_dir"])) != identity["supernet_weights_sha1"]:
         raise UserError(f"the supernet in {identity['supernet_dir']} changed since this search; search again")
@@ -146,7 +177,7 @@ def export(request: ExportRequest) -> dict[str, Any]:
         row = known.iloc[0] if len(known) else pd.Series({"accuracy": evaluator.evaluate(arch),
                                                            latency_column(device_name): float("nan")})
     else:
-        row = choose_subnet(results, device_name, request.latency_budget_ms)
+        row = choose_subnet(results, objectives, constraints, device_name, request.latency_budget_ms)
         arch = json.loads(row["arch"])
     module = evaluator.extract(arch)
     transform = net.input_transform(arch)
@@ -157,7 +188,7 @@ def export(request: ExportRequest) -> dict[str, Any]:
     measurement = device.measure(Workload(arch, net.space.key(arch), lambda: module, tuple(input_shape),
                                           describe=lambda: net.describe(arch)))
     cost = net.cost(arch)
-    searched = row[latency_column(device_name)]
+    searched = row.get(latency_column(device_name), float("nan"))
     subnet_config = {"format": FORMAT, "version": 1, "module": to_spec(module), "input_shape": input_shape,
                      "input_transform": transform, "task": config["task"], "arch": arch,
                      "requires_modules": required_modules(module), "plugins": config.get("plugins", [])}
@@ -181,7 +212,20 @@ def export(request: ExportRequest) -> dict[str, Any]:
         "manifest.json": json.dumps(manifest, indent=2).encode(),
         "model.onnx": to_onnx(module, example, dynamic_batch=True),
     }, module.state_dict())
+    _mark_exported(Path(request.run_dir), device_name, row)
     return {**manifest, "resumed": False}
+
+
+def _mark_exported(run_dir: Path, device: str, row: pd.Series) -> None:
+    """Star the exported subnet on the run's pareto.png (and record it in RUN/exported.json). Only a decoration:
+    a run directory that cannot be written (someone else's, read-only) leaves the export as it is."""
+    number = row.get("number")
+    if number is None or pd.isna(number):
+        return  # an --arch that the search never evaluated: nothing to mark
+    try:
+        mark_exported(run_dir, device, int(number))
+    except OSError:
+        pass
 
 
 def required_modules(module: torch.nn.Module) -> list[str]:

@@ -23,7 +23,7 @@ from nasengine.devices.base import Device
 from nasengine.devices.table import table_key
 from nasengine.errors import UserError
 from nasengine.progress import Progress
-from nasengine.search.runner import load_trained
+from nasengine.searching.runner import load_trained
 from predictors.latency import AdaptedLatencyPredictor, MetaLatencyPredictor
 from predictors.metrics import mape, spearman_rho
 from search_spaces.samplers import sample_unique

@@ -11,7 +11,7 @@ from nasengine.devices.lut_device import table_path
 from nasengine.errors import UserError
 from nasengine.lut import coverage_archs, profile
 from nasengine.progress import Progress
-from nasengine.search.runner import load_trained
+from nasengine.searching.runner import load_trained
 from search_spaces.samplers import sample_unique
 
 
@@ -29,7 +29,7 @@ def profile_device(device_name: str, supernet_dir: Path, out: Path | None = None
     if reason is not None:
         raise UserError(f"device {device_name!r} is not usable here: {reason}")
     started = time.perf_counter()
-    archs = coverage_archs(net.space, seed=seed)
+    archs = coverage_archs(net.space, net.describe, seed=seed)
     with Progress(1, f"profile {device_name}", "layer", progress) as bar:
         def on_layer(done: int, total: int) -> None:
             bar.total = total

@@ -48,15 +48,19 @@ class Choice:
 
     `tag` groups genes of one kind ("kernel", "depth", ...) so recipes can restrict them together;
     `active_if` makes the gene inactive (value None in a canonical arch) when the condition fails.
+    `ordered` says whether neighbouring options are similar (search mutates such genes by steps and treats
+    the others as unordered categories); by default a gene of real numbers is ordered, any other is not.
     """
 
     name: str
     options: tuple[Any, ...]
     tag: str = ""
     active_if: Condition | None = None
+    ordered: bool = False
     _index: dict[Any, int] = field(init=False, repr=False, compare=False, hash=False)
 
-    def __init__(self, name: str, options: Sequence[Any], tag: str = "", active_if: Condition | None = None):
+    def __init__(self, name: str, options: Sequence[Any], tag: str = "", active_if: Condition | None = None,
+                 ordered: bool | None = None):
         if not name or not isinstance(name, str):
             raise ValueError("a gene needs a non-empty string name")
         opts = tuple(options)
@@ -68,6 +72,7 @@ class Choice:
         object.__setattr__(self, "options", opts)
         object.__setattr__(self, "tag", tag)
         object.__setattr__(self, "active_if", active_if)
+        object.__setattr__(self, "ordered", _numeric(opts) if ordered is None else bool(ordered))
         object.__setattr__(self, "_index", {_hashable(o): i for i, o in enumerate(opts)})
 
     def __len__(self) -> int:
@@ -89,7 +94,7 @@ class Choice:
         missing = wanted - {_hashable(o) for o in kept}
         if missing:
             raise ValueError(f"gene {self.name!r}: cannot restrict to unknown choices {sorted(map(str, missing))}")
-        return Choice(self.name, kept, self.tag, self.active_if)
+        return Choice(self.name, kept, self.tag, self.active_if, self.ordered)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "options": list(self.options)}
@@ -97,12 +102,23 @@ class Choice:
             data["tag"] = self.tag
         if self.active_if is not None:
             data["active_if"] = self.active_if.to_dict()
+        if self.ordered != _numeric(self.options):
+            data["ordered"] = self.ordered
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Choice":
         cond = data.get("active_if")
-        return cls(data["name"], data["options"], data.get("tag", ""), Condition.from_dict(cond) if cond else None)
+        ordered = data.get("ordered")
+        if ordered is not None and not isinstance(ordered, bool):
+            raise ValueError(f"gene {data.get('name')!r}: 'ordered' must be true or false, got {ordered!r}")
+        return cls(data["name"], data["options"], data.get("tag", ""), Condition.from_dict(cond) if cond else None,
+                   ordered)
+
+
+def _numeric(options: Sequence[Any]) -> bool:
+    """All options are real numbers (bools excluded): such a gene is ordered unless it says otherwise."""
+    return all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in options)
 
 
 def _hashable(value: Any) -> Any:

@@ -22,3 +22,13 @@ torch.set_num_threads(1)
 @pytest.fixture
 def tiny_kwargs() -> dict:
     return dict(TINY)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """SQLAlchemy URL of a throwaway PostgreSQL database, `postgresql+psycopg2://postgres@127.0.0.1:PORT/
+    nasengine_test` (or $NASENGINE_TEST_POSTGRES_URL); skips with the reason when no server can run.
+    See tests/postgres.py."""
+    from tests.postgres import postgres_session
+
+    yield from postgres_session()

@@ -92,6 +92,9 @@ def session(timeout_s: float = 1800.0) -> Iterator[torch.device]:
     dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(seconds=timeout_s))
     try:
         yield device
+        # Every rank reaches this point before any closes its connections: a peer tearing down its gloo
+        # pairs while another still has work in flight can abort that other process at exit.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from nasengine.search.runner import SearchRequest, search
+from nasengine.searching.runner import SearchRequest, search
 from nasengine.training import TrainRequest, train
 from tests.conftest import TINY
 

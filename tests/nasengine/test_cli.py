@@ -40,7 +40,7 @@ def test_devices_lists_local_onnxruntime_devices() -> None:
     (["search", "{supernet}", "--out", "{tmp}/x", "--evals", "many"], "--evals"),
     (["search", "{supernet}", "--out", "{tmp}/x", "--latency-budget", "-1"], "--latency-budget"),
     (["search", "{supernet}", "--out", "{tmp}/x", "--strategy", "hillclimb"], "unknown search strategy"),
-    (["search", "{supernet}", "--out", "{tmp}/x", "--objectives", "error,beauty"], "unknown objective 'beauty'"),
+    (["search", "{supernet}", "--out", "{tmp}/x", "--objectives", "error,beauty"], "unknown metric 'beauty'"),
     (["export", "{tmp}/missing", "--out", "{tmp}/x"], "not a search run directory"),
     (["export", "{run}", "--out", "{tmp}/x", "--arch", '{{"resolution": 99}}'], "--arch is not in the search space"),
     (["export", "{run}", "--out", "{tmp}/x", "--arch", "{{not json"], "--arch: architecture is not valid JSON"),

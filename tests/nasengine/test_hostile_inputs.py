@@ -298,7 +298,7 @@ CASES = [
          "was not searched in this run"),
     Case("device-given-twice", [*SEARCH, "--device", "ort-cpu-1t", "--device", "ort-cpu-1t"], "give each --device once"),
     Case("device-unknown", [*SEARCH, "--device", "tpu-9"], "unknown device 'tpu-9'"),
-    Case("objective-unknown", [*SEARCH, "--objectives", "error,beauty"], "unknown objective 'beauty'"),
+    Case("objective-unknown", [*SEARCH, "--objectives", "error,beauty"], "unknown metric 'beauty'"),
     Case("strategy-unknown", [*SEARCH, "--strategy", "hillclimb"], "unknown search strategy"),
     Case("threads-zero", [*SEARCH, "--threads", "0"], "argument --threads: expected a positive number, got 0"),
     Case("out-is-the-supernet", ["search", "{sn}", "--out", "{sn}"], "--out must differ from the supernet"),

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import matplotlib
 import optuna
-import pandas as pd
 import torch
 from torch import nn
 
 from nasengine.devices.quantize import quantize_int8, random_feeds
 from nasengine.onnx_writer import to_onnx
-from nasengine.reports import plot_pareto
-from nasengine.store import RunStore
+from nasengine.reports import write_reports
+from nasengine.searching.objectives import Objective
+from nasengine.searching.problem import Pending
+from nasengine.searching.store import TrialStore, open_storage
 from search_spaces import Choice, Space
 
 
@@ -29,9 +30,12 @@ def test_quantize_store_and_plots_change_no_global_setting(tmp_path: Path) -> No
     graph = to_onnx(model, torch.zeros(1, 1, 8, 8))
     assert quantize_int8(graph, random_feeds(graph, 1))
     (tmp_path / "run").mkdir()
-    RunStore(tmp_path / "run", Space([Choice("a", [1, 2])]))
-    results = pd.DataFrame({"accuracy": [0.5, 0.7], "latency_ms:d": [1.0, 2.0]})
-    pareto = results.assign(device="d")
-    plot_pareto(results, pareto, ["d"], tmp_path / "p.png")
-    assert (tmp_path / "p.png").stat().st_size > 0
+    space = Space([Choice("a", [1, 2])])
+    objectives = [Objective("error"), Objective("latency_ms:d", device="d")]
+    store = TrialStore(open_storage(tmp_path / "run", None), "study", space, objectives)
+    rows = store.evaluate([Pending(i, 0, {"a": a}) for i, a in enumerate([1, 2])],
+                          lambda arch: ({"error": 0.5 / arch["a"], "accuracy": 1 - 0.5 / arch["a"],
+                                         "latency_ms:d": float(arch["a"])}, {}))
+    write_reports(tmp_path / "run", rows, objectives, [])
+    assert (tmp_path / "run" / "pareto.png").stat().st_size > 0
     assert _global_settings() == before

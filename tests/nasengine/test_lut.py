@@ -12,9 +12,9 @@ import torch
 import supernets
 from nasengine.devices import get_device
 from nasengine.devices.timing import TimingSettings
-from nasengine.lut import LatencyTable, coverage_archs, profile, signature_key
+from nasengine.lut import LatencyTable, coverage_archs, layer_dependencies, profile, signature_key
 from nasengine.profiling import profile_device
-from nasengine.search.runner import SearchRequest, search
+from nasengine.searching.runner import SearchRequest, search
 from tests.conftest import TINY
 
 FAST = TimingSettings(warmup_runs=2, warmup_seconds=0, min_repeats=5, min_seconds=0.005, max_repeats=50)
@@ -35,9 +35,41 @@ def test_layer_modules_compose_to_the_extracted_subnet() -> None:
 
 def test_coverage_archs_reach_every_layer_of_random_archs() -> None:
     net = supernets.create("ofa_mbv3_digits", **TINY)
-    covered = {signature_key(s) for a in coverage_archs(net.space, extra_random=0) for s in net.describe(a)}
+    archs = coverage_archs(net.space, net.describe, extra_random=0)
+    covered = {signature_key(s) for a in archs for s in net.describe(a)}
     for seed in range(50):
         assert {signature_key(s) for s in net.describe(net.space.sample(seed=seed))} <= covered
+
+
+def _width_supernet() -> supernets.Supernet:
+    """Per-stage width genes whose options give distinct channel counts, so a stage's first block takes its
+    input width from the previous stage's gene: layers shaped by genes of two stages at once."""
+    return supernets.create("ofa_mbv3", in_channels=1, **dict(TINY, stage_widths=[16, 32], widths=(0.5, 0.75, 1.0)))
+
+
+def test_coverage_reaches_layers_shaped_by_genes_of_different_stages() -> None:
+    net = _width_supernet()
+    deps = layer_dependencies(net.space, net.describe)
+    assert {"s0.width", "s1.width"} <= deps["s1.b0"].shape  # the case holding each tag network-wide misses
+    # Without the safety nets (tag-uniform and random archs), the per-layer enumeration alone must cover.
+    for kwargs in ({"limit": 0, "extra_random": 0}, {}):
+        archs = coverage_archs(net.space, net.describe, **kwargs)
+        assert len({net.space.key(a) for a in archs}) == len(archs)
+        covered = {signature_key(s) for a in archs for s in net.describe(a)}
+        missed = {s.name for seed in range(300) for s in net.describe(net.space.sample(seed=seed))
+                  if signature_key(s) not in covered}
+        assert not missed, (kwargs, sorted(missed))
+
+
+def test_profiled_coverage_prices_random_archs_with_width_genes() -> None:
+    net = _width_supernet().eval()
+    device = get_device("ort-cpu-1t")
+    device.timing = FAST
+    table = profile(net, device, coverage_archs(net.space, net.describe, limit=0, extra_random=0))
+    for seed in range(300):
+        layers = net.describe(net.space.sample(seed=seed))
+        assert not table.missing(layers)
+        assert table.predict(layers) > 0
 
 
 def test_table_roundtrip_and_missing_layers(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from nasengine.devices.base import DeviceConfig
 from nasengine.devices.registry import register_device
 from nasengine.errors import UserError
 from nasengine.meta_latency import LatencyCache, adapt_device
-from nasengine.search.runner import SearchRequest, load_trained, search
+from nasengine.searching.runner import SearchRequest, load_trained, search
 from search_spaces.samplers import sample_unique
 from predictors.metrics import spearman_rho
 

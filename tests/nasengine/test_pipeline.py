@@ -16,8 +16,8 @@ import torch
 import nasengine
 from nasengine.errors import UserError
 from nasengine.export import ExportRequest, export
-from nasengine.search.runner import SearchRequest, search
-from nasengine.store import ACCURACY, RunStore
+from nasengine.searching.runner import SearchRequest, search
+from nasengine.searching.api import load_rows
 import supernets
 
 
@@ -35,16 +35,21 @@ def test_search_writes_results_pareto_and_plot(tiny_run_dir: Path) -> None:
     results = pd.read_csv(tiny_run_dir / "results.csv")
     pareto = pd.read_csv(tiny_run_dir / "pareto.csv")
     assert len(results) == 12
-    assert {"arch", "accuracy", "latency_ms", "params", "macs"} <= set(results.columns)
+    latency = "latency_ms:ort-cpu-1t"
+    assert {"number", "arch", "accuracy", latency, "latency_iqr_ms:ort-cpu-1t", "params", "macs"} <= set(results)
+    assert "latency_ms" not in results  # every latency names its device
     archs = [json.loads(a) for a in results["arch"]]
     assert len({json.dumps(a, sort_keys=True) for a in archs}) == 12
-    assert (results["latency_ms"] > 0).all() and results["accuracy"].between(0, 1).all()
-    # no Pareto row is dominated by any evaluated row
-    for _, row in pareto.iterrows():
-        better = (results["error"] <= row["error"]) & (results["latency_ms"] <= row["latency_ms"])
-        strictly = (results["error"] < row["error"]) | (results["latency_ms"] < row["latency_ms"])
-        assert not (better & strictly).any()
+    assert (results[latency] > 0).all() and results["accuracy"].between(0, 1).all()
+    # no Pareto row is dominated by any evaluated row, and every non-dominated row is in it
+    assert set(pareto["device"]) == {"ort-cpu-1t"}
+    for _, row in results.iterrows():
+        better = (results["error"] <= row["error"]) & (results[latency] <= row[latency])
+        strictly = (results["error"] < row["error"]) | (results[latency] < row[latency])
+        assert (row["number"] in set(pareto["number"])) == (not (better & strictly).any())
     assert (tiny_run_dir / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    trace = pd.read_csv(tiny_run_dir / "hypervolume.csv")
+    assert trace["hypervolume"].is_monotonic_increasing and trace["evaluations"].iloc[-1] == 12
 
 
 def test_rerunning_a_complete_search_reuses_every_evaluation(tiny_supernet_dir: Path, tiny_run_dir: Path) -> None:
@@ -85,7 +90,7 @@ def test_export_reloads_without_supernet_and_reproduces_its_numbers(tiny_run_dir
 
 def test_export_budget_picks_within_budget_or_fails_cleanly(tiny_run_dir: Path, tmp_path: Path) -> None:
     results = pd.read_csv(tiny_run_dir / "results.csv")
-    budget = float(results["latency_ms"].median())
+    budget = float(results["latency_ms:ort-cpu-1t"].median())
     manifest = export(ExportRequest(tiny_run_dir, tmp_path / "fast", latency_budget_ms=budget))
     assert manifest["search_latency_ms"] <= budget
     with pytest.raises(UserError, match="no evaluated subnet runs within"):
@@ -95,15 +100,14 @@ def test_export_budget_picks_within_budget_or_fails_cleanly(tiny_run_dir: Path, 
         export(ExportRequest(tiny_run_dir, tmp_path / "fast"))
 
 
-def test_store_survives_a_torn_last_line(tiny_run_dir: Path, tmp_path: Path) -> None:
+def test_store_survives_a_torn_last_line(tiny_supernet_dir: Path, tiny_run_dir: Path, tmp_path: Path) -> None:
     import shutil
 
     copy = tmp_path / "run"
     shutil.copytree(tiny_run_dir, copy)
     with open(copy / "store.journal", "ab") as f:
         f.write(b'{"op_code": 4, "worker_id": "x", "study_id": 0, "datetime_start": "20')  # crash mid-write
-    net, _ = supernets.load_supernet(Path(json.loads((copy / "run.json").read_text())["identity"]["supernet_dir"]))
-    store = RunStore(copy, net.space)
-    assert len(store.records(ACCURACY)) == 12
-    store.put(ACCURACY, net.space.min(), 0.5, {"params": 1, "macs": 1})
-    assert len(RunStore(copy, net.space).records(ACCURACY)) in (12, 13)  # min arch may already be stored
+    assert len(load_rows(copy)) == 12
+    result = search(SearchRequest(tiny_supernet_dir, copy, evals=13, progress=False))
+    assert result["evaluated"] == 13 and result["new_this_session"] == 1
+    assert len(load_rows(copy)) == 13

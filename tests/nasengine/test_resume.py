@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from nasengine.store import ACCURACY, RunStore, latency_study
+from nasengine.searching.api import load_rows
 from tests.conftest import TINY
 import supernets
 
@@ -67,15 +67,13 @@ def test_search_killed_mid_run_resumes_without_redoing_work(tiny_supernet_dir: P
         return journal.read_text().count('"arch_key"') if journal.exists() else 0
 
     kill_when(proc, lambda: stored() >= 12)
-    net, _ = supernets.load_supernet(tiny_supernet_dir)
-    before = RunStore(out, net.space)
-    kept = {k: r.value for k, r in before.records(latency_study("ort-cpu-1t")).items()}
+    kept = {r.key: r.metrics["latency_ms:ort-cpu-1t"] for r in load_rows(out)}
     result = run(*args)
-    assert "resuming search" in result.stderr
-    after = RunStore(out, net.space)
-    assert len(after.records(ACCURACY)) == 24
+    assert "already in the store" in result.stderr
+    after = {r.key: r for r in load_rows(out)}
+    assert len(after) == 24
     for key, value in kept.items():  # nothing measured before the kill was measured again
-        assert after.get(latency_study("ort-cpu-1t"), key).value == value
+        assert after[key].metrics["latency_ms:ort-cpu-1t"] == value
     results = pd.read_csv(out / "results.csv")
     assert len(results) == 24 and results["arch"].is_unique
 

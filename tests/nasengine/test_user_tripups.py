@@ -66,7 +66,7 @@ def test_a_search_that_fails_at_once_records_failed_with_the_reason(agent: Any, 
 
 def test_an_interrupted_search_records_interrupted_and_resumes(tiny_supernet_dir: Path, tmp_path: Path, capsys,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from nasengine.search.candidates import CandidateEvaluator
+    from nasengine.searching.supernet_metrics import SupernetMetrics as CandidateEvaluator
 
     monkeypatch.delenv("NASENGINE_DEVICES", raising=False)
     original = CandidateEvaluator.__call__

@@ -29,8 +29,8 @@ def test_registry_refuses_duplicates_and_names_what_is_available() -> None:
 def test_every_engine_registry_uses_the_one_helper() -> None:
     import kernels.static
     import nasengine.devices.registry as devices
-    import nasengine.search.objectives as objectives
-    import nasengine.search.strategies.base as strategies
+    import nasengine.searching.objectives as objectives
+    import nasengine.searching.strategies.base as strategies
     import nasengine.tasks.base as tasks
     import nasengine.tasks.spec as spec
     import search_spaces.encoding as encoding
@@ -38,7 +38,7 @@ def test_every_engine_registry_uses_the_one_helper() -> None:
     import supernets.training.recipes as recipes
 
     tables = [supernets_registry._REGISTRY, recipes.RECIPES, tasks._TASKS, spec.DATA_KINDS, strategies._STRATEGIES,
-              objectives.OBJECTIVES, devices._BACKENDS, devices._DEVICES, devices._RESOLVERS, encoding.ENCODINGS,
+              objectives.METRICS, devices._BACKENDS, devices._DEVICES, devices._RESOLVERS, encoding.ENCODINGS,
               kernels.static._BUILDERS]
     assert all(isinstance(t, Registry) for t in tables)
     for table in tables:  # one error type for an unknown name, whatever the table

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from typing import Callable
 
 from search_spaces.registry import Registry
-from nasengine.search.problem import SearchProblem
+from nasengine.searching.problem import SearchProblem
 
 
 class Strategy(ABC):

@@ -1,4 +1,5 @@
-"""pymoo's evolutionary algorithms (NSGA-II, AGE-MOEA, NSGA-III) over the integer encoding, ask-and-tell."""
+"""pymoo's evolutionary algorithms (NSGA-II, AGE-MOEA, NSGA-III) over option indices, ask-and-tell, with
+variation operators that treat categorical genes as categories (nasengine.searching.variation)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,12 @@ from pymoo.algorithms.moo.nsga3 import NSGA3
 from pymoo.core.algorithm import Algorithm
 from pymoo.core.problem import Problem
 from pymoo.core.termination import NoTermination
-from pymoo.operators.crossover.sbx import SBX
-from pymoo.operators.mutation.pm import PM
-from pymoo.operators.repair.rounding import RoundingRepair
 from pymoo.util.ref_dirs import get_reference_directions
 
 from nasengine.errors import UserError
-from nasengine.search.problem import SearchProblem
-from nasengine.search.strategies.base import Strategy, register_strategy
+from nasengine.searching.problem import SearchProblem
+from nasengine.searching.strategies.base import Strategy, register_strategy
+from nasengine.searching.variation import GeneCrossover, GeneLayout, GeneMutation
 
 
 def population_size(budget: int) -> int:
@@ -26,8 +25,8 @@ def population_size(budget: int) -> int:
 class PymooStrategy(Strategy):
     """Runs a pymoo algorithm generation by generation; the first population holds the min and max archs.
 
-    Integer genes use SBX crossover and polynomial mutation with rounding (pymoo's recipe for integer
-    variables); duplicates within a generation are eliminated, re-proposals of known archs cost nothing.
+    Uniform crossover and gene-aware mutation over option indices; duplicates within a generation are
+    eliminated, re-proposals of known archs cost nothing.
     """
 
     max_stalled_generations = 25
@@ -35,14 +34,13 @@ class PymooStrategy(Strategy):
     def make_algorithm(self, pop_size: int, n_obj: int, initial: np.ndarray) -> Algorithm:
         raise NotImplementedError
 
-    @staticmethod
-    def operators() -> dict[str, object]:
-        return {"crossover": SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
-                "mutation": PM(eta=20, vtype=float, repair=RoundingRepair()),
+    def operators(self) -> dict[str, object]:
+        return {"crossover": GeneCrossover(self.layout), "mutation": GeneMutation(self.layout),
                 "eliminate_duplicates": True}
 
     def run(self, problem: SearchProblem, seed: int) -> None:
         rng = np.random.default_rng(seed)
+        self.layout = GeneLayout(problem.space)
         pop_size = population_size(problem.budget)
         initial = np.stack([problem.encode(a) for a in problem.initial_archs(pop_size, rng)])
         xl, xu = problem.bounds()

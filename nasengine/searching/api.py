@@ -1,0 +1,241 @@
+"""`nasengine.search(space, objectives=..., ...)`: multi-objective search of any space with any objectives.
+
+The CLI's `nasengine search` is this function with objectives computed from a trained supernet; a user can
+call it with plain callables (arch -> float) and no supernet at all. Both get the same strategies, trial
+store (resumable, shareable by several workers), reports and Pareto sets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import optuna
+import pandas as pd
+
+from nasengine.errors import UserError, one_line
+from nasengine.progress import Progress
+import nasengine.reports as reports
+from nasengine.rundir import prepare_output, update_marker
+from nasengine.searching.objectives import MAXIMIZE, MINIMIZE, Constraint, Objective, Row, \
+    objective_from_callable_name
+from nasengine.searching.problem import Pending, SearchProblem
+from nasengine.searching.store import Evaluate, TrialStore, open_storage, row_from_trial
+from nasengine.searching.strategies import get_strategy
+from search_spaces.space import Arch, Space
+
+MARKER = "run.json"
+ObjectiveSpec = Callable[[Arch], float] | tuple[Callable[[Arch], float], str]
+
+
+@dataclass
+class SearchResult:
+    """Every evaluated row in trajectory order, the Pareto set for the objectives, and where it was written."""
+
+    rows: list[Row]
+    pareto: list[Row]
+    objectives: list[Objective]
+    constraints: list[Constraint] = field(default_factory=list)
+    out: Path | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    results_frame: pd.DataFrame | None = None
+    pareto_frame: pd.DataFrame | None = None
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per evaluation: the arch (JSON) and every metric."""
+        return pd.DataFrame([{"number": r.number, "arch": r.key, **r.metrics} for r in self.rows])
+
+
+def load_rows(run_dir: str | Path) -> list[Row]:
+    """The completed evaluations of a run directory, in trajectory order (read-only; for reports and tools)."""
+    run_dir = Path(run_dir)
+    try:
+        run = json.loads((run_dir / MARKER).read_text())
+        study = run["study"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{run_dir} is not a search run directory (no readable {MARKER} naming its study)") from None
+    storage = open_storage(run_dir, run.get("storage"))
+    try:
+        study_id = storage.get_study_id_from_name(study)
+    except KeyError:
+        return []
+    trials = storage.get_all_trials(study_id, deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    rows = {}
+    for trial in trials:
+        row = row_from_trial(trial)
+        rows.setdefault(row.key, row)
+    return sorted(rows.values(), key=lambda r: (r.number, r.key))
+
+
+def pareto_rows(rows: Sequence[Row], objectives: Sequence[Objective], constraints: Sequence[Constraint]) -> list[Row]:
+    """Feasible rows not dominated on the objectives, sorted by the first objective."""
+    pool = [r for r in rows if all(c.holds(r.metrics[c.column]) for c in constraints)]
+    if not pool:
+        return []
+    mask = reports.pareto_mask([[o.cost(r.metrics[o.column]) for o in objectives] for r in pool])
+    front = [r for r, keep in zip(pool, mask) if keep]
+    return sorted(front, key=lambda r: (objectives[0].cost(r.metrics[objectives[0].column]), r.number))
+
+
+def _callables(objectives: Mapping[str, ObjectiveSpec],
+               metrics: Mapping[str, Callable[[Arch], float]]) -> tuple[list[Objective], Evaluate]:
+    """Objectives and one evaluate function from user callables (a name may carry its direction)."""
+    if not isinstance(objectives, Mapping) or len(objectives) < 2:
+        raise UserError("objectives must map at least two names to callables (arch -> float)")
+    bound: list[Objective] = []
+    functions: dict[str, Callable[[Arch], float]] = {}
+    for name, spec in objectives.items():
+        fn, direction = (spec if isinstance(spec, tuple) else (spec, None))
+        if not callable(fn) or direction not in (None, MINIMIZE, MAXIMIZE):
+            raise UserError(f"objective {name!r} must be a callable or (callable, 'minimize'|'maximize')")
+        bound.append(objective_from_callable_name(name, direction))
+        functions[name] = fn
+    for name, fn in metrics.items():
+        if not callable(fn):
+            raise UserError(f"metric {name!r} must be a callable (arch -> float)")
+        functions.setdefault(name, fn)
+
+    def evaluate(arch: Arch) -> tuple[dict[str, float], dict[str, Any]]:
+        return {name: float(fn(dict(arch))) for name, fn in functions.items()}, {}
+
+    return bound, evaluate
+
+
+def search(space: Space, objectives: Mapping[str, ObjectiveSpec], *, strategy: str = "nsga2", budget: int = 100,
+           seed: int = 0, out: str | Path | None = None, constraints: Sequence[Constraint | str] = (),
+           metrics: Mapping[str, Callable[[Arch], float]] | None = None, storage: str | None = None,
+           study_name: str | None = None, overwrite: bool = False, progress: bool = False) -> SearchResult:
+    """Search `space` for the archs that trade off `objectives` best; no supernet involved.
+
+    objectives: name -> callable(arch) -> float, minimised unless the name is a registered metric that is
+    maximised (e.g. "accuracy") or the value is `(callable, "maximize")`. constraints: `Constraint`s or text
+    like "latency_ms<=2" on any objective or metric. metrics: extra quantities recorded in every row.
+    out: a run directory (results.csv, pareto.csv/.png, hypervolume.csv/.png, the trial store); the same
+    call again resumes it. storage: an optuna RDB URL shared by workers (run the same call on several
+    machines to share the work). Returns the evaluated rows in order and the Pareto set.
+    """
+    bound, evaluate = _callables(objectives, dict(metrics or {}))
+    parsed = [c if isinstance(c, Constraint) else _parse_constraint(c) for c in constraints]
+    return run_search(space, bound, parsed, evaluate, strategy=strategy, budget=budget, seed=seed,
+                      out=None if out is None else Path(out), storage=storage, study_name=study_name,
+                      identity={"api": "python"}, overwrite=overwrite,
+                      progress=progress, label="search")
+
+
+def _parse_constraint(text: str) -> Constraint:
+    from nasengine.searching.objectives import _CONSTRAINT
+
+    match = _CONSTRAINT.match(text)
+    if match is None:
+        raise UserError(f"constraint {text!r} is not NAME<=NUMBER or NAME>=NUMBER")
+    name, op, bound = match.groups()
+    return Constraint(name, op, float(bound))
+
+
+def _checked(evaluate: Evaluate, needed: Sequence[str]) -> Evaluate:
+    """`evaluate`, refusing (one line) a result that lacks a metric a constraint bounds."""
+    def wrapped(arch: Arch) -> tuple[dict[str, float], dict[str, Any]]:
+        metrics, details = evaluate(arch)
+        missing = [c for c in needed if c not in metrics]
+        if missing:
+            raise UserError(f"a constraint bounds {missing[0]!r}, which the evaluation does not report "
+                            f"(it reports {', '.join(sorted(metrics))})")
+        return metrics, details
+
+    return wrapped
+
+
+def default_study_name(identity: Mapping[str, Any]) -> str:
+    """The same search settings give the same study name, so workers on several machines meet in one study."""
+    text = json.dumps(dict(identity), sort_keys=True, default=str)
+    return "nasengine-" + hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def run_search(space: Space, objectives: Sequence[Objective], constraints: Sequence[Constraint],
+               evaluate: Evaluate, *, strategy: str, budget: int, seed: int, out: Path | None,
+               storage: str | None, study_name: str | None, identity: Mapping[str, Any], overwrite: bool,
+               progress: bool, label: str, worker: str | None = None,
+               on_row: Callable[[Row, Progress], None] | None = None, role: str = "main",
+               start_workers: Callable[[str], list[Any]] | None = None) -> SearchResult:
+    """The search behind the API and the CLI: run directory, trial store, strategy, reports.
+
+    role "main" prepares `out` (run.json, resume checks) and writes the reports; role "worker" only shares
+    the store of a run that a main process prepared (`out` then just locates its journal). `start_workers`
+    is called with the study name once the store exists, and the processes it returns are joined before
+    the reports are written."""
+    if budget < 2:
+        raise UserError(f"the budget must be at least 2 evaluations, got {budget}")
+    evaluate = _checked(evaluate, [c.column for c in constraints])
+    chosen = get_strategy(strategy)
+    full_identity = {"space": space.to_dict(), "objectives": [o.to_dict() for o in objectives],
+                     "constraints": [c.to_dict() for c in constraints], "strategy": strategy, "seed": seed,
+                     **dict(identity)}
+    # paths differ between machines; the weights' digest, the space and the options do not
+    name = study_name or default_study_name({k: v for k, v in full_identity.items()
+                                             if k not in ("out", "supernet_dir")})
+    resumed = False
+    if out is not None and role == "main":
+        resumed = prepare_output(out, MARKER, full_identity, overwrite, "search run") is not None
+        update_marker(out / MARKER, status="running", evals=budget, error=None, study=name, storage=storage)
+    if out is not None:
+        backend = open_storage(out, storage)
+    else:
+        backend = open_storage(Path("."), storage) if storage else optuna.storages.InMemoryStorage()
+    if role != "main":
+        return _run(space, list(objectives), list(constraints), evaluate, chosen, budget, seed, None, backend,
+                    name, progress, label, worker, on_row, True, None)
+    try:
+        result = _run(space, list(objectives), list(constraints), evaluate, chosen, budget, seed, out, backend,
+                      name, progress, label, worker, on_row, resumed, start_workers)
+    except KeyboardInterrupt:
+        if out is not None:
+            update_marker(out / MARKER, status="interrupted")
+        raise
+    except Exception as exc:
+        if out is not None:
+            update_marker(out / MARKER, status="failed", error=one_line(f"{type(exc).__name__}: {exc}")
+                          if not isinstance(exc, UserError) else one_line(str(exc)))
+        raise
+    return result
+
+
+def _run(space: Space, objectives: list[Objective], constraints: list[Constraint], evaluate: Evaluate,
+         strategy: Any, budget: int, seed: int, out: Path | None, backend: Any, study_name: str, progress: bool,
+         label: str, worker: str | None, on_row: Callable[[Row, Progress], None] | None,
+         resumed: bool, start_workers: Callable[[str], list[Any]] | None) -> SearchResult:
+    store = TrialStore(backend, study_name, space, objectives, worker=worker)
+    started = time.perf_counter()
+    helpers = start_workers(study_name) if start_workers is not None else []
+    with Progress(budget, label, "subnet", progress) as bar:
+        if resumed or store.completed:
+            bar.write(f"{label}: {len(store.completed)} evaluations already in the store")
+
+        def on_new(row: Row) -> None:
+            if on_row is not None:
+                on_row(row, bar)
+            else:
+                bar.update(1, **{o.column: f"{row.metrics[o.column]:.4g}" for o in objectives[:3]})
+
+        def evaluate_round(items: Sequence[Pending]) -> list[Row]:
+            return store.evaluate(items, evaluate, on_new)
+
+        problem = SearchProblem(space, objectives, constraints, budget, evaluate_round)
+        try:
+            strategy.run(problem, seed)
+        finally:
+            for process in helpers:
+                process.join()
+    rows = list(problem.history)
+    front = pareto_rows(rows, objectives, constraints)
+    summary = {"evaluated": len(rows), "new_this_session": store.new_evaluations, "rounds": problem.round,
+               "seconds": round(time.perf_counter() - started, 1)}
+    result = SearchResult(rows, front, objectives, constraints, out, summary)
+    if out is not None:
+        result.results_frame, result.pareto_frame = reports.write_reports(out, rows, objectives, constraints)
+        result.summary.update(reports.summary(rows, objectives, constraints))
+        update_marker(out / MARKER, status="complete", summary=result.summary, error=None)
+    return result

@@ -1,0 +1,147 @@
+"""The search problem every strategy sees: propose archs in rounds, get objectives and constraint violations.
+
+The problem keeps the search *trajectory*: the distinct archs in the order strategies proposed them. A
+strategy is deterministic given its seed and the values it is told, and every value comes from the store, so
+a resumed search (or a second worker) replays the same trajectory and evaluates only what is missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from nasengine.searching.objectives import Constraint, Objective, Row
+from search_spaces.encoding import IntegerEncoding
+from search_spaces.space import Arch, Space
+
+PENALTY = 1e12  # objective value of candidates left unevaluated because the budget ran out
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An arch the strategy wants evaluated: its place in the trajectory, its round, and details to record
+    with it (e.g. what a predictor promised)."""
+
+    index: int
+    round: int
+    arch: Arch
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+EvaluateRound = Callable[[Sequence[Pending]], list[Row]]
+
+
+class SearchProblem:
+    """Minimise `objectives` over `space` subject to `constraints`, within `budget` distinct archs."""
+
+    def __init__(self, space: Space, objectives: Sequence[Objective], constraints: Sequence[Constraint],
+                 budget: int, evaluate_round: EvaluateRound):
+        self.space, self.objectives, self.constraints = space, list(objectives), list(constraints)
+        self.budget = budget
+        self._evaluate_round = evaluate_round
+        self.history: list[Row] = []
+        self.known: dict[str, Row] = {}
+        self.round = 0
+        self.encoding = IntegerEncoding()
+        self._annotations: dict[str, dict[str, Any]] = {}
+
+    @property
+    def n_obj(self) -> int:
+        return len(self.objectives)
+
+    @property
+    def n_constr(self) -> int:
+        return len(self.constraints)
+
+    @property
+    def distinct(self) -> int:
+        return len(self.history)
+
+    @property
+    def done(self) -> bool:
+        return len(self.history) >= self.budget
+
+    @property
+    def remaining(self) -> int:
+        return max(self.budget - len(self.history), 0)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.encoding.bounds(self.space)
+
+    def encode(self, arch: Arch) -> np.ndarray:
+        return self.encoding.encode(self.space, arch)
+
+    def costs(self, row: Row) -> list[float]:
+        return [o.cost(row.metrics[o.column]) for o in self.objectives]
+
+    def violations(self, row: Row) -> list[float]:
+        return [c.violation(row.metrics[c.column]) for c in self.constraints]
+
+    def evaluate_archs(self, archs: Sequence[Arch]) -> tuple[np.ndarray, np.ndarray, list[Row | None]]:
+        """Objective costs F (n, n_obj; minimised), violations G (n, n_constr; feasible when <= 0) and the row
+        of each arch. New archs beyond the budget are not evaluated (PENALTY, row None)."""
+        canonical = [self.space.validate(a) for a in archs]
+        keys = [self.space.key(a) for a in canonical]
+        todo: list[Pending] = []
+        planned: set[str] = set()
+        for arch, key in zip(canonical, keys):
+            if key in self.known or key in planned or len(self.history) + len(todo) >= self.budget:
+                continue
+            planned.add(key)
+            todo.append(Pending(len(self.history) + len(todo), self.round, arch, self._annotations.pop(key, {})))
+        if todo:
+            for row in self._evaluate_round(todo):
+                self.history.append(row)
+                self.known[row.key] = row
+            self.round += 1
+        F = np.full((len(archs), self.n_obj), PENALTY)
+        G = np.full((len(archs), self.n_constr), PENALTY)
+        rows: list[Row | None] = []
+        for i, key in enumerate(keys):
+            row = self.known.get(key)
+            rows.append(row)
+            if row is not None:
+                F[i] = self.costs(row)
+                if self.n_constr:
+                    G[i] = self.violations(row)
+        return F, G, rows
+
+    def annotate(self, arch: Arch, predicted: dict[str, float]) -> None:
+        """Record what a predictor promised for `arch`, stored as `predicted:<column>` with its evaluation."""
+        self._annotations[self.space.key(arch)] = {f"predicted:{k}": float(v) for k, v in predicted.items()}
+
+    def evaluate_vectors(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        F, G, _ = self.evaluate_archs([self.space.decode(x) for x in np.asarray(X)])
+        return F, G
+
+    def initial_archs(self, n: int, rng: np.random.Generator) -> list[Arch]:
+        """The smallest and largest subnets first (they anchor the front), then distinct uniform samples."""
+        archs: list[Arch] = [self.space.min(), self.space.max()]
+        seen = {self.space.key(a) for a in archs}
+        tries = 0
+        while len(archs) < n and tries < 100 * n:
+            arch = self.space.sample(rng=rng)
+            tries += 1
+            if self.space.key(arch) not in seen:
+                seen.add(self.space.key(arch))
+                archs.append(arch)
+        return archs[:n]
+
+    def unseen_samples(self, n: int, rng: np.random.Generator, exclude: set[str] | None = None) -> list[Arch]:
+        """Up to `n` uniform samples not evaluated yet (nor in `exclude`)."""
+        out: list[Arch] = []
+        taken = set(exclude or ())
+        for _ in range(100 * max(n, 1)):
+            if len(out) >= n:
+                break
+            arch = self.space.sample(rng=rng)
+            key = self.space.key(arch)
+            if key not in self.known and key not in taken:
+                taken.add(key)
+                out.append(arch)
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        return {"distinct": len(self.history), "rounds": self.round, "budget": self.budget}

@@ -1,0 +1,139 @@
+"""`nasengine search`: the search API over the metrics of a trained supernet, for one or more devices, with
+optional extra worker processes sharing the run's trial store."""
+
+from __future__ import annotations
+
+import multiprocessing
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import supernets
+from nasengine.devices import get_device
+from nasengine.errors import UserError
+from nasengine.evaluation import Evaluator
+from nasengine.plugins import load_plugin
+from nasengine.searching.api import MARKER, SearchResult, run_search
+from nasengine.searching.objectives import METRICS, Constraint, bind_objectives, parse_constraint
+from nasengine.searching.supernet_metrics import SUPERNET_METRICS, SupernetMetrics, load_trained
+from nasengine.tasks import task_from_spec
+
+__all__ = ["MARKER", "SearchRequest", "load_trained", "search"]
+DEFAULT_DEVICE = "ort-cpu-1t"
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    supernet_dir: Path
+    out: Path
+    devices: tuple[str, ...] = ()
+    evals: int = 200
+    latency_budget_ms: float | None = None
+    objectives: tuple[str, ...] = ("error", "latency")
+    strategy: str = "nsga2"
+    seed: int = 0
+    overwrite: bool = False
+    progress: bool = True
+    constraints: tuple[str, ...] = ()
+    storage: str | None = None
+    study: str | None = None
+    workers: int = 1
+    plugins: tuple[str, ...] = ()  # re-imported by extra worker processes
+    extra_identity: dict[str, Any] = field(default_factory=dict)
+
+    def resolved_devices(self) -> tuple[str, ...]:
+        """The devices given, or the default one when a latency objective or constraint needs a device."""
+        if self.devices:
+            return self.devices
+        names = [*self.objectives, *(c.split("<")[0].split(">")[0] for c in self.constraints)]
+        per_device = any(n.strip() in METRICS and METRICS.get(n.strip()).per_device for n in names)
+        return (DEFAULT_DEVICE,) if per_device or self.latency_budget_ms is not None else ()
+
+    def validate(self) -> None:
+        if self.evals < 2:
+            raise UserError(f"--evals must be at least 2, got {self.evals}")
+        if self.latency_budget_ms is not None and not self.latency_budget_ms > 0:
+            raise UserError(f"--latency-budget must be a positive number of ms, got {self.latency_budget_ms}")
+        if len(set(self.devices)) != len(self.devices):
+            raise UserError("give each --device once")
+        if self.workers < 1:
+            raise UserError(f"--workers must be at least 1, got {self.workers}")
+        if Path(self.out).resolve() == Path(self.supernet_dir).resolve():
+            raise UserError("--out must differ from the supernet directory")
+
+
+def constraints_of(request: SearchRequest, devices: tuple[str, ...]) -> list[Constraint]:
+    bound = [c for text in request.constraints for c in parse_constraint(text, devices)]
+    if request.latency_budget_ms is not None:
+        bound += parse_constraint(f"latency_ms<={request.latency_budget_ms!r}", devices)
+    return bound
+
+
+def search(request: SearchRequest, role: str = "main") -> dict[str, Any]:
+    """Run (or resume) a search; writes RUN/results.csv, pareto.csv/.png, hypervolume.csv/.png, run.json.
+    With `workers` > 1, that many processes evaluate against the same store; this one writes the reports."""
+    request.validate()
+    devices_named = request.resolved_devices()
+    net, config = load_trained(request.supernet_dir)
+    task = task_from_spec(config["task"])  # refuses changed data before anything is written
+    devices = [get_device(name, supernet_dir=request.supernet_dir) for name in devices_named]
+    for device in devices:
+        reason = device.availability()
+        if reason is not None:
+            raise UserError(f"device {device.name!r} is not usable here: {reason}")
+    objectives = bind_objectives(list(request.objectives), list(devices_named))
+    constraints = constraints_of(request, devices_named)
+    extra = sorted({o.column for o in objectives} | {c.column for c in constraints} & set(SUPERNET_METRICS.names()))
+    extra = [n for n in extra if n in SUPERNET_METRICS]
+    evaluate = SupernetMetrics(Evaluator(net, task, "val"), devices, extra)
+    identity = {"supernet_dir": str(Path(request.supernet_dir).resolve()),
+                "supernet_weights_sha1": supernets.weights_digest(Path(request.supernet_dir)),
+                "devices": list(devices_named), "latency_budget_ms": request.latency_budget_ms,
+                **request.extra_identity}
+    first_device = devices_named[0] if devices_named else None
+
+    def on_row(row: Any, bar: Any) -> None:
+        status = {"acc": f"{row.metrics['accuracy']:.3f}"}
+        if first_device is not None:
+            status["ms"] = f"{row.metrics[f'latency_ms:{first_device}']:.3f}"
+        bar.update(1, **status)
+
+    start = (lambda study: _start_workers(request, study)) if role == "main" and request.workers > 1 else None
+    with torch.no_grad():
+        result = run_search(net.space, objectives, constraints, evaluate, strategy=request.strategy,
+                            budget=request.evals, seed=request.seed, out=Path(request.out), storage=request.storage,
+                            study_name=request.study, identity=identity, overwrite=request.overwrite,
+                            progress=request.progress and role == "main",
+                            label=f"search {','.join(devices_named) or 'supernet'}", on_row=on_row, role=role,
+                            start_workers=start)
+    return _summary(result, devices_named)
+
+
+def _summary(result: SearchResult, devices: tuple[str, ...]) -> dict[str, Any]:
+    pareto = result.pareto_frame
+    sizes = {} if pareto is None else {str(d): int(n) for d, n in pareto.groupby("device", dropna=False).size().items()}
+    return {"out": str(result.out), "results": result.results_frame, "pareto": pareto,
+            "resumed": result.summary.get("new_this_session", 0) < result.summary.get("evaluated", 0),
+            "pareto_sizes": sizes, **{k: v for k, v in result.summary.items()}}
+
+
+def _start_workers(request: SearchRequest, study: str) -> list[multiprocessing.process.BaseProcess]:
+    """`workers - 1` more processes running the same search in the same study (spawned: no shared state)."""
+    context = multiprocessing.get_context("spawn")
+    processes = []
+    for _ in range(request.workers - 1):
+        worker_request = replace(request, workers=1, progress=False, study=study, overwrite=False)
+        process = context.Process(target=_worker_main, args=(worker_request,), daemon=False)
+        process.start()
+        processes.append(process)
+    return processes
+
+
+def _worker_main(request: SearchRequest) -> None:
+    """An extra worker: the same search against the same store, evaluating what no one else has claimed."""
+    torch.set_num_threads(1)
+    for ref in request.plugins:
+        load_plugin(ref, given=True)
+    search(request, role="worker")

@@ -1,0 +1,254 @@
+"""The trial store: every real evaluation of a search is a trial of one optuna study, shared by all workers.
+
+params = the genes (categorical), values = the objectives, user attributes = every metric, the details
+(measurement spread, LINAS predictions), the worker, the round and the arch's index in the search trajectory.
+The default storage is a journal file in the run directory (append-only, crash-safe); `storage=URL` puts it in
+any optuna RDB (e.g. PostgreSQL) shared by workers on several machines.
+
+Several workers never evaluate the same arch: before evaluating, a worker *claims* the arch by creating a
+RUNNING trial; when two claims race, the lower trial id wins and the other is failed. A claim whose process is
+gone (same host) or that is older than `claim_timeout_s` is taken over, so killing any worker loses at most
+the evaluations it had in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
+from optuna.study import StudyDirection
+from optuna.storages import BaseStorage, JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState, create_trial
+
+from nasengine.errors import UserError
+from nasengine.searching.objectives import Objective, Row
+from nasengine.searching.problem import Pending
+from search_spaces.space import Arch, Space
+
+JOURNAL = "store.journal"
+_OPTUNA_TYPES = (int, float, str, bool, type(None))
+Evaluate = Callable[[Arch], tuple[dict[str, float], dict[str, Any]]]  # arch -> (metrics, details)
+
+
+def _process_start(pid: int) -> str | None:
+    """A token telling this process apart from a later one reusing its pid (Linux: start time in ticks)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: int, token: str | None) -> bool:
+    if token is not None and Path("/proc").is_dir():
+        return _process_start(pid) == token
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _repair_torn_tail(path: Path) -> None:
+    """Cut a partial last line left by a crash mid-write, so later appends stay parseable."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def open_storage(run_dir: Path, url: str | None) -> BaseStorage:
+    """The run's journal file, or the optuna RDB at `url` (a one-line error when it cannot be reached)."""
+    if url is None:
+        path = Path(run_dir) / JOURNAL
+        _repair_torn_tail(path)
+        return JournalStorage(JournalFileBackend(str(path)))
+    if url.startswith(("sqlite:", "postgresql", "mysql")):
+        for attempt in range(5):
+            try:
+                return optuna.storages.RDBStorage(url, heartbeat_interval=None)
+            except Exception as exc:  # sqlalchemy raises many kinds; all mean "cannot use this URL"
+                text = str(exc).strip()
+                if "already exists" in text and attempt < 4:  # workers creating the schema at the same moment
+                    time.sleep(0.2 * (attempt + 1))
+                    continue
+                first = text.splitlines()[0] if text else type(exc).__name__
+                raise UserError(f"cannot open --storage {url}: {first}") from None
+    raise UserError(f"--storage {url!r} is not a database URL (postgresql://..., mysql://..., sqlite:///...)")
+
+
+def open_study(storage: BaseStorage, name: str, directions: Sequence[str]) -> int:
+    """The id of study `name`, created with `directions` when missing (quietly: optuna.create_study would log
+    through optuna's logger, and library code leaves logging to the application)."""
+    try:
+        return storage.get_study_id_from_name(name)
+    except KeyError:
+        pass
+    try:
+        return storage.create_new_study([StudyDirection[d.upper()] for d in directions], name)
+    except DuplicatedStudyError:  # another worker created it at the same moment
+        return storage.get_study_id_from_name(name)
+
+
+def row_from_trial(trial: FrozenTrial) -> Row:
+    """The Row a completed trial of the store holds."""
+    attrs = trial.user_attrs
+    key = attrs["arch_key"]
+    return Row(json.loads(key), key, {k: float(v) for k, v in attrs.get("metrics", {}).items()},
+               dict(attrs.get("details", {})), int(attrs.get("index", trial.number)), int(attrs.get("round", 0)),
+               str(attrs.get("worker", "")))
+
+
+class TrialStore:
+    """One search's evaluations: cached by arch key, claimed before evaluation, completed as optuna trials."""
+
+    def __init__(self, storage: BaseStorage, study_name: str, space: Space, objectives: Sequence[Objective],
+                 worker: str | None = None, claim_timeout_s: float = 1800.0, poll_s: float = 0.2):
+        self.storage, self.space, self.objectives = storage, space, list(objectives)
+        self.study_name, self.claim_timeout_s, self.poll_s = study_name, claim_timeout_s, poll_s
+        self.host, self.pid = socket.gethostname(), os.getpid()
+        self.token = _process_start(self.pid)
+        self.worker = worker or f"{self.host}:{self.pid}"
+        directions = [o.direction for o in self.objectives]
+        self.study_id = open_study(storage, study_name, directions)
+        recorded = [d.name.lower() for d in storage.get_study_directions(self.study_id)]
+        if recorded != directions:
+            raise UserError(f"the store's study {study_name!r} has directions {recorded}, this search "
+                            f"{directions}; use another run directory or --overwrite")
+        self.completed: dict[str, Row] = {}
+        self.new_evaluations = 0
+        self.refresh()
+
+    # ------------------------------------------------------------------ reading
+    def _trials(self, states: tuple[TrialState, ...]) -> list[FrozenTrial]:
+        return self.storage.get_all_trials(self.study_id, deepcopy=False, states=states)
+
+    def refresh(self) -> dict[str, list[FrozenTrial]]:
+        """Read completed trials into the cache; return the live RUNNING claims by arch key."""
+        for trial in self._trials((TrialState.COMPLETE,)):
+            key = trial.user_attrs.get("arch_key")
+            if key is not None and key not in self.completed:
+                self.completed[key] = self._row(trial)
+        claims: dict[str, list[FrozenTrial]] = {}
+        for trial in self._trials((TrialState.RUNNING,)):
+            key = trial.user_attrs.get("arch_key")
+            if key is not None:
+                claims.setdefault(key, []).append(trial)
+        return claims
+
+    def _row(self, trial: FrozenTrial) -> Row:
+        return row_from_trial(trial)
+
+    def rows(self) -> list[Row]:
+        """Every completed evaluation, in trajectory order (the index the strategy gave it)."""
+        self.refresh()
+        return sorted(self.completed.values(), key=lambda r: (r.number, r.key))
+
+    # ------------------------------------------------------------------ claims
+    def _stale(self, trial: FrozenTrial) -> bool:
+        claim = trial.user_attrs.get("claim", {})
+        if claim.get("host") == self.host:
+            if claim.get("pid") == self.pid and claim.get("token") == self.token:
+                return False
+            return not _alive(int(claim.get("pid", -1)), claim.get("token"))
+        return time.time() - float(claim.get("time", 0.0)) > self.claim_timeout_s
+
+    def _fail(self, trial_id: int, reason: str) -> None:
+        try:
+            self.storage.set_trial_user_attr(trial_id, "failed_because", reason)
+            self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        except (UpdateFinishedTrialError, RuntimeError):
+            pass  # someone else finished or failed it first
+
+    def _claim(self, arch: Arch, key: str, index: int, round_: int) -> int:
+        params, dists = {}, {}
+        for gene in self.space.genes:
+            value = arch[gene.name]
+            if value is not None and all(isinstance(o, _OPTUNA_TYPES) for o in gene.options):
+                params[gene.name] = value
+                dists[gene.name] = CategoricalDistribution(gene.options)
+        attrs = {"arch_key": key, "index": index, "round": round_, "worker": self.worker,
+                 "claim": {"host": self.host, "pid": self.pid, "token": self.token, "time": time.time()}}
+        template = create_trial(state=TrialState.RUNNING, params=params, distributions=dists, user_attrs=attrs)
+        return self.storage.create_new_trial(self.study_id, template_trial=template)
+
+    def _won(self, key: str, trial_id: int) -> bool:
+        """After claiming: is this claim the one that counts (no result yet, lowest live claim id)?"""
+        claims = self.refresh()
+        if key in self.completed:
+            return False
+        live = [t._trial_id for t in claims.get(key, []) if t._trial_id == trial_id or not self._stale(t)]
+        return min(live) == trial_id
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, items: Sequence[Pending], evaluate: Evaluate,
+                 on_new: Callable[[Row], None] | None = None) -> list[Row]:
+        """Rows of `items` (canonical archs with their trajectory index and round): stored results, or
+        evaluations claimed and done here, or waited for while another live worker does them."""
+        keyed = [(item, self.space.key(item.arch)) for item in items]
+        while True:
+            claims = self.refresh()
+            waiting = False
+            for item, key in keyed:
+                if key in self.completed:
+                    continue
+                others = [t for t in claims.get(key, []) if not self._stale(t)]
+                if others:
+                    waiting = True
+                    continue
+                for stale in claims.get(key, []):
+                    self._fail(stale._trial_id, "claim taken over: its worker is gone or timed out")
+                trial_id = self._claim(item.arch, key, item.index, item.round)
+                if not self._won(key, trial_id):
+                    self._fail(trial_id, "lost a simultaneous claim")
+                    waiting = True
+                    continue
+                row = self._run(trial_id, item, key, evaluate)
+                self.completed[key] = row
+                self.new_evaluations += 1
+                if on_new is not None:
+                    on_new(row)
+                claims = self.refresh()
+            if all(key in self.completed for _, key in keyed):
+                return [self.completed[key] for _, key in keyed]
+            if waiting:
+                time.sleep(self.poll_s)
+
+    def _run(self, trial_id: int, item: Pending, key: str, evaluate: Evaluate) -> Row:
+        try:
+            metrics, details = evaluate(item.arch)
+            details = {**details, **item.details}
+            missing = [o.column for o in self.objectives if o.column not in metrics]
+            if missing:
+                raise ValueError(f"the evaluation of {key} returned no {', '.join(missing)}")
+            values = [float(metrics[o.column]) for o in self.objectives]
+            bad = [o.column for o, v in zip(self.objectives, values) if not math.isfinite(v)]
+            if bad:
+                raise ValueError(f"the evaluation of {key} gave a non-finite {', '.join(bad)}")
+            metrics = {k: float(v) for k, v in metrics.items()}
+            self.storage.set_trial_user_attr(trial_id, "metrics", metrics)
+            self.storage.set_trial_user_attr(trial_id, "details", _jsonable(details))
+            self.storage.set_trial_state_values(trial_id, TrialState.COMPLETE, values)
+        except BaseException as exc:
+            self._fail(trial_id, f"{type(exc).__name__}: {exc}"[:500])
+            raise
+        return Row(item.arch, key, metrics, dict(details), item.index, item.round, self.worker)
+
+
+def _jsonable(details: Mapping[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(dict(details), default=str))

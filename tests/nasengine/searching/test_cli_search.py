@@ -1,0 +1,104 @@
+"""`nasengine search` over a trained supernet: chosen objectives, constraints, strategies, workers, export pick."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nasengine.cli import main
+from nasengine.reports import pareto_mask
+from nasengine.searching.api import load_rows
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: Any) -> tuple[int, str, str]:
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_objectives_error_params_give_the_front_of_those_objectives(tiny_supernet_dir: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    code, text, err = run_cli(capsys, "search", tiny_supernet_dir, "--out", out, "--evals", "16",
+                              "--objectives", "error,params", "--quiet")
+    assert code == 0, err
+    results, pareto = pd.read_csv(out / "results.csv"), pd.read_csv(out / "pareto.csv")
+    assert not any(c.startswith("latency") for c in results)  # no device was needed, none was measured
+    expected = set(results["number"][pareto_mask(results[["error", "params"]].to_numpy())])
+    assert set(pareto["number"]) == expected
+    identity = json.loads((out / "run.json").read_text())["identity"]
+    assert [o["column"] for o in identity["objectives"]] == ["error", "params"]
+    code, _, err = run_cli(capsys, "export", out, "--out", tmp_path / "exp")
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "exp" / "manifest.json").read_text())
+    best = results.loc[results["number"].isin(expected)].sort_values(["accuracy", "params"],
+                                                                     ascending=[False, True]).iloc[0]
+    assert json.loads(best["arch"]) == manifest["arch"]
+
+
+def test_a_constraint_keeps_the_front_within_its_bound(tiny_supernet_dir: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    rows_all = None
+    code, _, err = run_cli(capsys, "search", tiny_supernet_dir, "--out", out, "--evals", "12",
+                           "--objectives", "error,macs", "--constraint", "params<=20000", "--quiet")
+    assert code == 0, err
+    rows_all = pd.read_csv(out / "results.csv")
+    pareto = pd.read_csv(out / "pareto.csv")
+    assert (pareto["params"] <= 20000).all()
+    assert len(rows_all) == 12
+
+
+@pytest.mark.parametrize("strategy", ["linas", "tpe"])
+def test_predictor_and_optuna_strategies_run_from_the_cli(strategy: str, tiny_supernet_dir: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "search", tiny_supernet_dir, "--out", out, "--evals", "20", "--strategy",
+                           strategy, "--objectives", "error,params", "--quiet")
+    assert code == 0, err
+    rows = load_rows(out)
+    assert len(rows) == 20 and len({r.key for r in rows}) == 20
+    if strategy == "linas":  # validated candidates record what the predictors promised
+        predicted = [r for r in rows if "predicted:error" in r.details]
+        assert predicted and all(np.isfinite(r.details["predicted:params"]) for r in predicted)
+        assert "predicted:error" in pd.read_csv(out / "results.csv")
+
+
+def test_two_workers_reach_the_budget_without_duplicate_evaluations(tiny_supernet_dir: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "search", tiny_supernet_dir, "--out", out, "--evals", "16", "--workers", "2",
+                           "--objectives", "error,params", "--quiet")
+    assert code == 0, err
+    from nasengine.searching.store import open_storage
+
+    run = json.loads((out / "run.json").read_text())
+    storage = open_storage(out, None)
+    trials = storage.get_all_trials(storage.get_study_id_from_name(run["study"]))
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 16 and len({t.user_attrs["arch_key"] for t in complete}) == 16
+    # (whether the second process got any work depends on timing: it starts while the first evaluates; the
+    # sharing itself is tested with slow evaluations in test_store.py)
+    assert run["status"] == "complete" and len(pd.read_csv(out / "results.csv")) == 16
+
+
+def test_bad_search_options_are_one_line_errors(tiny_supernet_dir: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    for args, message in [(["--objectives", "error,bogus"], "unknown metric 'bogus'"),
+                          (["--objectives", "error"], "at least two objectives"),
+                          (["--constraint", "params<<3"], "is not METRIC<=NUMBER"),
+                          (["--strategy", "nope"], "unknown search strategy"),
+                          (["--storage", "redis://x"], "is not a database URL")]:
+        code, _, err = run_cli(capsys, "search", tiny_supernet_dir, "--out", tmp_path / "bad", "--evals", "4",
+                               *args)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and message in lines[0], (args, err)
