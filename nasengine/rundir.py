@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -42,12 +43,25 @@ def prepare_output(directory: Path, marker: str, identity: Mapping[str, Any], ov
         return existing
     if directory.exists() and any(directory.iterdir()):
         raise UserError(f"{directory} exists and is not a {what} directory; choose another path or --overwrite")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create {directory}: {exc.strerror or exc}") from None
+    if not directory.exists():
+        # created complete with its marker in one rename, so processes started together on the same output
+        # (several search workers) find either nothing or a prepared directory, never a half-made one
+        try:
+            directory.parent.mkdir(parents=True, exist_ok=True)
+            staging = directory.parent / f".{directory.name}.{uuid.uuid4().hex}.tmp"
+            staging.mkdir()
+        except OSError as exc:
+            raise UserError(f"cannot create {directory}: {exc.strerror or exc}") from None
+        write_marker(staging / marker, {"identity": dict(identity), "status": "running"})
+        try:
+            staging.rename(directory)
+            return None
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+            return prepare_output(directory, marker, identity, False, what)  # another process made it first
     write_marker(directory / marker, {"identity": dict(identity), "status": "running"})
     return None
+
 
 
 def check_creatable(path: Path, option: str = "--out") -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -22,9 +22,9 @@ from nasengine.progress import Progress
 import nasengine.reports as reports
 from nasengine.rundir import prepare_output, update_marker
 from nasengine.searching.objectives import MAXIMIZE, MINIMIZE, Constraint, Objective, Row, \
-    objective_from_callable_name
+    objective_from_callable_name, parse_bound
 from nasengine.searching.problem import Pending, SearchProblem
-from nasengine.searching.store import Evaluate, TrialStore, open_storage, row_from_trial
+from nasengine.searching.store import Evaluate, TrialStore, open_storage, redact, row_from_trial
 from nasengine.searching.strategies import get_strategy
 from search_spaces.space import Arch, Space
 
@@ -108,32 +108,28 @@ def _callables(objectives: Mapping[str, ObjectiveSpec],
 def search(space: Space, objectives: Mapping[str, ObjectiveSpec], *, strategy: str = "nsga2", budget: int = 100,
            seed: int = 0, out: str | Path | None = None, constraints: Sequence[Constraint | str] = (),
            metrics: Mapping[str, Callable[[Arch], float]] | None = None, storage: str | None = None,
-           study_name: str | None = None, overwrite: bool = False, progress: bool = False) -> SearchResult:
+           study_name: str | None = None, overwrite: bool = False, progress: bool = False,
+           claim_timeout_s: float = 600.0) -> SearchResult:
     """Search `space` for the archs that trade off `objectives` best; no supernet involved.
 
     objectives: name -> callable(arch) -> float, minimised unless the name is a registered metric that is
     maximised (e.g. "accuracy") or the value is `(callable, "maximize")`. constraints: `Constraint`s or text
     like "latency_ms<=2" on any objective or metric. metrics: extra quantities recorded in every row.
     out: a run directory (results.csv, pareto.csv/.png, hypervolume.csv/.png, the trial store); the same
-    call again resumes it. storage: an optuna RDB URL shared by workers (run the same call on several
-    machines to share the work). Returns the evaluated rows in order and the Pareto set.
+    call again resumes it (a larger budget continues the same trajectory). storage: an optuna RDB URL shared
+    by workers: run the same call, with the same `study_name`, in several processes or on several machines
+    to share the work; a worker whose claim is older than `claim_timeout_s` without a heartbeat counts as
+    dead. Returns the evaluated rows in order and the Pareto set.
     """
     bound, evaluate = _callables(objectives, dict(metrics or {}))
-    parsed = [c if isinstance(c, Constraint) else _parse_constraint(c) for c in constraints]
+    if storage is not None and study_name is None:
+        raise UserError("with storage=URL give study_name= as well: it is what several workers share, and "
+                        "the callables themselves cannot tell one problem from another")
+    parsed = [c if isinstance(c, Constraint) else Constraint(*parse_bound(c)) for c in constraints]
     return run_search(space, bound, parsed, evaluate, strategy=strategy, budget=budget, seed=seed,
                       out=None if out is None else Path(out), storage=storage, study_name=study_name,
-                      identity={"api": "python"}, overwrite=overwrite,
-                      progress=progress, label="search")
-
-
-def _parse_constraint(text: str) -> Constraint:
-    from nasengine.searching.objectives import _CONSTRAINT
-
-    match = _CONSTRAINT.match(text)
-    if match is None:
-        raise UserError(f"constraint {text!r} is not NAME<=NUMBER or NAME>=NUMBER")
-    name, op, bound = match.groups()
-    return Constraint(name, op, float(bound))
+                      identity={"api": "python"}, overwrite=overwrite, progress=progress, label="search",
+                      claim_timeout_s=claim_timeout_s)
 
 
 def _checked(evaluate: Evaluate, needed: Sequence[str]) -> Evaluate:
@@ -160,82 +156,119 @@ def run_search(space: Space, objectives: Sequence[Objective], constraints: Seque
                storage: str | None, study_name: str | None, identity: Mapping[str, Any], overwrite: bool,
                progress: bool, label: str, worker: str | None = None,
                on_row: Callable[[Row, Progress], None] | None = None, role: str = "main",
-               start_workers: Callable[[str], list[Any]] | None = None) -> SearchResult:
+               start_workers: Callable[[str], list[Any]] | None = None,
+               claim_timeout_s: float = 600.0) -> SearchResult:
     """The search behind the API and the CLI: run directory, trial store, strategy, reports.
 
     role "main" prepares `out` (run.json, resume checks) and writes the reports; role "worker" only shares
     the store of a run that a main process prepared (`out` then just locates its journal). `start_workers`
-    is called with the study name once the store exists, and the processes it returns are joined before
-    the reports are written."""
+    is called with the study name once the store exists; the processes it returns are joined before the
+    reports are written (and terminated if this process fails).
+
+    Strategies size themselves (population, rounds) from the budget of the run's first session, recorded in
+    run.json, so a later session with a larger budget continues the same trajectory."""
     if budget < 2:
         raise UserError(f"the budget must be at least 2 evaluations, got {budget}")
     evaluate = _checked(evaluate, [c.column for c in constraints])
     chosen = get_strategy(strategy)
     full_identity = {"space": space.to_dict(), "objectives": [o.to_dict() for o in objectives],
                      "constraints": [c.to_dict() for c in constraints], "strategy": strategy, "seed": seed,
-                     **dict(identity)}
-    # paths differ between machines; the weights' digest, the space and the options do not
+                     "storage": redact(storage), **dict(identity)}
+    # paths and storage URLs differ between machines; the weights' digest, the space and the options do not
     name = study_name or default_study_name({k: v for k, v in full_identity.items()
-                                             if k not in ("out", "supernet_dir")})
-    resumed = False
-    if out is not None and role == "main":
-        resumed = prepare_output(out, MARKER, full_identity, overwrite, "search run") is not None
-        update_marker(out / MARKER, status="running", evals=budget, error=None, study=name, storage=storage)
-    if out is not None:
-        backend = open_storage(out, storage)
-    else:
-        backend = open_storage(Path("."), storage) if storage else optuna.storages.InMemoryStorage()
-    if role != "main":
-        return _run(space, list(objectives), list(constraints), evaluate, chosen, budget, seed, None, backend,
-                    name, progress, label, worker, on_row, True, None)
+                                             if k not in ("out", "supernet_dir", "storage")})
+    if out is None or role != "main":
+        backend = _open(out, storage, repair=False)
+        plan = _recorded_plan(out) if out is not None else budget
+        return _run(space, list(objectives), list(constraints), evaluate, chosen, budget, plan, seed, None, backend,
+                    name, progress, label, worker, on_row, False, None, claim_timeout_s)
+    if overwrite and storage is not None:
+        _delete_study(storage, name)
+    existing = prepare_output(out, MARKER, full_identity, overwrite, "search run")
     try:
-        result = _run(space, list(objectives), list(constraints), evaluate, chosen, budget, seed, out, backend,
-                      name, progress, label, worker, on_row, resumed, start_workers)
+        backend = _open(out, storage, repair=True)
+        plan = int(existing.get("plan_budget", budget)) if existing else budget
+        update_marker(out / MARKER, status="running", evals=budget, plan_budget=plan, error=None, study=name,
+                      storage=redact(storage))
+        return _run(space, list(objectives), list(constraints), evaluate, chosen, budget, plan, seed, out, backend,
+                    name, progress, label, worker, on_row, existing is not None, start_workers, claim_timeout_s)
     except KeyboardInterrupt:
-        if out is not None:
-            update_marker(out / MARKER, status="interrupted")
+        update_marker(out / MARKER, status="interrupted")
         raise
     except Exception as exc:
-        if out is not None:
-            update_marker(out / MARKER, status="failed", error=one_line(f"{type(exc).__name__}: {exc}")
-                          if not isinstance(exc, UserError) else one_line(str(exc)))
+        update_marker(out / MARKER, status="failed", error=one_line(str(exc)) if isinstance(exc, UserError)
+                      else one_line(f"{type(exc).__name__}: {exc}"))
         raise
-    return result
+
+
+def _open(out: Path | None, storage: str | None, repair: bool) -> Any:
+    if out is None and storage is None:
+        return optuna.storages.InMemoryStorage()
+    return open_storage(out if out is not None else Path("."), storage, repair=repair)
+
+
+def _recorded_plan(out: Path) -> int:
+    """The budget the run's strategies were sized with (a worker reads what the main process recorded)."""
+    try:
+        return int(json.loads((out / MARKER).read_text())["plan_budget"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{out} has no search prepared by a main process (no plan_budget in {MARKER})") from None
+
+
+def _delete_study(storage: str, name: str) -> None:
+    """--overwrite with a database store: the run's study goes too, or its old trials would come back."""
+    backend = open_storage(Path("."), storage)
+    try:
+        backend.delete_study(backend.get_study_id_from_name(name))
+    except KeyError:
+        pass
 
 
 def _run(space: Space, objectives: list[Objective], constraints: list[Constraint], evaluate: Evaluate,
-         strategy: Any, budget: int, seed: int, out: Path | None, backend: Any, study_name: str, progress: bool,
-         label: str, worker: str | None, on_row: Callable[[Row, Progress], None] | None,
-         resumed: bool, start_workers: Callable[[str], list[Any]] | None) -> SearchResult:
-    store = TrialStore(backend, study_name, space, objectives, worker=worker)
+         strategy: Any, budget: int, plan: int, seed: int, out: Path | None, backend: Any, study_name: str,
+         progress: bool, label: str, worker: str | None, on_row: Callable[[Row, Progress], None] | None,
+         resumed: bool, start_workers: Callable[[str], list[Any]] | None, claim_timeout_s: float) -> SearchResult:
+    store = TrialStore(backend, study_name, space, objectives, worker=worker, claim_timeout_s=claim_timeout_s)
     started = time.perf_counter()
     helpers = start_workers(study_name) if start_workers is not None else []
+    failed = True
     with Progress(budget, label, "subnet", progress) as bar:
         if resumed or store.completed:
             bar.write(f"{label}: {len(store.completed)} evaluations already in the store")
 
-        def on_new(row: Row) -> None:
-            if on_row is not None:
-                on_row(row, bar)
-            else:
-                bar.update(1, **{o.column: f"{row.metrics[o.column]:.4g}" for o in objectives[:3]})
-
         def evaluate_round(items: Sequence[Pending]) -> list[Row]:
-            return store.evaluate(items, evaluate, on_new)
+            rows = store.evaluate(items, evaluate)
+            for row in rows:  # every row joins the trajectory once: the bar reaches the budget
+                if on_row is not None:
+                    on_row(row, bar)
+                else:
+                    bar.update(1, **{o.column: f"{row.metrics[o.column]:.4g}" for o in objectives[:3]})
+            return rows
 
-        problem = SearchProblem(space, objectives, constraints, budget, evaluate_round)
+        problem = SearchProblem(space, objectives, constraints, budget, evaluate_round, plan=plan)
         try:
             strategy.run(problem, seed)
+            failed = False
         finally:
-            for process in helpers:
-                process.join()
-    rows = list(problem.history)
+            _finish_workers(helpers, terminate=failed, write=bar.write)
+    rows = [replace(row, number=i) for i, row in enumerate(problem.history)]  # numbered by trajectory position
     front = pareto_rows(rows, objectives, constraints)
     summary = {"evaluated": len(rows), "new_this_session": store.new_evaluations, "rounds": problem.round,
-               "seconds": round(time.perf_counter() - started, 1)}
+               "resumed": resumed, "seconds": round(time.perf_counter() - started, 1)}
     result = SearchResult(rows, front, objectives, constraints, out, summary)
     if out is not None:
         result.results_frame, result.pareto_frame = reports.write_reports(out, rows, objectives, constraints)
         result.summary.update(reports.summary(rows, objectives, constraints))
         update_marker(out / MARKER, status="complete", summary=result.summary, error=None)
     return result
+
+
+def _finish_workers(helpers: list[Any], terminate: bool, write: Callable[[str], None]) -> None:
+    """Join the extra worker processes (terminate them first when this process failed); say which ones
+    failed: their claims were taken over, so the run itself is complete."""
+    for process in helpers:
+        if terminate:
+            process.terminate()
+        process.join()
+        if process.exitcode not in (0, None) and not terminate:
+            write(f"worker process {process.pid} exited with code {process.exitcode}; the others took its work over")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from nasengine.errors import UserError
 from search_spaces.registry import Registry
@@ -149,20 +149,34 @@ def bind_objectives(names: Sequence[str], devices: Sequence[str]) -> list[Object
     return bound
 
 
-_CONSTRAINT = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
+_BOUND = re.compile(r"^\s*([A-Za-z_][\w.\-:]*)\s*(<=|>=)\s*(\S+)\s*$")
+
+
+def parse_bound(text: str) -> tuple[str, str, float]:
+    """`name<=number` or `name>=number` -> (name, op, number); a one-line UserError otherwise."""
+    match = _BOUND.match(text)
+    if match is None:
+        raise UserError(f"constraint {text!r} is not METRIC<=NUMBER or METRIC>=NUMBER (e.g. latency<=2.5)")
+    name, op, number = match.groups()
+    try:
+        return name, op, float(number)
+    except ValueError:
+        raise UserError(f"constraint {text!r}: {number!r} is not a number") from None
 
 
 def parse_constraint(text: str, devices: Sequence[str]) -> list[Constraint]:
-    """`latency<=2.5`, `size_mb<=1`, `accuracy>=0.8`; a per-device metric is bounded on every device."""
-    match = _CONSTRAINT.match(text)
-    if match is None:
-        raise UserError(f"constraint {text!r} is not METRIC<=NUMBER or METRIC>=NUMBER (e.g. latency<=2.5)")
-    name, op, bound_text = match.groups()
-    metric = _metric(name)
-    try:
-        bound = float(bound_text)
-    except ValueError:
-        raise UserError(f"constraint {text!r}: {bound_text!r} is not a number") from None
+    """`latency<=2.5`, `size_mb<=1`, `accuracy>=0.8`, `latency_ms:ort-cpu-1t<=2`: a per-device metric without a
+    device is bounded on every device."""
+    name, op, bound = parse_bound(text)
+    base, _, device = name.partition(":")
+    metric = _metric(base)
+    if device:
+        if not metric.per_device:
+            raise UserError(f"constraint {text!r}: {base!r} is not measured per device")
+        if device not in devices:
+            raise UserError(f"constraint {text!r}: device {device!r} is not searched (searched: "
+                            f"{', '.join(devices) or 'none'})")
+        return [Constraint(metric_column(metric.name, device), op, bound, device)]
     if metric.per_device:
         if not devices:
             raise UserError(f"constraint {text!r} is on a per-device metric; give at least one --device")
@@ -179,16 +193,3 @@ def objective_from_callable_name(name: str, direction: str | None) -> Objective:
         return Objective(name, metric.direction, metric.label or name)
     except Exception:
         return Objective(name, MINIMIZE, name)
-
-
-def costs(rows: Sequence[Row], objectives: Sequence[Objective]) -> "list[list[float]]":
-    """Objective values of `rows` as quantities to minimise, one list per row."""
-    return [[o.cost(r.metrics[o.column]) for o in objectives] for r in rows]
-
-
-def violations(metrics: Mapping[str, float], constraints: Sequence[Constraint]) -> list[float]:
-    return [c.violation(metrics[c.column]) for c in constraints]
-
-
-def feasible(metrics: Mapping[str, float], constraints: Sequence[Constraint]) -> bool:
-    return all(v <= 0 for v in violations(metrics, constraints))

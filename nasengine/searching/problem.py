@@ -34,12 +34,16 @@ EvaluateRound = Callable[[Sequence[Pending]], list[Row]]
 
 
 class SearchProblem:
-    """Minimise `objectives` over `space` subject to `constraints`, within `budget` distinct archs."""
+    """Minimise `objectives` over `space` subject to `constraints`, within `budget` distinct archs.
+
+    `plan` is the budget strategies size themselves by (population, round size): the budget of the run's
+    first session, so that resuming with a larger budget continues the same trajectory."""
 
     def __init__(self, space: Space, objectives: Sequence[Objective], constraints: Sequence[Constraint],
-                 budget: int, evaluate_round: EvaluateRound):
+                 budget: int, evaluate_round: EvaluateRound, plan: int | None = None):
         self.space, self.objectives, self.constraints = space, list(objectives), list(constraints)
         self.budget = budget
+        self.plan = budget if plan is None else plan
         self._evaluate_round = evaluate_round
         self.history: list[Row] = []
         self.known: dict[str, Row] = {}
@@ -142,6 +146,3 @@ class SearchProblem:
                 taken.add(key)
                 out.append(arch)
         return out
-
-    def summary(self) -> dict[str, Any]:
-        return {"distinct": len(self.history), "rounds": self.round, "budget": self.budget}

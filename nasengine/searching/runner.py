@@ -4,6 +4,7 @@ optional extra worker processes sharing the run's trial store."""
 from __future__ import annotations
 
 import multiprocessing
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -12,16 +13,18 @@ import torch
 
 import supernets
 from nasengine.devices import get_device
-from nasengine.errors import UserError
+from nasengine.errors import UserError, one_line
 from nasengine.evaluation import Evaluator
 from nasengine.plugins import load_plugin
 from nasengine.searching.api import MARKER, SearchResult, run_search
-from nasengine.searching.objectives import METRICS, Constraint, bind_objectives, parse_constraint
-from nasengine.searching.supernet_metrics import SUPERNET_METRICS, SupernetMetrics, load_trained
+from nasengine.searching.objectives import METRICS, Constraint, bind_objectives, metric_column, parse_bound, \
+    parse_constraint
+from nasengine.searching.supernet_metrics import BUILTIN_METRICS, SUPERNET_METRICS, SupernetMetrics, load_trained
 from nasengine.tasks import task_from_spec
 
 __all__ = ["MARKER", "SearchRequest", "load_trained", "search"]
 DEFAULT_DEVICE = "ort-cpu-1t"
+MEASURE_LOCK = ".measure.lock"  # workers on one machine take turns timing (a measurement wants the CPU alone)
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,8 @@ class SearchRequest:
         """The devices given, or the default one when a latency objective or constraint needs a device."""
         if self.devices:
             return self.devices
-        names = [*self.objectives, *(c.split("<")[0].split(">")[0] for c in self.constraints)]
-        per_device = any(n.strip() in METRICS and METRICS.get(n.strip()).per_device for n in names)
+        names = [*(n.strip() for n in self.objectives), *(parse_bound(c)[0] for c in self.constraints)]
+        per_device = any(n in METRICS and METRICS.get(n).per_device for n in names)
         return (DEFAULT_DEVICE,) if per_device or self.latency_budget_ms is not None else ()
 
     def validate(self) -> None:
@@ -85,9 +88,15 @@ def search(request: SearchRequest, role: str = "main") -> dict[str, Any]:
             raise UserError(f"device {device.name!r} is not usable here: {reason}")
     objectives = bind_objectives(list(request.objectives), list(devices_named))
     constraints = constraints_of(request, devices_named)
-    extra = sorted({o.column for o in objectives} | {c.column for c in constraints} & set(SUPERNET_METRICS.names()))
-    extra = [n for n in extra if n in SUPERNET_METRICS]
-    evaluate = SupernetMetrics(Evaluator(net, task, "val"), devices, extra)
+    wanted = list(dict.fromkeys([*(o.column for o in objectives), *(c.column for c in constraints)]))
+    computed = {*BUILTIN_METRICS, *(metric_column("latency_ms", d) for d in devices_named), *SUPERNET_METRICS.names()}
+    missing = [c for c in wanted if c not in computed]
+    if missing:
+        raise UserError(f"metric {missing[0]!r} is registered but nothing computes it for a supernet; register "
+                        f"it with nasengine.searching.register_supernet_metric(name, fn)")
+    extra = [c for c in wanted if c in SUPERNET_METRICS]
+    lock = Path(request.out) / MEASURE_LOCK if request.workers > 1 or role == "worker" else None
+    evaluate = SupernetMetrics(Evaluator(net, task, "val"), devices, extra, measure_lock=lock)
     identity = {"supernet_dir": str(Path(request.supernet_dir).resolve()),
                 "supernet_weights_sha1": supernets.weights_digest(Path(request.supernet_dir)),
                 "devices": list(devices_named), "latency_budget_ms": request.latency_budget_ms,
@@ -114,9 +123,8 @@ def search(request: SearchRequest, role: str = "main") -> dict[str, Any]:
 def _summary(result: SearchResult, devices: tuple[str, ...]) -> dict[str, Any]:
     pareto = result.pareto_frame
     sizes = {} if pareto is None else {str(d): int(n) for d, n in pareto.groupby("device", dropna=False).size().items()}
-    return {"out": str(result.out), "results": result.results_frame, "pareto": pareto,
-            "resumed": result.summary.get("new_this_session", 0) < result.summary.get("evaluated", 0),
-            "pareto_sizes": sizes, **{k: v for k, v in result.summary.items()}}
+    return {"out": str(result.out), "results": result.results_frame, "pareto": pareto, "pareto_sizes": sizes,
+            **result.summary}
 
 
 def _start_workers(request: SearchRequest, study: str) -> list[multiprocessing.process.BaseProcess]:
@@ -132,8 +140,15 @@ def _start_workers(request: SearchRequest, study: str) -> list[multiprocessing.p
 
 
 def _worker_main(request: SearchRequest) -> None:
-    """An extra worker: the same search against the same store, evaluating what no one else has claimed."""
+    """An extra worker: the same search against the same store, evaluating what no one else has claimed.
+    Errors end it like the CLI ends (one line, exit 2; Ctrl-C exit 130), never with a traceback."""
     torch.set_num_threads(1)
-    for ref in request.plugins:
-        load_plugin(ref, given=True)
-    search(request, role="worker")
+    try:
+        for ref in request.plugins:
+            load_plugin(ref, given=True)
+        search(request, role="worker")
+    except UserError as exc:
+        print(f"nasengine search worker: error: {one_line(str(exc))}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -26,7 +28,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
 from optuna.study import StudyDirection
 from optuna.storages import BaseStorage, JournalStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from nasengine.errors import UserError
@@ -48,6 +50,16 @@ def _process_start(pid: int) -> str | None:
         return None
 
 
+def host_identity() -> str:
+    """This machine and PID namespace: containers sharing a hostname have different PID namespaces, so a pid
+    is only checked for liveness where it means the same process."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    return f"{socket.gethostname()}/{namespace}" if namespace else socket.gethostname()
+
+
 def _alive(pid: int, token: str | None) -> bool:
     if token is not None and Path("/proc").is_dir():
         return _process_start(pid) == token
@@ -61,22 +73,31 @@ def _alive(pid: int, token: str | None) -> bool:
 
 
 def _repair_torn_tail(path: Path) -> None:
-    """Cut a partial last line left by a crash mid-write, so later appends stay parseable."""
+    """Cut a partial last line left by a crash mid-write, so later appends stay parseable. Done under the
+    journal's own lock, which every writer holds while appending: a line being written is never cut."""
     if not path.exists():
         return
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with open(path, "r+b") as f:
-            f.truncate(data.rfind(b"\n") + 1)
-            f.flush()
-            os.fsync(f.fileno())
+    lock = JournalFileSymlinkLock(str(path))
+    lock.acquire()
+    try:
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with open(path, "r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+                f.flush()
+                os.fsync(f.fileno())
+    finally:
+        lock.release()
 
 
-def open_storage(run_dir: Path, url: str | None) -> BaseStorage:
-    """The run's journal file, or the optuna RDB at `url` (a one-line error when it cannot be reached)."""
+def open_storage(run_dir: Path, url: str | None, repair: bool = False) -> BaseStorage:
+    """The run's journal file, or the optuna RDB at `url` (a one-line error when it cannot be reached).
+
+    `repair` cuts a torn last journal line left by a crash (under the journal's lock)."""
     if url is None:
         path = Path(run_dir) / JOURNAL
-        _repair_torn_tail(path)
+        if repair:
+            _repair_torn_tail(path)
         return JournalStorage(JournalFileBackend(str(path)))
     if url.startswith(("sqlite:", "postgresql", "mysql")):
         for attempt in range(5):
@@ -88,13 +109,19 @@ def open_storage(run_dir: Path, url: str | None) -> BaseStorage:
                     time.sleep(0.2 * (attempt + 1))
                     continue
                 first = text.splitlines()[0] if text else type(exc).__name__
-                raise UserError(f"cannot open --storage {url}: {first}") from None
-    raise UserError(f"--storage {url!r} is not a database URL (postgresql://..., mysql://..., sqlite:///...)")
+                raise UserError(f"cannot open --storage {redact(url)}: {first.replace(url, redact(url))}") from None
+    raise UserError(f"--storage {redact(url)!r} is not a database URL (postgresql://..., mysql://..., sqlite:///...)")
+
+
+def redact(url: str | None) -> str | None:
+    """A storage URL without its password, for run.json and messages."""
+    if url is None:
+        return None
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
 def open_study(storage: BaseStorage, name: str, directions: Sequence[str]) -> int:
-    """The id of study `name`, created with `directions` when missing (quietly: optuna.create_study would log
-    through optuna's logger, and library code leaves logging to the application)."""
+    """The id of study `name`, created with `directions` when missing (several workers may race to create it)."""
     try:
         return storage.get_study_id_from_name(name)
     except KeyError:
@@ -121,15 +148,15 @@ class TrialStore:
                  worker: str | None = None, claim_timeout_s: float = 1800.0, poll_s: float = 0.2):
         self.storage, self.space, self.objectives = storage, space, list(objectives)
         self.study_name, self.claim_timeout_s, self.poll_s = study_name, claim_timeout_s, poll_s
-        self.host, self.pid = socket.gethostname(), os.getpid()
+        self.host, self.pid = host_identity(), os.getpid()
         self.token = _process_start(self.pid)
-        self.worker = worker or f"{self.host}:{self.pid}"
+        self.worker = worker or f"{socket.gethostname()}:{self.pid}"
         directions = [o.direction for o in self.objectives]
         self.study_id = open_study(storage, study_name, directions)
         recorded = [d.name.lower() for d in storage.get_study_directions(self.study_id)]
         if recorded != directions:
             raise UserError(f"the store's study {study_name!r} has directions {recorded}, this search "
-                            f"{directions}; use another run directory or --overwrite")
+                            f"{directions}; give this search another study name (--study)")
         self.completed: dict[str, Row] = {}
         self.new_evaluations = 0
         self.refresh()
@@ -139,25 +166,20 @@ class TrialStore:
         return self.storage.get_all_trials(self.study_id, deepcopy=False, states=states)
 
     def refresh(self) -> dict[str, list[FrozenTrial]]:
-        """Read completed trials into the cache; return the live RUNNING claims by arch key."""
-        for trial in self._trials((TrialState.COMPLETE,)):
-            key = trial.user_attrs.get("arch_key")
-            if key is not None and key not in self.completed:
-                self.completed[key] = self._row(trial)
+        """Read completed trials into the cache; return the live RUNNING claims by arch key.
+
+        RUNNING trials are read first: a trial only ever leaves RUNNING, so one that completes between the two
+        reads is seen as completed, never missed by both."""
         claims: dict[str, list[FrozenTrial]] = {}
         for trial in self._trials((TrialState.RUNNING,)):
             key = trial.user_attrs.get("arch_key")
             if key is not None:
                 claims.setdefault(key, []).append(trial)
+        for trial in self._trials((TrialState.COMPLETE,)):
+            key = trial.user_attrs.get("arch_key")
+            if key is not None and key not in self.completed:
+                self.completed[key] = row_from_trial(trial)
         return claims
-
-    def _row(self, trial: FrozenTrial) -> Row:
-        return row_from_trial(trial)
-
-    def rows(self) -> list[Row]:
-        """Every completed evaluation, in trajectory order (the index the strategy gave it)."""
-        self.refresh()
-        return sorted(self.completed.values(), key=lambda r: (r.number, r.key))
 
     # ------------------------------------------------------------------ claims
     def _stale(self, trial: FrozenTrial) -> bool:
@@ -175,13 +197,18 @@ class TrialStore:
         except (UpdateFinishedTrialError, RuntimeError):
             pass  # someone else finished or failed it first
 
-    def _claim(self, arch: Arch, key: str, index: int, round_: int) -> int:
+    def _params(self, arch: Arch) -> tuple[dict[str, Any], dict[str, CategoricalDistribution]]:
+        """The arch's active genes as optuna parameters (genes whose options optuna cannot hold are left out)."""
         params, dists = {}, {}
         for gene in self.space.genes:
             value = arch[gene.name]
             if value is not None and all(isinstance(o, _OPTUNA_TYPES) for o in gene.options):
                 params[gene.name] = value
                 dists[gene.name] = CategoricalDistribution(gene.options)
+        return params, dists
+
+    def _claim(self, arch: Arch, key: str, index: int, round_: int) -> int:
+        params, dists = self._params(arch)
         attrs = {"arch_key": key, "index": index, "round": round_, "worker": self.worker,
                  "claim": {"host": self.host, "pid": self.pid, "token": self.token, "time": time.time()}}
         template = create_trial(state=TrialState.RUNNING, params=params, distributions=dists, user_attrs=attrs)
@@ -219,35 +246,62 @@ class TrialStore:
                     waiting = True
                     continue
                 row = self._run(trial_id, item, key, evaluate)
-                self.completed[key] = row
+                self.completed.setdefault(key, row)
                 self.new_evaluations += 1
                 if on_new is not None:
-                    on_new(row)
-                claims = self.refresh()
+                    on_new(self.completed[key])
             if all(key in self.completed for _, key in keyed):
                 return [self.completed[key] for _, key in keyed]
             if waiting:
                 time.sleep(self.poll_s)
 
     def _run(self, trial_id: int, item: Pending, key: str, evaluate: Evaluate) -> Row:
+        """Evaluate a claimed arch, refreshing the claim's time meanwhile (a long evaluation on one machine
+        is not mistaken for a dead one on another), and complete the trial."""
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(trial_id, stop), daemon=True)
+        beat.start()
         try:
             metrics, details = evaluate(item.arch)
             details = {**details, **item.details}
             missing = [o.column for o in self.objectives if o.column not in metrics]
             if missing:
-                raise ValueError(f"the evaluation of {key} returned no {', '.join(missing)}")
+                raise UserError(f"the evaluation of {key} returned no {', '.join(missing)}")
             values = [float(metrics[o.column]) for o in self.objectives]
             bad = [o.column for o, v in zip(self.objectives, values) if not math.isfinite(v)]
             if bad:
-                raise ValueError(f"the evaluation of {key} gave a non-finite {', '.join(bad)}")
+                raise UserError(f"the evaluation of {key} gave a non-finite {', '.join(bad)}")
             metrics = {k: float(v) for k, v in metrics.items()}
-            self.storage.set_trial_user_attr(trial_id, "metrics", metrics)
-            self.storage.set_trial_user_attr(trial_id, "details", _jsonable(details))
-            self.storage.set_trial_state_values(trial_id, TrialState.COMPLETE, values)
         except BaseException as exc:
+            stop.set()
             self._fail(trial_id, f"{type(exc).__name__}: {exc}"[:500])
             raise
+        stop.set()
+        beat.join()
+        attrs = {"metrics": metrics, "details": _jsonable(details)}
+        try:
+            for name, value in attrs.items():
+                self.storage.set_trial_user_attr(trial_id, name, value)
+            self.storage.set_trial_state_values(trial_id, TrialState.COMPLETE, values)
+        except UpdateFinishedTrialError:
+            # another worker took the claim over meanwhile (it looked dead): keep this result all the same
+            self._add_complete(item, key, values, attrs)
         return Row(item.arch, key, metrics, dict(details), item.index, item.round, self.worker)
+
+    def _heartbeat(self, trial_id: int, stop: threading.Event, every_s: float = 60.0) -> None:
+        while not stop.wait(every_s):
+            try:
+                claim = {"host": self.host, "pid": self.pid, "token": self.token, "time": time.time()}
+                self.storage.set_trial_user_attr(trial_id, "claim", claim)
+            except Exception:  # the trial was finished by someone else; the evaluation goes on regardless
+                return
+
+    def _add_complete(self, item: Pending, key: str, values: list[float], attrs: dict[str, Any]) -> None:
+        params, dists = self._params(item.arch)
+        trial = create_trial(params=params, distributions=dists, values=values,
+                             user_attrs={"arch_key": key, "index": item.index, "round": item.round,
+                                         "worker": self.worker, **attrs})
+        self.storage.create_new_trial(self.study_id, template_trial=trial)
 
 
 def _jsonable(details: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,9 +3,11 @@ one measurement path), params, MACs, size, and metrics users register from a plu
 
 from __future__ import annotations
 
+import fcntl
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import supernets
 from nasengine.devices.base import Device, Workload
@@ -17,6 +19,7 @@ from search_spaces.registry import Registry
 from search_spaces.space import Arch
 
 BYTES_PER_PARAM = 4  # float32 weights
+BUILTIN_METRICS = ("accuracy", "error", "params", "macs", "size_mb")
 
 
 def load_trained(supernet_dir: Path) -> tuple[supernets.Supernet, dict[str, Any]]:
@@ -55,8 +58,10 @@ def register_supernet_metric(name: str, compute: Callable[[Arch, Any], float], d
 class SupernetMetrics:
     """`(arch) -> (metrics, details)` for the trial store: what the search of a trained supernet records."""
 
-    def __init__(self, evaluator: Evaluator, devices: Sequence[Device], extra: Sequence[str] = ()):
+    def __init__(self, evaluator: Evaluator, devices: Sequence[Device], extra: Sequence[str] = (),
+                 measure_lock: Path | None = None):
         self.evaluator, self.devices = evaluator, list(devices)
+        self.measure_lock = measure_lock
         self.supernet = evaluator.supernet
         unknown = [n for n in extra if n not in SUPERNET_METRICS]
         if unknown:
@@ -78,7 +83,8 @@ class SupernetMetrics:
         details: dict[str, Any] = {"split": self.evaluator.split.name}
         workload = self.workload(canonical)
         for device in self.devices:
-            measurement = device.measure(workload)
+            with _exclusive(self.measure_lock):
+                measurement = device.measure(workload)
             metrics[metric_column("latency_ms", device.name)] = measurement.median_ms
             details[f"latency_iqr_ms:{device.name}"] = measurement.iqr_ms
             details[f"latency_repeats:{device.name}"] = measurement.repeats
@@ -86,3 +92,17 @@ class SupernetMetrics:
         for entry in self.extra:
             metrics[entry.metric.name] = float(entry.compute(canonical, self.supernet))
         return metrics, details
+
+
+@contextmanager
+def _exclusive(lock: Path | None) -> Iterator[None]:
+    """Hold an exclusive lock on `lock` (workers of one machine measure one at a time); no-op for None."""
+    if lock is None:
+        yield
+        return
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

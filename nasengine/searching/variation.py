@@ -24,7 +24,7 @@ class GeneLayout:
     def mutate(self, X: np.ndarray, rng: np.random.Generator, rate: float | None = None) -> np.ndarray:
         """Mutate each gene with probability `rate` (default 1/genes, at least one gene per row): categorical
         genes to a different option drawn uniformly, ordered genes one step up or down (two steps with
-        probability 1/4), clipped to the range."""
+        probability 1/4 where a gene has more than two options), reflected at the ends."""
         X = np.asarray(X, dtype=np.int64).copy()
         n, n_var = X.shape
         rate = 1.0 / max(n_var, 1) if rate is None else rate
@@ -41,7 +41,8 @@ class GeneLayout:
         shift = 1 + (rng.random(len(cols)) * (sizes - 1)).astype(np.int64)
         categorical_value = (X[rows, cols] + shift) % sizes
         # ordered: +-1 (or +-2) steps, reflected at the ends
-        step = np.where(rng.random(len(cols)) < 0.5, -1, 1) * np.where(rng.random(len(cols)) < 0.25, 2, 1)
+        double = (rng.random(len(cols)) < 0.25) & (sizes > 2)  # two options: a double step would go nowhere
+        step = np.where(rng.random(len(cols)) < 0.5, -1, 1) * np.where(double, 2, 1)
         moved = X[rows, cols] + step
         moved = np.where(moved < 0, X[rows, cols] + np.abs(step), moved)
         moved = np.where(moved >= sizes, X[rows, cols] - np.abs(step), moved)

@@ -13,26 +13,10 @@ from typing import Any, Iterator
 import pytest
 
 from nasengine.agent import start_agent
-from nasengine.cli import main
+from tests.cli_helpers import one_line_error, run_cli
 
 TOKEN = "right-token"
 FAST = {"warmup_runs": 1, "warmup_seconds": 0.0, "min_repeats": 3, "min_seconds": 0.0, "max_repeats": 10}
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: Any) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(code: int, err: str) -> str:
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err, (code, err)
-    return lines[0]
 
 
 @pytest.fixture

@@ -85,8 +85,8 @@ class LINAS(Strategy):
         rng = np.random.default_rng(seed)
         layout = GeneLayout(problem.space)
         self._kinds: dict[str, tuple[str, int]] = {}
-        batch = int(np.clip(problem.budget // 10, 8, 32))
-        problem.evaluate_archs(problem.initial_archs(min(batch, problem.budget), rng))
+        batch = int(np.clip(problem.plan // 10, 8, 32))
+        problem.evaluate_archs(problem.initial_archs(batch, rng))
         round_ = 0
         while not problem.done:
             archs, predictions = self._propose(problem, layout, min(batch, problem.remaining), seed + round_)

@@ -80,7 +80,7 @@ class TPEStrategy(OptunaStrategy):
     """Tree-structured Parzen estimator (MOTPE for several objectives); the first rounds are random."""
 
     def make_sampler(self, problem: SearchProblem, seed: int) -> BaseSampler:
-        startup = max(10, min(problem.budget // 10, 24))
+        startup = max(10, min(problem.plan // 10, 24))
         return TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, group=True,
                           constraints_func=_constraints_func(problem))
 
@@ -90,6 +90,6 @@ class OptunaNSGA2Strategy(OptunaStrategy):
     """optuna's NSGA-II sampler (uniform crossover over categorical parameters)."""
 
     def make_sampler(self, problem: SearchProblem, seed: int) -> BaseSampler:
-        population = max(8, min(problem.budget // 6, 50))
+        population = max(8, min(problem.plan // 6, 50))
         self.batch = population
         return NSGAIISampler(seed=seed, population_size=population, constraints_func=_constraints_func(problem))

@@ -41,7 +41,7 @@ class PymooStrategy(Strategy):
     def run(self, problem: SearchProblem, seed: int) -> None:
         rng = np.random.default_rng(seed)
         self.layout = GeneLayout(problem.space)
-        pop_size = population_size(problem.budget)
+        pop_size = population_size(problem.plan)
         initial = np.stack([problem.encode(a) for a in problem.initial_archs(pop_size, rng)])
         xl, xu = problem.bounds()
         pm_problem = Problem(n_var=len(xl), n_obj=problem.n_obj, n_ieq_constr=problem.n_constr, xl=xl, xu=xu,
@@ -52,6 +52,8 @@ class PymooStrategy(Strategy):
         while not problem.done and stalled < self.max_stalled_generations:
             before = problem.distinct
             population = algorithm.ask()
+            if population is None or len(population) == 0:
+                return  # pymoo found no new offspring: a small space is exhausted
             F, G = problem.evaluate_vectors(population.get("X"))
             population.set("F", F)
             if problem.n_constr:

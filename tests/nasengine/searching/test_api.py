@@ -94,11 +94,36 @@ def test_a_run_directory_holds_reports_and_resumes_without_reevaluating(tmp_path
     again = nasengine.search(toy.SPACE, objectives, strategy="nsga2", budget=30, seed=2, out=out)
     assert len(log.read_text().splitlines()) == 30  # nothing evaluated twice
     assert [r.key for r in again.rows] == [r.key for r in first.rows]
-    more = nasengine.search(toy.SPACE, objectives, strategy="nsga2", budget=40, seed=2, out=out)
-    assert len(log.read_text().splitlines()) == 40  # a larger budget continues the same trajectory
+    more = nasengine.search(toy.SPACE, objectives, strategy="nsga2", budget=90, seed=2, out=out)
+    assert len(log.read_text().splitlines()) == 90  # a larger budget continues the same trajectory
     assert [r.key for r in more.rows][:30] == [r.key for r in first.rows]
     assert [r.key for r in load_rows(out)] == [r.key for r in more.rows]
+    assert list(pd.read_csv(out / "results.csv")["number"]) == list(range(90))
+    assert json.loads((out / "run.json").read_text())["plan_budget"] == 30
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "complete" and run["identity"]["strategy"] == "nsga2"
     with pytest.raises(UserError, match="strategy"):
         nasengine.search(toy.SPACE, objectives, strategy="random", budget=30, seed=2, out=out)
+
+
+@pytest.mark.parametrize("strategy", ["nsga2", "nsga3", "linas", "tpe", "random"])
+def test_a_space_smaller_than_the_budget_is_exhausted_cleanly(strategy: str) -> None:
+    from search_spaces import Choice, Space
+
+    space = Space([Choice("a", [1, 2]), Choice("b", ["x", "y"]), Choice("c", [3, 4])])
+    result = nasengine.search(space, {"f": lambda a: a["a"] + a["c"], "g": lambda a: -a["a"] * (a["b"] == "x")},
+                              strategy=strategy, budget=40, seed=0)
+    assert len(result.rows) <= 8 and len({r.key for r in result.rows}) == len(result.rows)
+
+
+def test_a_shared_database_store_needs_a_study_name() -> None:
+    with pytest.raises(UserError, match="study_name"):
+        nasengine.search(toy.SPACE, {"error": toy.error, "latency_ms": toy.latency_ms},
+                         storage="sqlite:///unused.db")
+
+
+def test_storage_urls_are_redacted() -> None:
+    from nasengine.searching.store import redact
+
+    assert redact("postgresql+psycopg2://me:secret@db:5432/x") == "postgresql+psycopg2://me:***@db:5432/x"
+    assert redact("postgresql://me@db/x") == "postgresql://me@db/x"

@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from nasengine.cli import main
+from tests.cli_helpers import run_cli
 from nasengine.reports import pareto_mask
 from nasengine.searching.api import load_rows
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: Any) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_objectives_error_params_give_the_front_of_those_objectives(tiny_supernet_dir: Path, tmp_path: Path,
@@ -97,8 +86,33 @@ def test_bad_search_options_are_one_line_errors(tiny_supernet_dir: Path, tmp_pat
                           (["--objectives", "error"], "at least two objectives"),
                           (["--constraint", "params<<3"], "is not METRIC<=NUMBER"),
                           (["--strategy", "nope"], "unknown search strategy"),
-                          (["--storage", "redis://x"], "is not a database URL")]:
+                          (["--storage", "redis://x"], "is not a database URL"),
+                          (["--constraint", "latency_ms:ort-cpu-9t<=1", "--device", "ort-cpu-1t"],
+                           "device 'ort-cpu-9t' is not searched"),
+                          (["--constraint", "params:ort-cpu-1t<=1"], "is not measured per device")]:
         code, _, err = run_cli(capsys, "search", tiny_supernet_dir, "--out", tmp_path / "bad", "--evals", "4",
                                *args)
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and message in lines[0], (args, err)
+
+
+def test_a_registered_metric_that_nothing_computes_is_refused_before_anything_is_written(
+        tiny_supernet_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from nasengine.searching.objectives import METRICS, Metric, register_metric
+
+    if "flops_only_named" not in METRICS:
+        register_metric(Metric("flops_only_named"))
+    code, _, err = run_cli(capsys, "search", tiny_supernet_dir, "--out", tmp_path / "run", "--evals", "4",
+                           "--objectives", "error,flops_only_named")
+    assert code == 2 and "nothing computes it" in err and not (tmp_path / "run").exists()
+
+
+def test_a_device_specific_constraint_bounds_that_device_only(tiny_supernet_dir: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "search", tiny_supernet_dir, "--out", out, "--evals", "6", "--device",
+                           "ort-cpu-1t", "--objectives", "error,params", "--constraint", "latency_ms:ort-cpu-1t<=50",
+                           "--quiet")
+    assert code == 0, err
+    constraints = json.loads((out / "run.json").read_text())["identity"]["constraints"]
+    assert constraints == [{"column": "latency_ms:ort-cpu-1t", "op": "<=", "bound": 50.0, "device": "ort-cpu-1t"}]

@@ -12,7 +12,6 @@ from collections import Counter
 from pathlib import Path
 
 import optuna
-import pytest
 
 from nasengine.searching.api import load_rows
 from nasengine.searching.objectives import Objective
@@ -34,15 +33,21 @@ def pids(log: Path) -> set[int]:
 
 def start_workers(n: int, out: Path, log: Path, budget: int, storage: str | None = None, delay_s: float = 0.05,
                   strategy: str = "nsga2") -> list[multiprocessing.Process]:
+    """n spawned workers of one search, released together once all have imported everything (the journal
+    case: all on the same run directory, which they race to prepare)."""
     context = multiprocessing.get_context("spawn")
+    go = log.parent / "go"
     processes = []
     for i in range(n):
         target = out if storage is None else out / f"worker{i}"
         process = context.Process(target=toy.worker_search,
-                                  args=(str(target), str(log), budget, strategy, storage, delay_s))
+                                  args=(str(target), str(log), budget, strategy, storage, delay_s, str(go)))
         process.start()
         processes.append(process)
-        time.sleep(0.3 if i == 0 else 0.0)  # the first one creates the run directory
+    deadline = time.time() + 120
+    while len(list(log.parent.glob("go.*.ready"))) < n and time.time() < deadline:
+        time.sleep(0.02)
+    go.touch()
     return processes
 
 

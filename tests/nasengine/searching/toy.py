@@ -45,9 +45,14 @@ def logged(log: Path, delay_s: float = 0.0):  # noqa: ANN201
 
 
 def worker_search(out: str, log: str, budget: int, strategy: str, storage: str | None, delay_s: float,
-                  seed: int = 0) -> int:
-    """One worker of a shared search (run in a spawned process); returns the number of rows it saw."""
+                  go: str, seed: int = 0) -> int:
+    """One worker of a shared search (run in a spawned process): says it is ready (imports done), waits for
+    the `go` file so that all workers start at once, searches; returns the number of rows it saw."""
     import nasengine
+
+    Path(f"{go}.{os.getpid()}.ready").touch()
+    while not Path(go).exists():
+        time.sleep(0.01)
 
     result = nasengine.search(SPACE, {"error": logged(Path(log), delay_s), "latency_ms": latency_ms},
                               strategy=strategy, budget=budget, seed=seed, out=out, storage=storage,
