@@ -26,8 +26,8 @@ import pandas as pd
 import supernets
 from nasengine.searching.api import run_search
 from nasengine.searching.hypervolume import hypervolume_by_evaluation, normalised_hypervolume
-from nasengine.searching.objectives import Objective, Row
-from nasengine.reports import pareto_mask
+from nasengine.searching.objectives import Objective
+from nasengine.fronts import pareto_mask
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tabular import restricted  # noqa: E402

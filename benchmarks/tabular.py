@@ -32,6 +32,7 @@ from nasengine.searching.supernet_metrics import load_trained
 from nasengine.tasks import task_from_spec
 from search_spaces.samplers import sample_unique
 from search_spaces.space import Space
+from search_spaces.storage import atomic_file
 
 COLUMNS = ["arch", "accuracy", "params", "macs"]
 
@@ -44,12 +45,10 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 
 def write_rows(path: Path, rows: list[dict[str, object]], columns: list[str]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_file(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, columns)
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(path)
 
 
 def restricted(space: Space, restriction: dict[str, Any] | None) -> Space:

@@ -27,8 +27,8 @@ from nasengine.errors import UserError
 from nasengine.evaluation import Evaluator, accuracy
 from nasengine.onnx_writer import to_onnx
 from nasengine.subnet import FORMAT
-from nasengine.reports import (ACCURACY_COLUMNS, front, frame_costs, frame_feasible, group_constraints,
-                               latency_column, mark_exported, objectives_from_identity)
+from nasengine.fronts import ACCURACY_COLUMNS, frame_costs, frame_feasible, front, group_constraints, latency_column
+from nasengine.reports import mark_exported, objectives_from_identity
 from nasengine.searching.objectives import Constraint, Objective
 from nasengine.searching.runner import DEFAULT_DEVICE, MARKER, load_trained
 from nasengine.rundir import check_creatable

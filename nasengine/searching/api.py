@@ -18,6 +18,7 @@ import optuna
 import pandas as pd
 
 from nasengine.errors import UserError, one_line
+from nasengine.fronts import pareto_mask
 from nasengine.progress import Progress
 import nasengine.reports as reports
 from nasengine.rundir import prepare_output, update_marker
@@ -76,7 +77,7 @@ def pareto_rows(rows: Sequence[Row], objectives: Sequence[Objective], constraint
     pool = [r for r in rows if all(c.holds(r.metrics[c.column]) for c in constraints)]
     if not pool:
         return []
-    mask = reports.pareto_mask([[o.cost(r.metrics[o.column]) for o in objectives] for r in pool])
+    mask = pareto_mask([[o.cost(r.metrics[o.column]) for o in objectives] for r in pool])
     front = [r for r, keep in zip(pool, mask) if keep]
     return sorted(front, key=lambda r: (objectives[0].cost(r.metrics[objectives[0].column]), r.number))
 

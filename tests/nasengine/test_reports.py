@@ -13,8 +13,9 @@ from PIL import Image
 
 from nasengine.errors import UserError
 from nasengine.export import _mark_exported, choose_subnet
-from nasengine.reports import (mark_exported, objectives_from_identity, pareto_figure, pareto_frame, pareto_mask,
-                               results_frame, summary, write_reports)
+from nasengine.fronts import pareto_frame, pareto_mask, results_frame
+from nasengine.plots import pareto_figure
+from nasengine.reports import mark_exported, objectives_from_identity, summary, write_reports
 from nasengine.searching.hypervolume import (evaluations_to_reach, hypervolume_by_evaluation, hypervolume_trace,
                                              normalised_hypervolume)
 from nasengine.searching.objectives import MAXIMIZE, Constraint, Objective, Row
