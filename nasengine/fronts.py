@@ -153,9 +153,7 @@ def frame_feasible(frame: pd.DataFrame, constraints: Sequence[Constraint]) -> np
     """True where every constraint holds (a missing value is infeasible)."""
     mask = np.ones(len(frame), dtype=bool)
     for c in constraints:
-        values = _column(frame, c.column)
-        with np.errstate(invalid="ignore"):
-            mask &= (values <= c.bound) if c.op == "<=" else (values >= c.bound)
+        mask &= c.holds_for(_column(frame, c.column))
     return mask
 
 

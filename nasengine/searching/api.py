@@ -18,9 +18,7 @@ import optuna
 import pandas as pd
 
 from nasengine.errors import UserError, one_line
-from nasengine.fronts import pareto_mask
 from nasengine.progress import Progress
-import nasengine.reports as reports
 from nasengine.rundir import prepare_output, update_marker
 from nasengine.searching.objectives import MAXIMIZE, MINIMIZE, Constraint, Objective, Row, \
     objective_from_callable_name, parse_bound
@@ -77,6 +75,8 @@ def pareto_rows(rows: Sequence[Row], objectives: Sequence[Objective], constraint
     pool = [r for r in rows if all(c.holds(r.metrics[c.column]) for c in constraints)]
     if not pool:
         return []
+    from nasengine.fronts import pareto_mask  # fronts and reports build on this package: imported when used
+
     mask = pareto_mask([[o.cost(r.metrics[o.column]) for o in objectives] for r in pool])
     front = [r for r, keep in zip(pool, mask) if keep]
     return sorted(front, key=lambda r: (objectives[0].cost(r.metrics[objectives[0].column]), r.number))
@@ -258,6 +258,8 @@ def _run(space: Space, objectives: list[Objective], constraints: list[Constraint
                "resumed": resumed, "seconds": round(time.perf_counter() - started, 1)}
     result = SearchResult(rows, front, objectives, constraints, out, summary)
     if out is not None:
+        from nasengine import reports  # reports build on this package: imported when used
+
         result.results_frame, result.pareto_frame = reports.write_reports(out, rows, objectives, constraints)
         result.summary.update(reports.summary(rows, objectives, constraints))
         update_marker(out / MARKER, status="complete", summary=result.summary, error=None)

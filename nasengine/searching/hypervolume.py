@@ -105,9 +105,7 @@ def feasible_mask(rows: Sequence[Row], constraints: Sequence[Constraint]) -> np.
     """True for rows whose every constraint holds; a missing or NaN constrained metric makes a row infeasible."""
     mask = np.ones(len(rows), dtype=bool)
     for c in constraints:
-        values = np.array([_value(r, c.column) for r in rows], dtype=float)
-        with np.errstate(invalid="ignore"):
-            mask &= (values <= c.bound) if c.op == "<=" else (values >= c.bound)
+        mask &= c.holds_for(np.array([_value(r, c.column) for r in rows], dtype=float))
     return mask
 
 

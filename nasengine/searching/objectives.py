@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import numpy as np
+
 from nasengine.errors import UserError
 from search_spaces.registry import Registry
 
@@ -100,6 +102,12 @@ class Constraint:
 
     def holds(self, value: float) -> bool:
         return self.violation(value) <= 0
+
+    def holds_for(self, values: "np.ndarray") -> "np.ndarray":
+        """Vectorised `holds`; a missing (NaN) value does not satisfy the bound."""
+        values = np.asarray(values, dtype=float)
+        with np.errstate(invalid="ignore"):
+            return (values <= self.bound) if self.op == "<=" else (values >= self.bound)
 
     def __str__(self) -> str:
         return f"{self.column}{self.op}{self.bound:g}"

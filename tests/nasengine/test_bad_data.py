@@ -222,33 +222,18 @@ def test_the_data_command_reports_the_same_problems(make, fragments, tmp_path: P
     assert not (tmp_path / "UNPICKLED").exists()
 
 
-def test_bad_split_options_are_one_line_errors(tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("options, fragments", [
+    (["--val-fraction", "0.6", "--test-fraction", "0.5"], ["fractions"]),
+    (["--test-fraction", "0"], ["no test split", "--test-fraction"]),  # no test split in the files either
+    (["--augment", "warp"], ["warp", "affine"]),
+], ids=["fractions-over-1", "zero-test-fraction", "unknown-augmentation"])
+def test_bad_data_options_are_one_line_errors(options: list[str], fragments: list[str], tmp_path: Path,
+                                              capsys) -> None:
     x, y = tiny_arrays()
     np.savez(tmp_path / "d.npz", x=x, y=y)
     out = tmp_path / "sn"
-    code = main(["train", "ofa_mbv3", "--data", str(tmp_path / "d.npz"), "--out", str(out), "--val-fraction", "0.6",
-                 "--test-fraction", "0.5", *TRAIN_FAST])
-    assert_one_line_error(capsys, code, ["fractions"])
-    assert not out.exists()
-
-
-def test_a_zero_test_fraction_needs_a_test_split_in_the_files(tmp_path: Path, capsys) -> None:
-    x, y = tiny_arrays()
-    np.savez(tmp_path / "d.npz", x=x, y=y)
-    out = tmp_path / "sn"
-    code = main(["train", "ofa_mbv3", "--data", str(tmp_path / "d.npz"), "--out", str(out), "--test-fraction", "0",
-                 *TRAIN_FAST])
-    assert_one_line_error(capsys, code, ["no test split", "--test-fraction"])
-    assert not out.exists()
-
-
-def test_an_unknown_augmentation_is_a_one_line_error(tmp_path: Path, capsys) -> None:
-    x, y = tiny_arrays()
-    np.savez(tmp_path / "d.npz", x=x, y=y)
-    out = tmp_path / "sn"
-    code = main(["train", "ofa_mbv3", "--data", str(tmp_path / "d.npz"), "--out", str(out), "--augment", "warp",
-                 *TRAIN_FAST])
-    assert_one_line_error(capsys, code, ["warp", "affine"])
+    code = main(["train", "ofa_mbv3", "--data", str(tmp_path / "d.npz"), "--out", str(out), *options, *TRAIN_FAST])
+    assert_one_line_error(capsys, code, fragments)
     assert not out.exists()
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import matplotlib
 import optuna
+import pytest
 import torch
 from torch import nn
 
@@ -39,3 +40,14 @@ def test_quantize_store_and_plots_change_no_global_setting(tmp_path: Path) -> No
     write_reports(tmp_path / "run", rows, objectives, [])
     assert (tmp_path / "run" / "pareto.png").stat().st_size > 0
     assert _global_settings() == before
+
+
+@pytest.mark.parametrize("module", ["nasengine.fronts", "nasengine.plots", "nasengine.reports", "nasengine.export",
+                                    "nasengine.searching", "nasengine.searching.runner"])
+def test_each_module_imports_first_in_a_fresh_process(module: str) -> None:
+    """No import cycle depends on which module a program happens to import first."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
