@@ -124,7 +124,7 @@ def _cmd_search(args: argparse.Namespace) -> None:
     result = search(SearchRequest(Path(args.supernet_dir), Path(args.out), tuple(args.device or ()), args.evals,
                                   args.latency_budget, objectives, args.strategy, args.seed, args.overwrite,
                                   not args.quiet, tuple(args.constraint or ()), args.storage, args.study,
-                                  args.workers, plugins))
+                                  args.workers, plugins, args.quantization, args.quant_accuracy))
     print(f"searched {result['evaluated']} subnets ({result['new_this_session']} new) in {result['seconds']:.0f}s "
           f"-> {args.out}")
     pareto = result["pareto"]
@@ -175,11 +175,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from nasengine.subnet import score_subnet
 
     try:
-        score = score_subnet(Path(args.subnet), args.split)
+        score = score_subnet(Path(args.subnet), args.split, args.graph)
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(str(exc)) from None
     print(f"{args.subnet}: top-1 accuracy {score['accuracy']:.2%} on the {score['split']} split "
-          f"({score['n']:,} images)")
+          f"({score['n']:,} images) with {score['graph']}")
 
 
 def _cmd_supernets(args: argparse.Namespace) -> None:
@@ -252,6 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "so the same command on another machine joins the same study)")
     p.add_argument("--workers", type=positive_int, default=1,
                    help="processes evaluating subnets at once against the same store (default 1)")
+    p.add_argument("--quantization", choices=["none", "int8", "search"], default="none",
+                   help="none: FP32 subnets (default); int8: every layer INT8; search: a precision (fp32/int8) per "
+                        "layer searched with the architecture. INT8 graphs are onnxruntime QDQ, calibrated on "
+                        "training images; their accuracy and latency are measured on the quantized graph")
+    p.add_argument("--quant-accuracy", choices=["real", "estimate"], default="real",
+                   help="accuracy of quantized subnets: real (onnxruntime runs the INT8 graph on the split, "
+                        "default) or estimate (fake quantization in torch; see BENCHMARKS.md for its agreement)")
     p.set_defaults(handler=_cmd_search)
 
     p = sub.add_parser("export", help="export a Pareto subnet as a standalone checkpoint and ONNX")
@@ -269,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("subnet", help="directory written by `nasengine export`")
     p.add_argument("--split", default=None, choices=["train", "val", "test"],
                    help="split to score (default: the one recorded in manifest.json, normally test)")
+    p.add_argument("--graph", choices=["fp32", "int8"], default=None,
+                   help="score the FP32 model or model.int8.onnx (default: the graph the export deployed)")
     p.set_defaults(handler=_cmd_evaluate)
 
     add_device_commands(sub, _Parser)

@@ -17,7 +17,7 @@ def _cmd_measure(args: argparse.Namespace) -> None:
     from nasengine.subnet import subnet_workload
 
     try:
-        workload = subnet_workload(Path(args.subnet))
+        workload = subnet_workload(Path(args.subnet), args.graph)
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(str(exc)) from None
     rows = []
@@ -88,6 +88,8 @@ def add_device_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -
     p = sub.add_parser("measure", help="measure an exported subnet's latency on devices")
     p.add_argument("subnet", help="directory written by `nasengine export`")
     p.add_argument("--device", action="append", help="device (repeatable; default ort-cpu-1t)")
+    p.add_argument("--graph", choices=["fp32", "int8"], default=None,
+                   help="time model.onnx or model.int8.onnx (default: the graph the export deployed)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_measure)
 

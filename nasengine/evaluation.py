@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -26,6 +27,32 @@ def accuracy(model: nn.Module, split: Split, prepare: Any = None, batch_size: in
     return correct / len(split)
 
 
+def onnx_accuracy(onnx_bytes: bytes, split: Split, prepare: Any = None, batch_size: int = 256) -> float:
+    """Top-1 accuracy of an ONNX graph (FP32 or quantized) run by onnxruntime on `split`: how a deployed graph
+    scores, with the same batches and input preparation as `accuracy`."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, torch.get_num_threads())
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    correct = 0
+    for x, y in split.batches(batch_size):
+        inputs = prepare(x) if prepare is not None else x
+        logits = session.run(None, {name: np.ascontiguousarray(inputs.numpy(), dtype=np.float32)})[0]
+        correct += int((logits.argmax(axis=-1) == y.numpy()).sum())
+    return correct / len(split)
+
+
+def calibration_indices(n_train: int, samples: int = 512) -> torch.Tensor:
+    """The fixed training images BN statistics and INT8 ranges are calibrated on (the first 128 for INT8): the
+    same for a search, its export and a reloaded export."""
+    gen = torch.Generator().manual_seed(1234)
+    return torch.randperm(n_train, generator=gen)[: min(samples, n_train)]
+
+
 class Evaluator:
     """Accuracy of any arch of any supernet: activate, recalibrate BN on a fixed training subset, score a split.
 
@@ -36,14 +63,13 @@ class Evaluator:
     """
 
     def __init__(self, supernet: "Supernet", task: Task, split: str = "val", calibration_samples: int = 512,
-                 batch_size: int = 256):
+                 batch_size: int = 256, quantization_samples: int = 128):
         self.supernet, self.task = supernet, task
         self.split = task.split(split)
         train = task.split("train")
-        gen = torch.Generator().manual_seed(1234)
-        pick = torch.randperm(len(train), generator=gen)[: min(calibration_samples, len(train))]
-        self.calibration = train.inputs[pick]
+        self.calibration = train.inputs[calibration_indices(len(train), calibration_samples)]
         self.batch_size = batch_size
+        self.quantization_samples = min(quantization_samples, len(self.calibration))
 
     def calibrate(self, arch: Mapping[str, Any]) -> dict[str, Any]:
         """Activate `arch` and re-estimate its BN statistics; returns the canonical arch.
@@ -74,3 +100,43 @@ class Evaluator:
         """A static subnet of `arch` with its recalibrated BN statistics baked in (the supernet is restored)."""
         with self.calibrated(arch):
             return self.supernet.extract(arch)
+
+    def quantization_inputs(self, arch: Mapping[str, Any]) -> np.ndarray:
+        """The fixed training images INT8 ranges are calibrated on (the first of the BN calibration subset),
+        prepared for `arch`."""
+        canonical = self.supernet.space.validate(arch)
+        batch = self.calibration[: self.quantization_samples]
+        return self.supernet.adapt_input(batch, canonical).numpy()
+
+    def deployed_graph(self, arch: Mapping[str, Any], int8_layers: Sequence[str], module: nn.Module | None = None
+                       ) -> bytes:
+        """The ONNX graph (symbolic batch) of `arch` as deployed with `int8_layers` in INT8: the BN-recalibrated
+        subnet (or `module`, its extraction) written by the ONNX writer, quantized by onnxruntime on training images."""
+        from nasengine.onnx_writer import to_onnx
+        from nasengine.quantization import calibration_feeds, quantize_layers
+
+        canonical = self.supernet.space.validate(arch)
+        module = module if module is not None else self.extract(canonical)
+        graph = to_onnx(module, self.supernet.example_input(canonical, 1), dynamic_batch=True)
+        return quantize_layers(graph, calibration_feeds(self.quantization_inputs(canonical)), list(int8_layers))
+
+    def quantized(self, arch: Mapping[str, Any], int8_layers: Sequence[str], split: Split | None = None
+                  ) -> tuple[float, bytes]:
+        """(accuracy, graph) of `arch` deployed with `int8_layers` in INT8, the graph run by onnxruntime on the
+        evaluator's split (or the one given): the real quantized accuracy."""
+        canonical = self.supernet.space.validate(arch)
+        graph = self.deployed_graph(canonical, int8_layers)
+        score = onnx_accuracy(graph, split or self.split, lambda x: self.supernet.adapt_input(x, canonical),
+                              self.batch_size)
+        return score, graph
+
+    def fake_quantized(self, arch: Mapping[str, Any], int8_layers: Sequence[str], split: Split | None = None) -> float:
+        """Estimated accuracy of `arch` with `int8_layers` in INT8, by fake quantization in torch (no onnxruntime):
+        weights per channel, activation ranges observed on the same training images the real quantizer uses."""
+        from kernels.fake_quant import fake_quantize
+
+        canonical = self.supernet.space.validate(arch)
+        inputs = torch.from_numpy(self.quantization_inputs(canonical))
+        model = fake_quantize(self.extract(canonical), list(int8_layers),
+                              [inputs[i: i + self.batch_size] for i in range(0, len(inputs), self.batch_size)])
+        return accuracy(model, split or self.split, lambda x: self.supernet.adapt_input(x, canonical), self.batch_size)

@@ -1,7 +1,8 @@
 """`nasengine export`: pick a Pareto subnet of a run and write it as a standalone directory.
 
-EXP/config.json (module spec, input shape and transform), EXP/model.safetensors, EXP/model.onnx and
-EXP/manifest.json (arch, accuracy on a recorded split, latency re-measured on the device, provenance).
+EXP/config.json (module spec, input shape and transform), EXP/model.safetensors, EXP/model.onnx (FP32, BN folded),
+EXP/model.int8.onnx when the subnet's quantization policy runs any layer in INT8, and EXP/manifest.json (arch,
+policy, accuracy of the deployed graph on a recorded split, latency re-measured on the device, provenance).
 `nasengine.subnet.load_subnet(EXP)` rebuilds it as a plain torch module, with no supernet code.
 """
 
@@ -24,13 +25,15 @@ from kernels.inputs import apply_input_transform
 from kernels.static import to_spec
 from nasengine.devices import Workload, get_device
 from nasengine.errors import UserError
-from nasengine.evaluation import Evaluator, accuracy
+from nasengine.evaluation import Evaluator, accuracy, onnx_accuracy
 from nasengine.onnx_writer import to_onnx
 from nasengine.subnet import FORMAT
 from nasengine.fronts import ACCURACY_COLUMNS, frame_costs, frame_feasible, front, group_constraints, latency_column
 from nasengine.reports import mark_exported, objectives_from_identity
 from nasengine.searching.objectives import Constraint, Objective
 from nasengine.searching.runner import DEFAULT_DEVICE, MARKER, load_trained
+from nasengine.searching.supernet_metrics import Quantization
+from search_spaces.quantization import int8_layers
 from nasengine.rundir import check_creatable
 from nasengine.tasks import task_from_spec
 from search_spaces.storage import atomic_directory, atomic_file, atomic_write
@@ -168,34 +171,55 @@ def export(request: ExportRequest) -> dict[str, Any]:
         raise UserError(f"the supernet in {identity['supernet_dir']} changed since this search; search again")
     task = task_from_spec(config["task"])
     evaluator = Evaluator(net, task, "val")
+    quant_info = identity.get("quantization") or {"mode": "none"}
+    quantization = Quantization(quant_info["mode"], tuple(net.quantizable_layers()) if quant_info["mode"] != "none"
+                                else (), quant_info.get("accuracy", "real"))
+    space = quantization.space(net.space)
     if request.arch is not None:
         try:
-            arch = net.space.validate(request.arch)
+            full_arch = space.validate(request.arch)
         except ValueError as exc:
             raise UserError(f"--arch is not in the search space: {exc}") from None
-        known = results[results["arch"] == json.dumps(arch, separators=(",", ":"))]
-        row = known.iloc[0] if len(known) else pd.Series({"accuracy": evaluator.evaluate(arch),
+        known = results[results["arch"] == json.dumps(full_arch, separators=(",", ":"))]
+        row = known.iloc[0] if len(known) else pd.Series({"accuracy": float("nan"),
                                                            latency_column(device_name): float("nan")})
     else:
         row = choose_subnet(results, objectives, constraints, device_name, request.latency_budget_ms)
-        arch = json.loads(row["arch"])
+        full_arch = json.loads(row["arch"])
+    arch, policy = quantization.policy(full_arch)
+    int8 = int8_layers(policy)
     module = evaluator.extract(arch)
     transform = net.input_transform(arch)
     test = task.split("test")
-    test_accuracy = accuracy(module, test, lambda x: apply_input_transform(x, transform))
+    prepare = (lambda x: apply_input_transform(x, transform))
+    fp32_accuracy = accuracy(module, test, prepare)
+    example = torch.zeros((1, *net.input_shape(arch)))
+    files = {"model.onnx": to_onnx(module, example, dynamic_batch=True)}
+    int8_graph = evaluator.deployed_graph(arch, int8, module) if int8 else None
+    if int8_graph is not None:
+        files["model.int8.onnx"] = int8_graph
+    search_accuracy = float(row["accuracy"])
+    if np.isnan(search_accuracy):  # an --arch the search never evaluated: score it as the search would have
+        search_accuracy = evaluator.quantized(arch, int8)[0] if int8 else evaluator.evaluate(arch)
     device = get_device(device_name, supernet_dir=identity["supernet_dir"])
     input_shape = list(net.input_shape(arch))
-    measurement = device.measure(Workload(arch, net.space.key(arch), lambda: module, tuple(input_shape),
-                                          describe=lambda: net.describe(arch)))
+
+    def workload(graph: bytes | None) -> Workload:
+        return Workload(arch, net.space.key(arch), lambda: module, tuple(input_shape),
+                        describe=lambda: net.describe(arch), calibration=lambda: evaluator.quantization_inputs(arch),
+                        dynamic_onnx=graph, policy=policy if graph is not None else None)
+
+    measurement = device.measure(workload(int8_graph))
     cost = net.cost(arch)
     searched = row.get(latency_column(device_name), float("nan"))
     subnet_config = {"format": FORMAT, "version": 1, "module": to_spec(module), "input_shape": input_shape,
                      "input_transform": transform, "task": config["task"], "arch": arch,
                      "requires_modules": required_modules(module), "plugins": config.get("plugins", [])}
     manifest = {
-        "format": FORMAT, "arch": arch,
-        "accuracy": test_accuracy, "accuracy_split": test.identity,
-        "search_accuracy": float(row["accuracy"]), "search_split": task.split("val").identity,
+        "format": FORMAT, "arch": arch, "graph": "model.int8.onnx" if int8_graph is not None else "model.onnx",
+        "accuracy": onnx_accuracy(int8_graph, test, prepare) if int8_graph is not None else fp32_accuracy,
+        "accuracy_split": test.identity,
+        "search_accuracy": search_accuracy, "search_split": task.split("val").identity,
         "latency_ms": measurement.median_ms, "latency": measurement.to_dict(),
         "search_latency_ms": None if pd.isna(searched) else float(searched),
         "device": device_name, "device_config": device.describe(),
@@ -206,12 +230,15 @@ def export(request: ExportRequest) -> dict[str, Any]:
         "run": str(Path(request.run_dir).resolve()), "options": options,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    example = torch.zeros((1, *input_shape))
-    _write_atomically(out, request.overwrite, {
-        "config.json": json.dumps(subnet_config, indent=2).encode(),
-        "manifest.json": json.dumps(manifest, indent=2).encode(),
-        "model.onnx": to_onnx(module, example, dynamic_batch=True),
-    }, module.state_dict())
+    if quantization.mode != "none":
+        manifest["quant_policy"] = policy
+        manifest["quantization"] = quant_info
+        manifest["fp32"] = {"graph": "model.onnx", "accuracy": fp32_accuracy,
+                            "latency_ms": device.measure(workload(None)).median_ms if int8_graph is not None
+                            else measurement.median_ms}
+    files = {"config.json": json.dumps(subnet_config, indent=2).encode(),
+             "manifest.json": json.dumps(manifest, indent=2).encode(), **files}
+    _write_atomically(out, request.overwrite, files, module.state_dict())
     _mark_exported(Path(request.run_dir), device_name, row)
     return {**manifest, "resumed": False}
 

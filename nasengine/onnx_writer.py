@@ -1,7 +1,8 @@
 """Static subnet -> ONNX, written directly from the kernels.static vocabulary (milliseconds, not seconds).
 
 Search measures hundreds of subnets; tracing each through torch.onnx costs 0.5-2 s, this costs a few ms.
-Modules outside the vocabulary fall back to torch.onnx.export, so any static module still exports.
+Modules outside the vocabulary fall back to torch.onnx.export, so any static module still exports. Written graphs
+are deployable as they are: BatchNorm is folded into the preceding convolution and nodes are named by module path.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
+from kernels.fold import foldable, folded_conv_params
 from kernels.static import GlobalAvgPool, Residual, SqueezeExcite
 
 OPSET = 17
@@ -23,91 +25,119 @@ INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
 
 class _Graph:
-    """Accumulates nodes and initializers with unique names."""
+    """Accumulates nodes and initializers. Nodes are named by the module path they compute (`blocks.s0_b0.body.
+    expand.conv`), with `/part` for a module that needs several nodes, so a layer maps to its nodes by prefix."""
 
-    def __init__(self) -> None:
+    def __init__(self, fold: bool = True) -> None:
+        self.fold = fold  # fold BatchNorm into the preceding conv
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
-        self._count = 0
+        self._used: set[str] = set()
 
-    def name(self, hint: str) -> str:
-        self._count += 1
-        return f"{hint}_{self._count}"
+    def unique(self, name: str) -> str:
+        out, k = name, 1
+        while out in self._used:
+            k += 1
+            out = f"{name}:{k}"
+        self._used.add(out)
+        return out
 
-    def const(self, value: torch.Tensor | np.ndarray, hint: str) -> str:
+    def const(self, value: torch.Tensor | np.ndarray, name: str) -> str:
         array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-        name = self.name(hint)
+        name = self.unique(name)
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 
-    def node(self, op: str, inputs: list[str], hint: str = "", **attrs: object) -> str:
-        out = self.name(hint or op.lower())
+    def node(self, op: str, inputs: list[str], name: str, **attrs: object) -> str:
+        out = self.unique(name or op.lower())
         self.nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
         return out
 
 
-Converter = Callable[[_Graph, nn.Module, str], str]
+Converter = Callable[[_Graph, nn.Module, str, str], str]
 
 
-def _conv(g: _Graph, m: nn.Conv2d, x: str) -> str:
+def node_in_layer(node_name: str, layer_path: str) -> bool:
+    """Whether the node called `node_name` computes part of the module at `layer_path` (or all of it)."""
+    return node_name == layer_path or node_name.startswith((f"{layer_path}.", f"{layer_path}/", f"{layer_path}:"))
+
+
+def _conv_node(g: _Graph, m: nn.Conv2d, x: str, path: str, weight: torch.Tensor, bias: torch.Tensor | None) -> str:
     k, s, p = m.kernel_size, m.stride, m.padding
-    inputs = [x, g.const(m.weight, "w")] + ([g.const(m.bias, "b")] if m.bias is not None else [])
-    return g.node("Conv", inputs, "conv", kernel_shape=list(k), strides=list(s), pads=[p[0], p[1], p[0], p[1]],
+    inputs = [x, g.const(weight, f"{path}.weight")] + ([g.const(bias, f"{path}.bias")] if bias is not None else [])
+    return g.node("Conv", inputs, path, kernel_shape=list(k), strides=list(s), pads=[p[0], p[1], p[0], p[1]],
                   group=m.groups, dilations=list(m.dilation))
 
 
-def _bn(g: _Graph, m: nn.BatchNorm2d, x: str) -> str:
-    inputs = [x, g.const(m.weight, "gamma"), g.const(m.bias, "beta"), g.const(m.running_mean, "mean"),
-              g.const(m.running_var, "var")]
-    return g.node("BatchNormalization", inputs, "bn", epsilon=float(m.eps))
+def _conv(g: _Graph, m: nn.Conv2d, x: str, path: str) -> str:
+    return _conv_node(g, m, x, path, m.weight, m.bias)
 
 
-def _linear(g: _Graph, m: nn.Linear, x: str) -> str:
-    inputs = [x, g.const(m.weight, "w")] + ([g.const(m.bias, "b")] if m.bias is not None else [])
-    return g.node("Gemm", inputs, "fc", transB=1)
+def _bn(g: _Graph, m: nn.BatchNorm2d, x: str, path: str) -> str:
+    inputs = [x, g.const(m.weight, f"{path}.weight"), g.const(m.bias, f"{path}.bias"),
+              g.const(m.running_mean, f"{path}.running_mean"), g.const(m.running_var, f"{path}.running_var")]
+    return g.node("BatchNormalization", inputs, path, epsilon=float(m.eps))
 
 
-def _se(g: _Graph, m: SqueezeExcite, x: str) -> str:
-    s = g.node("GlobalAveragePool", [x], "squeeze")
-    s = g.node("Relu", [_conv(g, m.reduce, s)])
-    s = g.node("HardSigmoid", [_conv(g, m.expand, s)], alpha=1.0 / 6.0, beta=0.5)
-    return g.node("Mul", [x, s], "excite")
+def _linear(g: _Graph, m: nn.Linear, x: str, path: str) -> str:
+    inputs = [x, g.const(m.weight, f"{path}.weight")] + ([g.const(m.bias, f"{path}.bias")] if m.bias is not None else [])
+    return g.node("Gemm", inputs, path, transB=1)
 
 
-def _silu(g: _Graph, m: nn.Module, x: str) -> str:
-    return g.node("Mul", [x, g.node("Sigmoid", [x])], "silu")
+def _se(g: _Graph, m: SqueezeExcite, x: str, path: str) -> str:
+    s = g.node("GlobalAveragePool", [x], f"{path}/squeeze")
+    s = g.node("Relu", [_conv(g, m.reduce, s, f"{path}.reduce")], f"{path}.act")
+    s = g.node("HardSigmoid", [_conv(g, m.expand, s, f"{path}.expand")], f"{path}.gate", alpha=1.0 / 6.0, beta=0.5)
+    return g.node("Mul", [x, s], f"{path}/excite")
 
 
-def _pool(g: _Graph, m: nn.Module, x: str) -> str:
-    return g.node("Flatten", [g.node("GlobalAveragePool", [x], "pool")], axis=1)
+def _silu(g: _Graph, m: nn.Module, x: str, path: str) -> str:
+    return g.node("Mul", [x, g.node("Sigmoid", [x], f"{path}/sigmoid")], path)
+
+
+def _pool(g: _Graph, m: nn.Module, x: str, path: str) -> str:
+    return g.node("Flatten", [g.node("GlobalAveragePool", [x], f"{path}/pool")], path, axis=1)
 
 
 CONVERTERS: dict[type, Converter] = {
     nn.Conv2d: _conv,
     nn.BatchNorm2d: _bn,
     nn.Linear: _linear,
-    nn.ReLU: lambda g, m, x: g.node("Relu", [x]),
-    nn.Hardswish: lambda g, m, x: g.node("HardSwish", [x]),
-    nn.Hardsigmoid: lambda g, m, x: g.node("HardSigmoid", [x], alpha=1.0 / 6.0, beta=0.5),
+    nn.ReLU: lambda g, m, x, path: g.node("Relu", [x], path),
+    nn.Hardswish: lambda g, m, x, path: g.node("HardSwish", [x], path),
+    nn.Hardsigmoid: lambda g, m, x, path: g.node("HardSigmoid", [x], path, alpha=1.0 / 6.0, beta=0.5),
     nn.SiLU: _silu,
-    nn.Identity: lambda g, m, x: x,
-    nn.Dropout: lambda g, m, x: x,
+    nn.Identity: lambda g, m, x, path: x,
+    nn.Dropout: lambda g, m, x, path: x,
     GlobalAvgPool: _pool,
     SqueezeExcite: _se,
 }
 
 
-def _convert(g: _Graph, m: nn.Module, x: str) -> str:
+def _child(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _convert(g: _Graph, m: nn.Module, x: str, path: str = "") -> str:
     if isinstance(m, nn.Sequential):
-        for child in m:
-            x = _convert(g, child, x)
+        children = list(m.named_children())
+        i = 0
+        while i < len(children):
+            name, child = children[i]
+            if g.fold and i + 1 < len(children) and foldable(child, children[i + 1][1]):
+                weight, bias = folded_conv_params(child, children[i + 1][1])  # BN folded into its conv
+                x = _conv_node(g, child, x, _child(path, name), weight, bias)
+                i += 2
+                continue
+            x = _convert(g, child, x, _child(path, name))
+            i += 1
         return x
     if isinstance(m, Residual):
-        return g.node("Add", [_convert(g, m.body, x), x], "residual")
+        return g.node("Add", [_convert(g, m.body, x, _child(path, "body")), x], f"{path}/add" if path else "add")
     converter = CONVERTERS.get(type(m))
     if converter is None:
         raise NotImplementedError(type(m).__name__)
-    return converter(g, m, x)
+    return converter(g, m, x, path or type(m).__name__.lower())
 
 
 def supports(model: nn.Module) -> bool:
@@ -119,13 +149,15 @@ def supports(model: nn.Module) -> bool:
     return True
 
 
-def to_onnx(model: nn.Module, example_input: torch.Tensor, dynamic_batch: bool = False) -> bytes:
-    """Serialized ONNX model (opset 17) computing `model` in eval mode on inputs shaped like `example_input`."""
+def to_onnx(model: nn.Module, example_input: torch.Tensor, dynamic_batch: bool = False,
+            fold_batchnorm: bool = True) -> bytes:
+    """Serialized ONNX model (opset 17) computing `model` in eval mode on inputs shaped like `example_input`.
+    `fold_batchnorm=False` keeps BatchNormalization nodes (only to measure what folding changes)."""
     model = model.eval()
     shape: list[int | str] = list(example_input.shape)
     if dynamic_batch:
         shape[0] = "batch"
-    graph = _Graph()
+    graph = _Graph(fold_batchnorm)
     try:
         out = _convert(graph, model, INPUT_NAME)
     except NotImplementedError:

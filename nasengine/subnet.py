@@ -16,7 +16,7 @@ from torch import nn
 from kernels.inputs import apply_input_transform
 from kernels.static import from_spec
 from kernels.weights import first_line, load_weights
-from nasengine.evaluation import accuracy
+from nasengine.evaluation import accuracy, calibration_indices, onnx_accuracy
 from nasengine.plugins import reload_recorded
 from nasengine.tasks import task_from_spec
 
@@ -67,9 +67,31 @@ def load_subnet(path: str | Path) -> nn.Module:
     return module.eval()
 
 
-def score_subnet(path: str | Path, split: str | None = None) -> dict[str, Any]:
+GRAPHS = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+
+
+def deployed_graph_name(path: str | Path, graph: str | None = None) -> str:
+    """The graph file an exported subnet is scored and timed with: `graph` (fp32 | int8), else the one its
+    manifest deployed (model.int8.onnx for a quantized policy), else model.onnx; ValueError when it is absent."""
+    path = Path(path)
+    if graph is not None:
+        if graph not in GRAPHS:
+            raise ValueError(f"graph must be one of {', '.join(GRAPHS)}, got {graph!r}")
+        name = GRAPHS[graph]
+    else:
+        manifest = _read_json(path / "manifest.json") if (path / "manifest.json").is_file() else {}
+        name = manifest.get("graph", GRAPHS["fp32"]) if isinstance(manifest, dict) else GRAPHS["fp32"]
+        if name not in GRAPHS.values():
+            raise ValueError(f"{path / 'manifest.json'} names an unknown graph {name!r}; export the subnet again")
+    if not (path / name).is_file():
+        raise ValueError(f"{path} has no {name}" + (" (its policy runs no layer in INT8)" if graph == "int8" else ""))
+    return name
+
+
+def score_subnet(path: str | Path, split: str | None = None, graph: str | None = None) -> dict[str, Any]:
     """Top-1 accuracy of an exported subnet on a split of its task (the manifest's split by default), with the
-    split's name and size: {"accuracy", "split", "n"}."""
+    split's name, size and the graph scored: {"accuracy", "split", "n", "graph"}. The FP32 model is run as the
+    reloaded torch module; the INT8 graph by onnxruntime."""
     path = Path(path)
     config = read_subnet_config(path)
     if split is None:
@@ -78,15 +100,20 @@ def score_subnet(path: str | Path, split: str | None = None) -> dict[str, Any]:
         if not isinstance(recorded, dict) or not isinstance(recorded.get("split"), str):
             raise ValueError(f"{path / 'manifest.json'} records no accuracy split; pass --split")
         split = recorded["split"]
+    name = deployed_graph_name(path, graph)
     reload_recorded(config.get("plugins", []))  # a plugin's data kind or named data set rebuilds the split
     data = task_from_spec(config["task"]).split(split)
-    value = accuracy(load_subnet(path), data, lambda x: apply_input_transform(x, config["input_transform"]))
-    return {"accuracy": value, "split": split, "n": len(data)}
+    prepare = (lambda x: apply_input_transform(x, config["input_transform"]))
+    if name == GRAPHS["fp32"]:
+        value = accuracy(load_subnet(path), data, prepare)
+    else:
+        value = onnx_accuracy(read_onnx(path / name), data, prepare)
+    return {"accuracy": value, "split": split, "n": len(data), "graph": name}
 
 
-def evaluate_subnet(path: str | Path, split: str | None = None) -> float:
+def evaluate_subnet(path: str | Path, split: str | None = None, graph: str | None = None) -> float:
     """Top-1 accuracy of an exported subnet on its task split (the manifest's split by default)."""
-    return float(score_subnet(path, split)["accuracy"])
+    return float(score_subnet(path, split, graph)["accuracy"])
 
 
 def read_onnx(path: Path) -> bytes:
@@ -104,11 +131,27 @@ def read_onnx(path: Path) -> bytes:
     return data
 
 
-def subnet_workload(path: str | Path) -> "Workload":
-    """An exported subnet as a device workload: its model.onnx for ONNX backends, load_subnet for torch ones."""
+def subnet_workload(path: str | Path, graph: str | None = None) -> "Workload":
+    """An exported subnet as a device workload: its deployed graph (or the one `graph` names) for ONNX backends,
+    load_subnet for torch ones; INT8 devices calibrate model.onnx on the training images the search used."""
     from nasengine.devices.base import Workload
 
     path = Path(path)
     config = read_subnet_config(path)
+    name = deployed_graph_name(path, graph)
+    policy = None
+    if name != GRAPHS["fp32"]:
+        manifest = _read_json(path / "manifest.json")
+        policy = manifest.get("quant_policy") if isinstance(manifest, dict) else None
+        if not isinstance(policy, dict):
+            raise ValueError(f"{path / 'manifest.json'} records no quant_policy for {name}; export the subnet again")
+
+    def calibration() -> Any:
+        reload_recorded(config.get("plugins", []))
+        train = task_from_spec(config["task"]).split("train")
+        images = train.inputs[calibration_indices(len(train))[:128]]
+        return apply_input_transform(images, config["input_transform"]).numpy()
+
     return Workload(config["arch"], json.dumps(config["arch"], separators=(",", ":")), lambda: load_subnet(path),
-                    tuple(config["input_shape"]), dynamic_onnx=read_onnx(path / "model.onnx"))
+                    tuple(config["input_shape"]), dynamic_onnx=read_onnx(path / name), calibration=calibration,
+                    policy=policy)

@@ -11,7 +11,9 @@ from torch import nn
 
 from kernels.describe import LayerSpec
 from kernels.inputs import apply_input_transform
-from kernels.trace import trace_layers
+from kernels.trace import split_layers, trace_layers
+from search_spaces.choices import Condition
+from search_spaces.quantization import QuantizableLayer
 from search_spaces.space import Arch, Space
 
 
@@ -125,6 +127,20 @@ class Supernet(nn.Module, ABC):
         finally:
             self.set_active(previous)
 
+    @torch.no_grad()
+    def quantizable_layers(self, probes: int = 8) -> list[QuantizableLayer]:
+        """The layers of exported subnets that hold weights (by module path, the prefix of their ONNX nodes), each
+        with the condition under which it exists, so a precision gene per layer is active exactly when its layer is.
+
+        Derived from the exports: a layer's presence is probed against one unconditional gene at a time and then
+        checked on `probes` random archs; a family whose layers depend on several genes at once overrides this.
+        """
+        previous = self._active
+        try:
+            return _infer_layer_conditions(self, probes)
+        finally:
+            self.set_active(previous)
+
     def cost(self, arch: Mapping[str, Any]) -> Cost:
         layers = self.describe(arch)
         return Cost(params=sum(layer.params for layer in layers), macs=sum(layer.macs for layer in layers))
@@ -137,3 +153,49 @@ class Supernet(nn.Module, ABC):
 
     def prepare_phase(self, tags: set[str]) -> None:
         """Hook called by training recipes when the elastic dimensions in `tags` are switched on."""
+
+
+def _weight_layers(net: Supernet, arch: Mapping[str, Any]) -> list[str]:
+    """Module paths of the layers of `arch`'s export that hold a conv or linear weight."""
+    net.set_active(arch)
+    return [path for path, layer in split_layers(net._export_active())
+            if any(isinstance(m, (nn.Conv2d, nn.Linear)) for m in layer.modules())]
+
+
+def _infer_layer_conditions(net: Supernet, probes: int) -> list[QuantizableLayer]:
+    space = net.space
+    base = space.max()
+    order = _weight_layers(net, base)
+    present_in_base = set(order)
+    absent: dict[str, dict[str, list[Any]]] = {}  # path -> gene -> values where presence differs from the base
+    values_seen: dict[str, list[Any]] = {}
+    for gene in space.genes:
+        if gene.active_if is not None or len(gene) < 2:
+            continue
+        values_seen[gene.name] = list(gene.options)
+        for value in gene.options:
+            paths = _weight_layers(net, {**base, gene.name: value})
+            order += [p for p in paths if p not in order]
+            for path in set(order):
+                if (path in paths) != (path in present_in_base):
+                    absent.setdefault(path, {}).setdefault(gene.name, []).append(value)
+    layers = []
+    for path in order:
+        varying = absent.get(path, {})
+        if len(varying) > 1:
+            raise ValueError(f"layer {path!r} of {type(net).__name__} exists under a combination of genes "
+                             f"({', '.join(varying)}); the family must override quantizable_layers")
+        condition = None
+        if varying:
+            gene, changed = next(iter(varying.items()))
+            present = [v for v in values_seen[gene] if (v in changed) != (path in present_in_base)]
+            condition = Condition(gene, "in", tuple(present))
+        layers.append(QuantizableLayer(path, condition))
+    for seed in range(probes):
+        arch = space.sample(seed=seed)
+        paths = set(_weight_layers(net, arch))
+        expected = {layer.path for layer in layers if layer.active_if is None or layer.active_if.holds(arch)}
+        if paths != expected:
+            raise ValueError(f"the layers of {type(net).__name__} do not follow single genes (arch {arch} has "
+                             f"{sorted(paths ^ expected)} unexpectedly); the family must override quantizable_layers")
+    return layers

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -19,17 +20,29 @@ class Workload:
     """What a device is asked to time: one subnet, available lazily as a torch module or as ONNX bytes.
 
     Backends take the form they run (ORT and remote agents ONNX, torch backends the module, tables the
-    arch key); each form is built at most once per workload.
+    arch key); each form is built at most once per workload. `dynamic_onnx` is a graph with a symbolic batch
+    dimension that serves every batch size; when it already carries a quantization policy (`policy` with an INT8
+    layer) it is the deployed graph and nothing re-quantizes it. `calibration()` gives the model inputs (training
+    images, resized for the subnet) that INT8 devices calibrate on.
     """
 
     def __init__(self, arch: Mapping[str, Any], key: str, build: Callable[[], nn.Module],
                  input_shape: tuple[int, ...], batch_size: int = 1, dynamic_onnx: bytes | None = None,
-                 describe: Callable[[], list[LayerSpec]] | None = None):
+                 describe: Callable[[], list[LayerSpec]] | None = None,
+                 calibration: Callable[[], np.ndarray] | None = None, policy: Mapping[str, str] | None = None):
         self.arch, self.key, self._build, self._describe = dict(arch), key, build, describe
         self.input_shape, self.batch_size = tuple(input_shape), batch_size
         self._model: nn.Module | None = None
         self._onnx: dict[int, bytes] = {}
         self._dynamic_onnx = dynamic_onnx  # an ONNX file with a symbolic batch dimension serves every batch size
+        self._calibration = calibration
+        self.policy = dict(policy) if policy else None
+        self._int8: bytes | None = None
+
+    @property
+    def carries_policy(self) -> bool:
+        """True when the workload's graph already applies a quantization policy with an INT8 layer."""
+        return bool(self.policy) and "int8" in self.policy.values()  # type: ignore[union-attr]
 
     def layers(self) -> list[LayerSpec]:
         """The subnet's layers as data (for lookup-table devices); ValueError when the workload has none."""
@@ -55,6 +68,26 @@ class Workload:
         if batch not in self._onnx:
             self._onnx[batch] = to_onnx(self.model(), self.example_input(batch))
         return self._onnx[batch]
+
+    def calibration_inputs(self) -> tuple[np.ndarray, str]:
+        """(model inputs to calibrate INT8 ranges on, where they come from). Workloads built without data (single
+        layers being profiled) calibrate on standard-normal inputs, and say so."""
+        if self._calibration is not None:
+            return np.asarray(self._calibration(), dtype=np.float32), "training images"
+        gen = np.random.default_rng(0)
+        return gen.standard_normal((32, *self.input_shape)).astype(np.float32), "standard-normal inputs"
+
+    def int8_onnx(self) -> bytes:
+        """The whole subnet in QDQ INT8 (every layer), symbolic batch, calibrated on `calibration_inputs`."""
+        from nasengine.onnx_writer import to_onnx
+        from nasengine.quantization import calibration_feeds, quantize_layers
+
+        if self.carries_policy:
+            return self.onnx()
+        if self._int8 is None:
+            graph = self._dynamic_onnx or to_onnx(self.model(), self.example_input(1), dynamic_batch=True)
+            self._int8 = quantize_layers(graph, calibration_feeds(self.calibration_inputs()[0]), None)
+        return self._int8
 
 
 @dataclass(frozen=True)
@@ -106,6 +139,8 @@ class Device(ABC):
     """A measurable target. Subclasses implement `_measure`; timing discipline lives in devices.timing."""
 
     backend: str = ""
+    runs_quantized_graphs: bool = False  # ONNX backends run a workload's own QDQ graph; torch and tables cannot
+    precision: str = "fp32"  # int8: the device quantizes every layer itself
 
     def __init__(self, config: DeviceConfig, timing: TimingSettings | None = None):
         self.config = config
@@ -133,6 +168,9 @@ class Device(ABC):
         reason = self.availability()
         if reason is not None:
             raise UserError(f"device {self.name!r} is not usable here: {reason}")
+        if workload.carries_policy and not self.runs_quantized_graphs:
+            raise UserError(f"device {self.name!r} ({self.backend}) cannot run a quantized graph; use an "
+                            f"onnxruntime or remote device")
         return self._measure(workload)
 
     @abstractmethod

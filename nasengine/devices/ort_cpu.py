@@ -6,7 +6,7 @@ import numpy as np
 import onnxruntime as ort
 
 from nasengine.devices.base import Device, DeviceConfig, Workload
-from nasengine.devices.quantize import at_precision, check_precision
+from nasengine.devices.quantize import check_precision, deployed_graph
 from nasengine.devices.registry import register_backend
 from nasengine.devices.timing import Measurement, time_repeated
 
@@ -27,6 +27,7 @@ class OrtCpuDevice(Device):
     """
 
     backend = "onnxruntime"
+    runs_quantized_graphs = True
 
     def __init__(self, config: DeviceConfig, **kw: object):
         super().__init__(config, **kw)  # type: ignore[arg-type]
@@ -51,7 +52,7 @@ class OrtCpuDevice(Device):
         return ort.InferenceSession(onnx_bytes, self.session_options(), providers=["CPUExecutionProvider"])
 
     def _measure(self, workload: Workload) -> Measurement:
-        return self.measure_onnx(at_precision(workload.onnx(self.batch_size), self.precision, self.batch_size))
+        return self.measure_onnx(deployed_graph(workload, self.precision, self.batch_size))
 
     def measure_onnx(self, onnx_bytes: bytes) -> Measurement:
         """Time any single-input float ONNX model (symbolic dims become this device's batch size)."""

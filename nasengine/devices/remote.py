@@ -15,7 +15,7 @@ from typing import Any
 
 from nasengine.agent.protocol import SETTINGS_HEADER, TOKEN_ENV, encode_settings, parse_settings
 from nasengine.devices.base import Device, DeviceConfig, Workload
-from nasengine.devices.quantize import at_precision, check_precision
+from nasengine.devices.quantize import check_precision, deployed_graph
 from nasengine.devices.registry import register_backend
 from nasengine.devices.timing import Measurement
 from nasengine.errors import UserError
@@ -39,6 +39,7 @@ class RemoteDevice(Device):
     """
 
     backend = "remote"
+    runs_quantized_graphs = True
     health_timeout_s = 3.0
     health_ttl_s = 10.0  # a healthy answer is trusted this long (availability() runs before every measure)
     retries = 2  # extra tries after a connection failure, with backoff
@@ -105,7 +106,7 @@ class RemoteDevice(Device):
         return None if data.get("ok") is True else f"agent at {self.url} is not ready: {str(data)[:200]}"
 
     def _measure(self, workload: Workload) -> Measurement:
-        return self.measure_onnx(at_precision(workload.onnx(self.batch_size), self.precision, self.batch_size))
+        return self.measure_onnx(deployed_graph(workload, self.precision, self.batch_size))
 
     def measure_onnx(self, onnx_bytes: bytes) -> Measurement:
         """Latency of any float-input ONNX model on the agent's machine (source 'remote:<url>')."""

@@ -19,7 +19,9 @@ from nasengine.plugins import load_plugin
 from nasengine.searching.api import MARKER, SearchResult, run_search
 from nasengine.searching.objectives import METRICS, Constraint, bind_objectives, metric_column, parse_bound, \
     parse_constraint
-from nasengine.searching.supernet_metrics import BUILTIN_METRICS, SUPERNET_METRICS, SupernetMetrics, load_trained
+from nasengine.searching.supernet_metrics import BUILTIN_METRICS, SUPERNET_METRICS, Quantization, SupernetMetrics, \
+    load_trained
+from nasengine.quantization import SCHEME
 from nasengine.tasks import task_from_spec
 
 __all__ = ["MARKER", "SearchRequest", "load_trained", "search"]
@@ -44,6 +46,8 @@ class SearchRequest:
     study: str | None = None
     workers: int = 1
     plugins: tuple[str, ...] = ()  # re-imported by extra worker processes
+    quantization: str = "none"  # none | int8 | search (per-layer precision genes co-searched)
+    quant_accuracy: str = "real"  # real (onnxruntime on the split) | estimate (fake quantization)
     extra_identity: dict[str, Any] = field(default_factory=dict)
 
     def resolved_devices(self) -> tuple[str, ...]:
@@ -86,6 +90,7 @@ def search(request: SearchRequest, role: str = "main") -> dict[str, Any]:
         reason = device.availability()
         if reason is not None:
             raise UserError(f"device {device.name!r} is not usable here: {reason}")
+    quantization = _quantization(request, net, devices)
     objectives = bind_objectives(list(request.objectives), list(devices_named))
     constraints = constraints_of(request, devices_named)
     wanted = list(dict.fromkeys([*(o.column for o in objectives), *(c.column for c in constraints)]))
@@ -96,11 +101,15 @@ def search(request: SearchRequest, role: str = "main") -> dict[str, Any]:
                         f"it with nasengine.searching.register_supernet_metric(name, fn)")
     extra = [c for c in wanted if c in SUPERNET_METRICS]
     lock = Path(request.out) / MEASURE_LOCK if request.workers > 1 or role == "worker" else None
-    evaluate = SupernetMetrics(Evaluator(net, task, "val"), devices, extra, measure_lock=lock)
+    evaluator = Evaluator(net, task, "val")
+    evaluate = SupernetMetrics(evaluator, devices, extra, measure_lock=lock, quantization=quantization)
     identity = {"supernet_dir": str(Path(request.supernet_dir).resolve()),
                 "supernet_weights_sha1": supernets.weights_digest(Path(request.supernet_dir)),
                 "devices": list(devices_named), "latency_budget_ms": request.latency_budget_ms,
                 **request.extra_identity}
+    if quantization.mode != "none":  # recorded only when used, so FP32 runs of earlier versions still resume
+        identity["quantization"] = {"mode": quantization.mode, "accuracy": quantization.accuracy, **SCHEME,
+                                    "calibration_samples": evaluator.quantization_samples}
     first_device = devices_named[0] if devices_named else None
 
     def on_row(row: Any, bar: Any) -> None:
@@ -111,13 +120,32 @@ def search(request: SearchRequest, role: str = "main") -> dict[str, Any]:
 
     start = (lambda study: _start_workers(request, study)) if role == "main" and request.workers > 1 else None
     with torch.no_grad():
-        result = run_search(net.space, objectives, constraints, evaluate, strategy=request.strategy,
+        result = run_search(quantization.space(net.space), objectives, constraints, evaluate, strategy=request.strategy,
                             budget=request.evals, seed=request.seed, out=Path(request.out), storage=request.storage,
                             study_name=request.study, identity=identity, overwrite=request.overwrite,
                             progress=request.progress and role == "main",
                             label=f"search {','.join(devices_named) or 'supernet'}", on_row=on_row, role=role,
                             start_workers=start)
     return _summary(result, devices_named)
+
+
+def _quantization(request: SearchRequest, net: supernets.Supernet, devices: list[Any]) -> Quantization:
+    """The run's quantization setup; UserError when a device cannot time the quantized graphs it asks for."""
+    if request.quantization == "none":
+        return Quantization("none", accuracy=request.quant_accuracy)
+    Quantization(request.quantization, accuracy=request.quant_accuracy)  # validates the names first
+    for device in devices:
+        if not device.runs_quantized_graphs:
+            raise UserError(f"--quantization {request.quantization}: device {device.name!r} ({device.backend}) "
+                            f"cannot run quantized graphs; use an onnxruntime or remote device")
+        if device.precision != "fp32":
+            raise UserError(f"--quantization {request.quantization}: device {device.name!r} quantizes every layer "
+                            f"itself; search its FP32 twin (e.g. {device.name.removesuffix('-int8')}) instead")
+    try:
+        layers = tuple(net.quantizable_layers())
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    return Quantization(request.quantization, layers, request.quant_accuracy)
 
 
 def _summary(result: SearchResult, devices: tuple[str, ...]) -> dict[str, Any]:

@@ -4,10 +4,11 @@ one measurement path), params, MACs, size, and metrics users register from a plu
 from __future__ import annotations
 
 import fcntl
+import json
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import supernets
 from nasengine.devices.base import Device, Workload
@@ -15,11 +16,14 @@ from nasengine.errors import UserError
 from nasengine.evaluation import Evaluator
 from nasengine.plugins import reload_recorded
 from nasengine.searching.objectives import Metric, metric_column, register_metric
+from search_spaces.quantization import QuantizableLayer, int8_layers, split_policy, with_policy_genes
 from search_spaces.registry import Registry
-from search_spaces.space import Arch
+from search_spaces.space import Arch, Space
 
 BYTES_PER_PARAM = 4  # float32 weights
 BUILTIN_METRICS = ("accuracy", "error", "params", "macs", "size_mb")
+QUANTIZATION_MODES = ("none", "int8", "search")
+QUANT_ACCURACY = ("real", "estimate")
 
 
 def load_trained(supernet_dir: Path) -> tuple[supernets.Supernet, dict[str, Any]]:
@@ -55,13 +59,42 @@ def register_supernet_metric(name: str, compute: Callable[[Arch, Any], float], d
     return SUPERNET_METRICS.add(name, entry)
 
 
+@dataclass(frozen=True)
+class Quantization:
+    """How searched subnets are deployed: `none` (FP32), `int8` (every layer INT8) or `search` (a precision gene
+    per layer, co-searched); quantized accuracy is `real` (onnxruntime on the split) or `estimate` (fake-quant)."""
+
+    mode: str = "none"
+    layers: tuple[QuantizableLayer, ...] = ()
+    accuracy: str = "real"
+
+    def __post_init__(self) -> None:
+        if self.mode not in QUANTIZATION_MODES:
+            raise UserError(f"--quantization must be one of {', '.join(QUANTIZATION_MODES)}, got {self.mode!r}")
+        if self.accuracy not in QUANT_ACCURACY:
+            raise UserError(f"--quant-accuracy must be one of {', '.join(QUANT_ACCURACY)}, got {self.accuracy!r}")
+
+    def space(self, base: Space) -> Space:
+        """The searched space: the architecture's, plus the policy genes when the policy is searched."""
+        return with_policy_genes(base, self.layers) if self.mode == "search" else base
+
+    def policy(self, arch: Mapping[str, Any]) -> tuple[Arch, dict[str, str]]:
+        """(network arch, precision of every layer the arch uses)."""
+        network, genes = split_policy(arch)
+        active = [layer.path for layer in self.layers if layer.active_if is None or layer.active_if.holds(network)]
+        if self.mode == "search":
+            return network, {path: genes[path] for path in active}
+        return network, {path: "int8" if self.mode == "int8" else "fp32" for path in active}
+
+
 class SupernetMetrics:
     """`(arch) -> (metrics, details)` for the trial store: what the search of a trained supernet records."""
 
     def __init__(self, evaluator: Evaluator, devices: Sequence[Device], extra: Sequence[str] = (),
-                 measure_lock: Path | None = None):
+                 measure_lock: Path | None = None, quantization: Quantization | None = None):
         self.evaluator, self.devices = evaluator, list(devices)
         self.measure_lock = measure_lock
+        self.quantization = quantization or Quantization()
         self.supernet = evaluator.supernet
         unknown = [n for n in extra if n not in SUPERNET_METRICS]
         if unknown:
@@ -69,19 +102,40 @@ class SupernetMetrics:
                             f"{', '.join(SUPERNET_METRICS.names()) or 'none'})")
         self.extra = [SUPERNET_METRICS.get(n) for n in extra]
 
-    def workload(self, arch: Arch) -> Workload:
+    def workload(self, arch: Arch, graph: bytes | None = None, policy: Mapping[str, str] | None = None) -> Workload:
+        """The subnet as devices time it; with `graph`, the deployed (quantized) ONNX graph of `policy`."""
         return Workload(arch, self.supernet.space.key(arch), lambda: self.supernet.extract(arch),
-                        self.supernet.input_shape(arch), describe=lambda: self.supernet.describe(arch))
+                        self.supernet.input_shape(arch), describe=lambda: self.supernet.describe(arch),
+                        calibration=lambda: self.evaluator.quantization_inputs(arch), dynamic_onnx=graph,
+                        policy=policy)
+
+    def _accuracy(self, arch: Arch, int8: list[str]) -> tuple[float, bytes | None]:
+        if not int8:
+            return self.evaluator.evaluate(arch), None
+        if self.quantization.accuracy == "estimate":
+            return self.evaluator.fake_quantized(arch, int8), self.evaluator.deployed_graph(arch, int8)
+        return self.evaluator.quantized(arch, int8)
+
+    def _size_mb(self, arch: Arch, int8: list[str], params: int) -> float:
+        """Weights in MB: 4 bytes per FP32 parameter, 1 per parameter of an INT8 layer."""
+        if not int8:
+            return params * BYTES_PER_PARAM / 1e6
+        quantized = sum(p.numel() for name, p in self.supernet.extract(arch).named_parameters()
+                        if any(name.startswith(f"{path}.") for path in int8))
+        return (params * BYTES_PER_PARAM - quantized * (BYTES_PER_PARAM - 1)) / 1e6
 
     def __call__(self, arch: Arch) -> tuple[dict[str, float], dict[str, Any]]:
-        canonical = self.supernet.space.validate(arch)
+        network, policy = self.quantization.policy(arch)
+        canonical = self.supernet.space.validate(network)
+        int8 = int8_layers(policy)
         cost = self.supernet.cost(canonical)
-        accuracy = self.evaluator.evaluate(canonical)
+        accuracy, graph = self._accuracy(canonical, int8)
         metrics: dict[str, float] = {"accuracy": accuracy, "error": 1.0 - accuracy, "params": float(cost.params),
-                                     "macs": float(cost.macs),
-                                     "size_mb": cost.params * BYTES_PER_PARAM / 1e6}
+                                     "macs": float(cost.macs), "size_mb": self._size_mb(canonical, int8, cost.params)}
         details: dict[str, Any] = {"split": self.evaluator.split.name}
-        workload = self.workload(canonical)
+        if self.quantization.mode != "none":
+            details["quant_policy"] = json.dumps(policy, separators=(",", ":"))
+        workload = self.workload(canonical, graph, policy if graph is not None else None)
         for device in self.devices:
             with _exclusive(self.measure_lock):
                 measurement = device.measure(workload)

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from nasengine.devices.quantize import quantize_int8, random_feeds
 from nasengine.onnx_writer import to_onnx
+from nasengine.quantization import calibration_feeds, quantize_layers
 from nasengine.reports import write_reports
 from nasengine.searching.objectives import Objective
 from nasengine.searching.problem import Pending
@@ -28,8 +28,8 @@ def _global_settings() -> tuple:
 def test_quantize_store_and_plots_change_no_global_setting(tmp_path: Path) -> None:
     before = _global_settings()
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3)).eval()
-    graph = to_onnx(model, torch.zeros(1, 1, 8, 8))
-    assert quantize_int8(graph, random_feeds(graph, 1))
+    graph = to_onnx(model, torch.zeros(1, 1, 8, 8), dynamic_batch=True)
+    assert quantize_layers(graph, calibration_feeds(torch.randn(16, 1, 8, 8).numpy()))
     (tmp_path / "run").mkdir()
     space = Space([Choice("a", [1, 2])])
     objectives = [Objective("error"), Objective("latency_ms:d", device="d")]

@@ -1,0 +1,64 @@
+"""Quantizable layers of a family are derived from its exports: every weight layer, with the gene it hangs on."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Mapping
+
+import pytest
+import torch
+from torch import nn
+
+import supernets
+from kernels.trace import split_layers
+from search_spaces import Choice, Space
+from supernets.base import Supernet
+from tests.conftest import TINY
+
+
+def test_ofa_layers_and_conditions_match_every_sampled_export() -> None:
+    net = supernets.create("ofa_mbv3_digits", **TINY)
+    layers = net.quantizable_layers()
+    by_path = {layer.path: layer for layer in layers}
+    assert {"stem", "blocks.first", "head", "classifier"} <= set(by_path)
+    assert by_path["blocks.s1_b1"].active_if is not None and by_path["blocks.s1_b1"].active_if.gene == "s1.depth"
+    assert "pool" not in by_path  # no weights, nothing to quantize
+    before = net.active_arch
+    for seed in range(20, 30):
+        arch = net.space.sample(seed=seed)
+        exported = {path for path, layer in split_layers(net.extract(arch))
+                    if any(isinstance(m, (nn.Conv2d, nn.Linear)) for m in layer.modules())}
+        assert exported == {l.path for l in layers if l.active_if is None or l.active_if.holds(arch)}
+    assert net.active_arch == before
+
+
+class _TwoGeneLayer(Supernet):
+    """A layer that exists only when two genes agree: no single gene decides it."""
+
+    name = "two_gene"
+
+    def __init__(self) -> None:
+        super().__init__(Space([Choice("a", [0, 1]), Choice("b", [0, 1])]))
+        self.first, self.extra = nn.Linear(2, 2), nn.Linear(2, 2)
+
+    def _activate(self, arch: Mapping[str, Any]) -> None:
+        pass
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.first(x)
+
+    def input_shape(self, arch: Mapping[str, Any]) -> tuple[int, ...]:
+        return (2,)
+
+    def _export_active(self) -> nn.Module:
+        parts = [("first", self.first)] + ([("extra", self.extra)] if self._active["a"] and self._active["b"] else [])
+        return nn.Sequential(OrderedDict(parts))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {}
+
+
+def test_a_layer_under_two_genes_asks_the_family_to_say_so() -> None:
+    with pytest.raises(ValueError, match="override quantizable_layers"):
+        _TwoGeneLayer().quantizable_layers()
