@@ -107,7 +107,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     _check_overrides(args.supernet, overrides)
     result = train(TrainRequest(args.supernet, Path(args.out), overwrite=args.overwrite, progress=not args.quiet,
                                 overrides=overrides, data=args.data, data_options=_data_options(args),
-                                **given))
+                                init_from=Path(args.init_from) if args.init_from else None, **given))
     if result.get("rank", 0) != 0:  # under torchrun, rank 0 reports for all
         return
     acc = result["final_accuracy"]
@@ -225,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=JSON",
                    help="override a supernet constructor argument, e.g. --set head_width=128 (repeatable; an "
                         "unknown key lists the keys the family takes)")
+    p.add_argument("--init-from", default=None, metavar="SN",
+                   help="start from the weights of a trained supernet with the same parameter shapes (e.g. fine-"
+                        "tune it with other strides, resolutions or data) instead of a random initialisation")
     p.set_defaults(handler=_cmd_train)
 
     p = sub.add_parser("search", help="search a trained supernet for one or more devices")

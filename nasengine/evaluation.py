@@ -53,6 +53,15 @@ def calibration_indices(n_train: int, samples: int = 512) -> torch.Tensor:
     return torch.randperm(n_train, generator=gen)[: min(samples, n_train)]
 
 
+QUANTIZATION_SAMPLES = 128
+
+
+def quantization_images(task: Task, samples: int = QUANTIZATION_SAMPLES) -> torch.Tensor:
+    """The fixed training images INT8 ranges are calibrated on, as task inputs (resize them for a subnet)."""
+    train = task.split("train")
+    return train.inputs[calibration_indices(len(train))[:samples]]
+
+
 class Evaluator:
     """Accuracy of any arch of any supernet: activate, recalibrate BN on a fixed training subset, score a split.
 
@@ -63,7 +72,7 @@ class Evaluator:
     """
 
     def __init__(self, supernet: "Supernet", task: Task, split: str = "val", calibration_samples: int = 512,
-                 batch_size: int = 256, quantization_samples: int = 128):
+                 batch_size: int = 256, quantization_samples: int = QUANTIZATION_SAMPLES):
         self.supernet, self.task = supernet, task
         self.split = task.split(split)
         train = task.split("train")

@@ -23,7 +23,9 @@ from nasengine.devices.base import Device
 from nasengine.devices.table import table_key
 from nasengine.errors import UserError
 from nasengine.progress import Progress
+from nasengine.evaluation import quantization_images
 from nasengine.searching.runner import load_trained
+from nasengine.tasks import task_from_spec
 from predictors.latency import AdaptedLatencyPredictor, MetaLatencyPredictor
 from predictors.metrics import mape, spearman_rho
 from search_spaces.samplers import sample_unique
@@ -69,15 +71,19 @@ class LatencyCache:
             writer.writerow([json.dumps(arch, separators=(",", ":")), repr(float(value))])
 
 
-def _measure_pool(net: Any, device: Device, archs: Sequence[Arch], cache: LatencyCache, bar: Progress) -> np.ndarray:
-    """Latency of each arch on `device`: cached, measured (and cached), or NaN when the device has no value."""
+def _measure_pool(net: Any, device: Device, archs: Sequence[Arch], cache: LatencyCache, bar: Progress,
+                  images: Any = None) -> np.ndarray:
+    """Latency of each arch on `device`: cached, measured (and cached), or NaN when the device has no value.
+    INT8 devices calibrate on `images` (training images) resized for each arch."""
     known = cache.read(device.name)
     out = np.full(len(archs), np.nan)
     for i, arch in enumerate(archs):
         key = table_key(arch)
         if key not in known:
             workload = Workload(arch, net.space.key(arch), lambda a=arch: net.extract(a), net.input_shape(arch),
-                                describe=lambda a=arch: net.describe(a))
+                                describe=lambda a=arch: net.describe(a),
+                                calibration=None if images is None else (lambda a=arch: net.adapt_input(images, a)
+                                                                        .numpy()))
             try:
                 known[key] = device.measure(workload).median_ms
             except UserError:
@@ -101,7 +107,8 @@ def adapt_device(target: str, supernet_dir: Path, sources: Sequence[str] = DEFAU
     if not 2 <= support <= pool or check < 0 or support + check > pool:
         raise UserError(f"need 2 <= --support <= --pool and --support + --check <= --pool "
                         f"(got support {support}, check {check}, pool {pool})")
-    net, _ = load_trained(supernet_dir)
+    net, config = load_trained(supernet_dir)
+    images = quantization_images(task_from_spec(config["task"]))
     context = {"supernet_dir": supernet_dir}
     target_device = get_device(target, **context)
     source_devices = [get_device(s, **context) for s in sources]
@@ -114,7 +121,7 @@ def adapt_device(target: str, supernet_dir: Path, sources: Sequence[str] = DEFAU
     X = np.stack([arch_features(net.space, a, net.describe(a)) for a in archs])
     cache = LatencyCache(Path(supernet_dir) / DATA_DIR)
     with Progress(len(archs) * len(source_devices), "source latencies", "measurement", progress) as bar:
-        latencies = {d.name: _measure_pool(net, d, archs, cache, bar) for d in source_devices}
+        latencies = {d.name: _measure_pool(net, d, archs, cache, bar, images) for d in source_devices}
     usable = {name: v for name, v in latencies.items() if np.sum(~np.isnan(v)) >= 3}
     if not usable:
         raise UserError("the source devices gave fewer than 3 latencies of the pool; add measurable sources")
@@ -123,7 +130,7 @@ def adapt_device(target: str, supernet_dir: Path, sources: Sequence[str] = DEFAU
     rest = [i for i in range(len(archs)) if i not in set(chosen)]
     check_idx = [rest[i] for i in np.random.default_rng(seed).permutation(len(rest))[:check]]
     with Progress(support + check, f"measure on {target}", "subnet", progress) as bar:
-        measured = _measure_pool(net, target_device, [archs[i] for i in chosen + check_idx], cache, bar)
+        measured = _measure_pool(net, target_device, [archs[i] for i in chosen + check_idx], cache, bar, images)
     if np.isnan(measured).any():
         raise UserError(f"device {target!r} gave no latency for some support archs")
     adapted = meta.adapt(X[chosen], measured[:support])

@@ -9,9 +9,11 @@ from typing import Any
 from nasengine.devices import Workload, get_device
 from nasengine.devices.lut_device import table_path
 from nasengine.errors import UserError
+from nasengine.evaluation import quantization_images
 from nasengine.lut import coverage_archs, profile
 from nasengine.progress import Progress
 from nasengine.searching.runner import load_trained
+from nasengine.tasks import task_from_spec
 from search_spaces.samplers import sample_unique
 
 
@@ -21,7 +23,8 @@ def profile_device(device_name: str, supernet_dir: Path, out: Path | None = None
     calibrate on half of them, report the error on the other half, and save the table calibrated on all."""
     if check < 4:
         raise UserError(f"--check needs at least 4 subnets, got {check}")
-    net, _ = load_trained(supernet_dir)
+    net, config = load_trained(supernet_dir)
+    images = quantization_images(task_from_spec(config["task"]))  # INT8 devices calibrate on training images
     device = get_device(device_name, supernet_dir=supernet_dir)
     if device.backend in ("lut", "table"):
         raise UserError(f"device {device_name!r} does not run models; profile a device that measures")
@@ -42,7 +45,8 @@ def profile_device(device_name: str, supernet_dir: Path, out: Path | None = None
     measured, layer_lists = [], []
     with Progress(len(check_archs), f"end-to-end check on {device_name}", "subnet", progress) as bar:
         for arch in check_archs:
-            workload = Workload(arch, net.space.key(arch), lambda a=arch: net.extract(a), net.input_shape(arch))
+            workload = Workload(arch, net.space.key(arch), lambda a=arch: net.extract(a), net.input_shape(arch),
+                                calibration=lambda a=arch: net.adapt_input(images, a).numpy())
             measured.append(device.measure(workload).median_ms)
             layer_lists.append(net.describe(arch))
             bar.update(1)

@@ -16,7 +16,7 @@ from torch import nn
 from kernels.inputs import apply_input_transform
 from kernels.static import from_spec
 from kernels.weights import first_line, load_weights
-from nasengine.evaluation import accuracy, calibration_indices, onnx_accuracy
+from nasengine.evaluation import accuracy, onnx_accuracy, quantization_images
 from nasengine.plugins import reload_recorded
 from nasengine.tasks import task_from_spec
 
@@ -148,8 +148,7 @@ def subnet_workload(path: str | Path, graph: str | None = None) -> "Workload":
 
     def calibration() -> Any:
         reload_recorded(config.get("plugins", []))
-        train = task_from_spec(config["task"]).split("train")
-        images = train.inputs[calibration_indices(len(train))[:128]]
+        images = quantization_images(task_from_spec(config["task"]))
         return apply_input_transform(images, config["input_transform"]).numpy()
 
     return Workload(config["arch"], json.dumps(config["arch"], separators=(",", ":")), lambda: load_subnet(path),

@@ -13,6 +13,7 @@ from typing import Any, Iterator
 import torch
 
 import supernets
+from kernels.weights import load_weights
 from nasengine.errors import UserError, one_line
 from nasengine.evaluation import Evaluator
 from nasengine.progress import Progress
@@ -46,6 +47,9 @@ class TrainRequest:
     # not part of the run's identity: they change what a crash costs, never the trained model
     checkpoint_every: int = CHECKPOINT_EVERY_STEPS
     checkpoint_seconds: float = CHECKPOINT_EVERY_SECONDS
+    # start from another trained supernet's weights (same parameter shapes: e.g. other strides, resolutions or
+    # data) instead of a random initialisation: fine-tuning into a new configuration costs a few epochs
+    init_from: Path | None = None
 
     def open_task(self) -> Task:
         """The task to train on: `data`, else the family's default; refuses a family that has none."""
@@ -86,6 +90,17 @@ class TrainRequest:
             raise UserError(f"cannot build {self.supernet} with {self.overrides}: {exc}") from None
 
 
+def _check_init(request: TrainRequest, task: Task) -> None:
+    """Refuse an --init-from whose weights do not fit the supernet being built, before anything is written."""
+    path = Path(request.init_from) / supernets.io.WEIGHTS  # type: ignore[arg-type]
+    if not path.is_file():
+        raise UserError(f"--init-from {request.init_from}: no trained supernet there (no {supernets.io.WEIGHTS})")
+    try:
+        load_weights(request.build(task), path, f"{request.supernet} with {request.overrides or 'its defaults'}")
+    except ValueError as exc:
+        raise UserError(f"--init-from: {exc}") from None
+
+
 def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
     keys = list(dict.fromkeys(k for row in rows for k in row))
     with atomic_file(path) as tmp, open(tmp, "w", newline="") as f:
@@ -118,6 +133,10 @@ def _train(request: TrainRequest, device: torch.device) -> dict[str, Any]:
                 "batch_size": request.batch_size, **settings.to_dict()}
     if request.data is not None or request.data_options:  # runs made before --data existed stay resumable
         identity["task"] = task.spec
+    if request.init_from is not None:
+        _check_init(request, task)
+        identity["init_from"] = {"dir": str(Path(request.init_from).resolve()),
+                                 "weights_sha1": supernets.weights_digest(Path(request.init_from))}
     world, main = distributed.world_size(), distributed.is_main()
     if world > 1:  # a run is resumed only with as many processes (the batches would differ otherwise)
         identity["world_size"] = world
@@ -152,7 +171,11 @@ def _run(request: TrainRequest, device: torch.device, task: Task, identity: dict
     if main and resumed:
         update_marker(out / MARKER, status="running", error=None)
     torch.manual_seed(request.seed)
-    net = request.build(task).to(device)
+    net = request.build(task)
+    if request.init_from is not None:  # a resumed run then continues from its own checkpoint
+        load_weights(net, Path(request.init_from) / supernets.io.WEIGHTS, f"{request.supernet} with "
+                     f"{request.overrides or 'its defaults'}")
+    net = net.to(device)
     data = task.train_data(request.batch_size, request.seed)
     if world > 1:
         try:
