@@ -25,8 +25,15 @@ class OpSpec:
     bias: bool = False
     extra: tuple[tuple[str, Any], ...] = ()
 
+    def _extra(self, key: str, default: int = 1) -> int:
+        return int(dict(self.extra).get(key, default))
+
     @property
     def params(self) -> int:
+        if self.kind == "free_parameters":  # tensors a module holds itself (a class token, positions)
+            return self._extra("count", 0)
+        if self.kind == "layernorm":
+            return 2 * self.out_channels
         if self.kind == "conv2d":
             weights = self.out_channels * (self.in_channels // self.groups) * self.kernel * self.kernel
             return weights + (self.out_channels if self.bias else 0)
@@ -41,8 +48,10 @@ class OpSpec:
         if self.kind == "conv2d":
             per_pixel = self.out_channels * (self.in_channels // self.groups) * self.kernel * self.kernel
             return per_pixel * self.out_hw[0] * self.out_hw[1]
-        if self.kind == "linear":
-            return self.out_channels * self.in_channels
+        if self.kind == "linear":  # once per token of a sequence
+            return self.out_channels * self.in_channels * self._extra("tokens")
+        if self.kind == "attention":  # q.k^T and attention.v: grows with the square of the sequence length
+            return 2 * self._extra("heads") * self._extra("tokens") ** 2 * self._extra("head_dim")
         return 0
 
     def to_dict(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from kernels.describe import LayerSpec, OpSpec
+from kernels.transformer import SelfAttention
 from kernels.static import GlobalAvgPool, Residual, SqueezeExcite
 
 ACTIVATION_KINDS: dict[type[nn.Module], str] = {
@@ -20,7 +21,7 @@ ACTIVATION_KINDS: dict[type[nn.Module], str] = {
 _SILENT: tuple[type[nn.Module], ...] = (nn.Identity, nn.Dropout)  # no-ops at inference: recorded as nothing
 _SHORT: dict[type[nn.Module], str] = {
     nn.Conv2d: "conv", nn.BatchNorm2d: "bn", nn.Linear: "linear", GlobalAvgPool: "pool", SqueezeExcite: "se",
-    nn.LayerNorm: "ln", **ACTIVATION_KINDS,
+    nn.LayerNorm: "ln", SelfAttention: "attn", **ACTIVATION_KINDS,
 }
 
 
@@ -38,7 +39,15 @@ def _hw(shape: torch.Size) -> tuple[int, int]:
 
 
 def _channels(shape: torch.Size) -> int:
+    """Channels of an image batch (B, C, H, W), of a sequence batch (B, T, C) or of features (B, C)."""
+    if len(shape) == 3:
+        return int(shape[-1])
     return int(shape[1]) if len(shape) >= 2 else 1
+
+
+def _tokens(shape: torch.Size) -> tuple[tuple[str, Any], ...]:
+    """`(("tokens", T),)` for a sequence batch (B, T, C); nothing for images and features."""
+    return (("tokens", int(shape[1])),) if len(shape) == 3 else ()
 
 
 def _first_tensor(values: Any) -> torch.Tensor:
@@ -55,7 +64,8 @@ def leaf_op(module: nn.Module, x: torch.Size, y: torch.Size) -> OpSpec | None:
         return OpSpec("conv2d", module.in_channels, module.out_channels, _hw(x), _hw(y), int(module.kernel_size[0]),
                       int(module.stride[0]), module.groups, module.bias is not None)
     if isinstance(module, nn.Linear):
-        return OpSpec("linear", module.in_features, module.out_features, bias=module.bias is not None)
+        return OpSpec("linear", module.in_features, module.out_features, bias=module.bias is not None,
+                      extra=_tokens(x))
     if isinstance(module, nn.BatchNorm2d):
         return OpSpec("batchnorm2d", module.num_features, module.num_features, _hw(x), _hw(y))
     if isinstance(module, GlobalAvgPool):
@@ -63,7 +73,7 @@ def leaf_op(module: nn.Module, x: torch.Size, y: torch.Size) -> OpSpec | None:
     if any(True for _ in module.parameters()) and type(module) not in _SHORT:
         raise TypeError(f"cannot describe {type(module).__name__}: a leaf module with parameters of unknown cost")
     kind = ACTIVATION_KINDS.get(type(module), type(module).__name__.lower())
-    return OpSpec(kind, _channels(x), _channels(y), _hw(x), _hw(y))
+    return OpSpec(kind, _channels(x), _channels(y), _hw(x), _hw(y), extra=_tokens(x))
 
 
 def layer_kind(module: nn.Module) -> str:
@@ -128,6 +138,16 @@ def trace_layers(module: nn.Module, example: torch.Tensor) -> list[TracedLayer]:
         x = _first_tensor(args).shape
         record(OpSpec("global_pool", _channels(x), _channels(x), _hw(x), (1, 1)))
 
+    def attention(m: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+        y = _first_tensor(out).shape
+        record(OpSpec("attention", _channels(y), _channels(y),
+                      extra=(*_tokens(y), ("heads", int(m.heads)), ("head_dim", int(m.head_dim)))))
+
+    def free_parameters(count: int) -> Callable[..., None]:
+        def hook(_: nn.Module, args: tuple[Any, ...]) -> None:
+            record(OpSpec("free_parameters", 0, 0, extra=(("count", count),)))
+        return hook
+
     def combine(kind: str) -> Callable[..., None]:
         def hook(_: nn.Module, args: tuple[Any, ...], out: Any) -> None:
             y = _first_tensor(out).shape
@@ -145,6 +165,11 @@ def trace_layers(module: nn.Module, example: torch.Tensor) -> list[TracedLayer]:
                 handles.append(sub.register_forward_hook(combine("mul")))
             elif not any(True for _ in sub.children()):
                 handles.append(sub.register_forward_hook(leaf))
+            elif isinstance(sub, SelfAttention):
+                handles.append(sub.register_forward_hook(attention))
+            own = sum(p.numel() for p in sub.parameters(recurse=False))
+            if own and any(True for _ in sub.children()):
+                handles.append(sub.register_forward_pre_hook(free_parameters(own)))
         module(example)
     finally:
         for handle in handles:

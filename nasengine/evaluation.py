@@ -127,7 +127,8 @@ class Evaluator:
         canonical = self.supernet.space.validate(arch)
         module = module if module is not None else self.extract(canonical)
         graph = to_onnx(module, self.supernet.example_input(canonical, 1), dynamic_batch=True)
-        return quantize_layers(graph, calibration_feeds(self.quantization_inputs(canonical)), list(int8_layers))
+        every = [layer.path for layer in self.supernet.quantizable_layers()]
+        return quantize_layers(graph, calibration_feeds(self.quantization_inputs(canonical)), list(int8_layers), every)
 
     def quantized(self, arch: Mapping[str, Any], int8_layers: Sequence[str], split: Split | None = None
                   ) -> tuple[float, bytes]:

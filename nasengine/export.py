@@ -26,7 +26,7 @@ from kernels.static import to_spec
 from nasengine.devices import Workload, get_device
 from nasengine.errors import UserError
 from nasengine.evaluation import Evaluator, accuracy, onnx_accuracy
-from nasengine.onnx_writer import to_onnx
+from nasengine.onnx_writer import onnx_error, to_onnx
 from nasengine.subnet import FORMAT
 from nasengine.fronts import ACCURACY_COLUMNS, frame_costs, frame_feasible, front, group_constraints, latency_column
 from nasengine.reports import mark_exported, objectives_from_identity
@@ -38,6 +38,7 @@ from nasengine.rundir import check_creatable
 from nasengine.tasks import task_from_spec
 from search_spaces.storage import atomic_directory, atomic_file, atomic_write
 
+ONNX_TOLERANCE = 1e-4  # largest |ONNX - torch| accepted on real inputs
 EXPORT_FILES = ("config.json", "manifest.json", "model.onnx", "model.safetensors")
 
 
@@ -195,6 +196,11 @@ def export(request: ExportRequest) -> dict[str, Any]:
     fp32_accuracy = accuracy(module, test, prepare)
     example = torch.zeros((1, *net.input_shape(arch)))
     files = {"model.onnx": to_onnx(module, example, dynamic_batch=True)}
+    probe = net.adapt_input(test.inputs[:8], arch)  # real inputs: the ONNX graph must compute what torch does
+    error = onnx_error(module, files["model.onnx"], probe)
+    if not error <= ONNX_TOLERANCE:
+        raise UserError(f"the ONNX graph of this subnet differs from the torch module by {error:.2e} (more than "
+                        f"{ONNX_TOLERANCE:g}); nothing was exported")
     int8_graph = evaluator.deployed_graph(arch, int8, module) if int8 else None
     if int8_graph is not None:
         files["model.int8.onnx"] = int8_graph
@@ -224,6 +230,7 @@ def export(request: ExportRequest) -> dict[str, Any]:
         "search_latency_ms": None if pd.isna(searched) else float(searched),
         "device": device_name, "device_config": device.describe(),
         "latency_budget_ms": request.latency_budget_ms, "params": cost.params, "macs": cost.macs,
+        "onnx_max_abs_error": error,
         "input_shape": input_shape, "input_transform": transform, "preprocessing": task.preprocessing,
         "supernet": {"name": config["supernet"], "dir": identity["supernet_dir"],
                      "weights_sha1": identity["supernet_weights_sha1"]},

@@ -184,4 +184,36 @@ def _torch_export(model: nn.Module, example_input: torch.Tensor, dynamic_batch: 
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (example_input,), buffer, dynamo=False, opset_version=OPSET,
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes)
-    return buffer.getvalue()
+    return _module_path_names(buffer.getvalue())
+
+
+def _module_path_names(onnx_bytes: bytes) -> bytes:
+    """Rename torch.onnx's scoped node names (`/layers/l0/attn/query/MatMul`) to the writer's convention
+    (`layers.l0.attn.query/MatMul`), so layers map to their nodes the same way for every exporter."""
+    model = onnx.load_model_from_string(onnx_bytes)
+    used: set[str] = set()
+    for node in model.graph.node:
+        if node.name.startswith("/"):
+            *scope, op = node.name[1:].split("/")
+            name = f"{'.'.join(scope)}/{op}" if scope else op
+            candidate, k = name, 1
+            while candidate in used:
+                k += 1
+                candidate = f"{name}:{k}"
+            node.name = candidate
+        used.add(node.name)
+    return model.SerializeToString()
+
+
+def onnx_error(model: nn.Module, onnx_bytes: bytes, example_input: torch.Tensor) -> float:
+    """Largest absolute difference between `model` (eval mode) and its ONNX graph run by onnxruntime on
+    `example_input`: every export is checked against its torch module with this."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: example_input.detach().cpu().numpy()})[0]
+    with torch.no_grad():
+        expected = model.eval()(example_input).detach().cpu().numpy()
+    return float(np.abs(got - expected).max())

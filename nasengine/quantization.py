@@ -60,17 +60,20 @@ def calibration_feeds(inputs: np.ndarray, batch_size: int = CALIBRATION_BATCH,
     return [{input_name: inputs[i: i + batch_size]} for i in range(0, len(inputs), batch_size)]
 
 
-def nodes_of_layers(model: onnx.ModelProto, layers: Sequence[str]) -> list[str]:
-    """Names of the nodes computing `layers`: nodes under a layer's path, and weightless nodes that follow one
-    of those nodes before any other layer starts (a pooling between the head and the classifier)."""
+def nodes_of_layers(model: onnx.ModelProto, layers: Sequence[str], all_layers: Sequence[str] | None = None
+                    ) -> list[str]:
+    """Names of the nodes computing `layers`: nodes under a layer's path, and nodes under no layer of
+    `all_layers` (every quantizable layer; a pooling between the head and the classifier, constants) that follow
+    one of those nodes. Without `all_layers`, a node reading a `.weight` initializer starts an FP32 layer."""
     wanted = set(layers)
+    known = sorted(set(all_layers or ()) | wanted, key=len, reverse=True)  # the longest (innermost) path wins
     out: list[str] = []
     current: str | None = None
     for node in model.graph.node:
-        owner = next((path for path in wanted if node_in_layer(node.name, path)), None)
+        owner = next((path for path in known if node_in_layer(node.name, path)), None)
         if owner is not None:
-            current = owner
-        elif node.input and any(i.endswith(".weight") for i in node.input):
+            current = owner if owner in wanted else None
+        elif all_layers is None and node.input and any(i.endswith(".weight") for i in node.input):
             current = None  # a layer the policy keeps in FP32 starts here
         if current is not None and node.op_type != "Identity":
             out.append(node.name)
@@ -78,11 +81,12 @@ def nodes_of_layers(model: onnx.ModelProto, layers: Sequence[str]) -> list[str]:
 
 
 def quantize_layers(onnx_bytes: bytes, feeds: Iterable[dict[str, np.ndarray]],
-                    layers: Sequence[str] | None = None) -> bytes:
+                    layers: Sequence[str] | None = None, all_layers: Sequence[str] | None = None) -> bytes:
     """The QDQ INT8 graph of `onnx_bytes` with the nodes of `layers` (module paths; None: every layer) quantised
-    and the rest left FP32, ranges calibrated on `feeds`. With an empty `layers` the graph is returned unchanged."""
+    and the rest left FP32, ranges calibrated on `feeds`; `all_layers` (every quantizable layer) tells which
+    nodes belong to layers kept in FP32. With an empty `layers` the graph is returned unchanged."""
     model = onnx.load_model_from_string(onnx_bytes)
-    nodes = None if layers is None else nodes_of_layers(model, layers)
+    nodes = None if layers is None else nodes_of_layers(model, layers, all_layers)
     if nodes is not None and not nodes:
         return onnx_bytes
     with tempfile.TemporaryDirectory() as tmp, _quiet_quantizer():

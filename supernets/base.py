@@ -135,11 +135,16 @@ class Supernet(nn.Module, ABC):
         Derived from the exports: a layer's presence is probed against one unconditional gene at a time and then
         checked on `probes` random archs; a family whose layers depend on several genes at once overrides this.
         """
+        cached = self.__dict__.get("_quantizable_layers")
+        if cached is not None and cached[0] == probes:
+            return list(cached[1])
         previous = self._active
         try:
-            return _infer_layer_conditions(self, probes)
+            layers = _infer_layer_conditions(self, probes)
         finally:
             self.set_active(previous)
+        self.__dict__["_quantizable_layers"] = (probes, tuple(layers))  # the space never changes: derive once
+        return layers
 
     def cost(self, arch: Mapping[str, Any]) -> Cost:
         layers = self.describe(arch)

@@ -1,0 +1,52 @@
+"""The ViT family keeps the CNN's contract: slices equal extractions and ONNX, costs count attention."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+import supernets
+from kernels.static import from_spec, to_spec
+from nasengine.onnx_writer import to_onnx
+
+
+def test_supernet_extraction_and_onnx_agree() -> None:
+    net = supernets.create("vit_digits").eval()
+    for seed in range(4):
+        arch = net.space.sample(seed=seed)
+        x = net.example_input(arch, 3)
+        net.set_active(arch)
+        with torch.no_grad():
+            expected = net(x)
+            static = net.extract(arch)
+            torch.testing.assert_close(static(x), expected, atol=1e-5, rtol=0)
+            rebuilt = from_spec(to_spec(static))
+            rebuilt.load_state_dict(static.state_dict())
+            torch.testing.assert_close(rebuilt.eval()(x), expected, atol=1e-5, rtol=0)
+        session = ort.InferenceSession(to_onnx(static, x[:1], dynamic_batch=True), providers=["CPUExecutionProvider"])
+        got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+        assert np.abs(got - expected.numpy()).max() <= 1e-4
+
+
+def test_costs_count_every_parameter_and_attention_macs() -> None:
+    net = supernets.create("vit_digits")
+    arch = net.space.max()
+    static = net.extract(arch)
+    assert net.cost(arch).params == sum(p.numel() for p in static.parameters())
+    layers = {layer.name: layer for layer in net.describe(arch)}
+    attention = [op for op in layers["layers.l0"].ops if op.kind == "attention"]
+    assert len(attention) == 1
+    tokens = (16 // 4) ** 2 + 1
+    assert attention[0].macs == 2 * arch["l0.heads"] * tokens ** 2 * 16
+    linear = next(op for op in layers["layers.l0"].ops if op.kind == "linear")
+    assert linear.macs == linear.in_channels * linear.out_channels * tokens  # once per token
+    smaller = net.space.min()
+    assert net.cost(smaller).macs < net.cost(arch).macs
+
+
+def test_quantizable_layers_follow_depth() -> None:
+    net = supernets.create("vit_digits")
+    layers = {layer.path: layer.active_if for layer in net.quantizable_layers()}
+    assert layers["embed"] is None and layers["classifier"] is None and layers["layers.l0"] is None
+    assert layers["layers.l3"] is not None and layers["layers.l3"].gene == "depth"
