@@ -35,6 +35,27 @@ def sample_unique(space: Space, n: int, seed: int = 0, include_extremes: bool = 
     return out
 
 
+NESTED_MEMBERS = 4
+
+
+def nested_archs(space: Space, count: int = NESTED_MEMBERS) -> list[Arch]:
+    """`count` nested archs from the smallest to the largest (SortedNet / MatFormer members): member k takes
+    every gene at the same fraction k / (count - 1) of its options, so each member contains the previous one in
+    every dimension (depth, width, kernel, resolution, ...). Precision genes (tag `quant`) stay at FP32."""
+    if count < 2:
+        raise ValueError(f"nested members need at least 2 members, got {count}")
+    members: list[Arch] = []
+    for k in range(count):
+        fraction = k / (count - 1)
+        arch = {g.name: g.options[0] if g.tag == "quant" else g.options[round(fraction * (len(g) - 1))]
+                for g in space.genes}
+        canonical = space.validate({name: value for name, value in arch.items()
+                                    if space.is_active(space.gene(name), arch)})
+        if not members or space.key(members[-1]) != space.key(canonical):
+            members.append(canonical)
+    return members
+
+
 class SandwichSampler:
     """Per training step: the largest arch, the smallest, and `n_random` uniform ones (the sandwich rule)."""
 

@@ -8,7 +8,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -80,14 +80,21 @@ def _with_shared(arch: dict, shared: dict) -> dict:
     return {**arch, **{k: v for k, v in shared.items() if k in arch}}
 
 
-def step_archs(space: Space, rng: np.random.Generator, n_random: int) -> list[dict]:
-    """Subnets of one sandwich step: largest, smallest, then `n_random` uniform ones.
+def step_archs(space: Space, rng: np.random.Generator, n_random: int,
+               members: Sequence[dict] | None = None) -> list[dict]:
+    """Subnets of one sandwich step: largest, smallest, then `n_random` uniform ones; with `members` (sorted
+    training), the largest and smallest member and `n_random` of the others.
 
     Genes tagged "resolution" are drawn once per step and shared by all of them (as in Once-for-All):
     every subnet sees the same images, the teacher's soft targets match the students' inputs, and a
     step costs about half of always running the largest subnet at the largest resolution.
     """
     shared = {g.name: g.options[int(rng.integers(len(g)))] for g in space.genes if g.tag in SHARED_TAGS}
+    if members:
+        middle = list(members[1:-1])
+        picked = [middle[int(i)] for i in rng.permutation(len(middle))[: min(n_random, len(middle))]]
+        chosen = [space.validate(_with_shared(dict(a), shared)) for a in (members[-1], members[0], *picked)]
+        return list({space.key(a): a for a in chosen}.values())
     archs = [_with_shared(space.max(), shared)]
     if space.size > 1:
         archs.append(_with_shared(space.min(), shared))
@@ -106,7 +113,8 @@ def train_step(net: Supernet, x: torch.Tensor, y: torch.Tensor, phase: Phase, rn
 
     Gradients accumulate over all subnets; the caller steps the optimizer. Returns the largest subnet's loss.
     """
-    largest, *others = step_archs(phase.space, rng, n_random)
+    largest, *others = (step_archs(phase.space, rng, n_random) if phase.members is None
+                        else step_archs(phase.space, rng, n_random, members=phase.members))
     net.set_active(largest)
     x = net.adapt_input(x, largest)
     logits = net(x)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from search_spaces.registry import Registry
+from search_spaces.samplers import nested_archs
 from search_spaces.space import Space
 
 
@@ -21,6 +22,7 @@ class Phase:
     epochs: int
     space: Space
     tags: frozenset[str]
+    members: tuple[dict[str, Any], ...] | None = None  # sorted training: only these nested subnets are trained
 
 
 class Recipe(ABC):
@@ -68,6 +70,18 @@ class ProgressiveShrinking(Recipe):
         return phases
 
 
+class Sorted(Recipe):
+    """SortedNet / MatFormer: a few nested members (each gene at the same fraction of its options, see
+    `nested_archs`) trained together, so that deployment under a budget is search-free: the largest member that
+    fits. Every step trains the largest, the smallest and N other members; all but the largest distil from it."""
+
+    name = "sorted"
+
+    def phases(self, space: Space, epochs: int) -> list[Phase]:
+        tags = frozenset(g.tag for g in space.genes if g.tag and len(g) > 1)
+        return [Phase("sorted", epochs, space, tags, tuple(nested_archs(space)))]
+
+
 class SingleArch(Recipe):
     """Train one fixed subnet alone (labels only): the from-scratch baseline that weight sharing is judged by."""
 
@@ -85,6 +99,7 @@ class SingleArch(Recipe):
 RECIPES: Registry[Callable[[], Recipe]] = Registry("training recipe")
 RECIPES.add(Sandwich.name, Sandwich)
 RECIPES.add(ProgressiveShrinking.name, ProgressiveShrinking)
+RECIPES.add(Sorted.name, Sorted)
 
 
 def get_recipe(name: str) -> Recipe:

@@ -116,3 +116,15 @@ def test_a_device_specific_constraint_bounds_that_device_only(tiny_supernet_dir:
     assert code == 0, err
     constraints = json.loads((out / "run.json").read_text())["identity"]["constraints"]
     assert constraints == [{"column": "latency_ms:ort-cpu-1t", "op": "<=", "bound": 50.0, "device": "ort-cpu-1t"}]
+
+
+def test_members_strategy_evaluates_the_nested_members_only(tiny_supernet_dir, tmp_path, capsys) -> None:
+    from search_spaces.samplers import nested_archs
+    from supernets.io import load_supernet
+
+    code, out, err = run_cli(capsys, "search", tiny_supernet_dir, "--out", tmp_path / "run", "--strategy", "members",
+                             "--evals", 20, "--quiet")
+    assert code == 0, err
+    net, _ = load_supernet(tiny_supernet_dir)
+    rows = pd.read_csv(tmp_path / "run" / "results.csv")
+    assert [json.loads(a) for a in rows["arch"]] == nested_archs(net.space)
