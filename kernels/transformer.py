@@ -9,6 +9,7 @@ HAT and Once-for-All's weight entanglement, and `export()` the active slice as a
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,17 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, head_d
         scores = scores + (1.0 - mask[:, None, None, :].to(scores.dtype)) * torch.finfo(scores.dtype).min
     out = torch.softmax(scores, dim=-1) @ v
     return out.transpose(1, 2).reshape(b, t, heads * head_dim)
+
+
+def encoder_residuals(x: torch.Tensor, mask: torch.Tensor | None, attn: Callable[..., torch.Tensor],
+                      mlp: Callable[[torch.Tensor], torch.Tensor], ln1: Callable[[torch.Tensor], torch.Tensor],
+                      ln2: Callable[[torch.Tensor], torch.Tensor], norm_first: bool) -> torch.Tensor:
+    """The two residual sub-blocks of an encoder layer: pre-norm (ViT) or post-norm (BERT)."""
+    if norm_first:
+        x = x + attn(ln1(x), mask)
+        return x + mlp(ln2(x))
+    x = ln1(x + attn(x, mask))
+    return ln2(x + mlp(x))
 
 
 class PatchEmbedding(nn.Module):
@@ -86,11 +98,7 @@ class EncoderLayer(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(embed_dim, hidden), _activation(activation), nn.Linear(hidden, embed_dim))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        if self.norm_first:
-            x = x + self.attn(self.ln1(x), mask)
-            return x + self.mlp(self.ln2(x))
-        x = self.ln1(x + self.attn(x, mask))
-        return self.ln2(x + self.mlp(x))
+        return encoder_residuals(x, mask, self.attn, self.mlp, self.ln1, self.ln2, self.norm_first)
 
 
 class ElasticLayerNorm(nn.LayerNorm):
@@ -189,11 +197,7 @@ class ElasticEncoderLayer(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        if self.norm_first:
-            x = x + self.attn(self.ln1(x), mask)
-            return x + self._mlp(self.ln2(x))
-        x = self.ln1(x + self.attn(x, mask))
-        return self.ln2(x + self._mlp(x))
+        return encoder_residuals(x, mask, self.attn, self._mlp, self.ln1, self.ln2, self.norm_first)
 
     @torch.no_grad()
     def export(self) -> EncoderLayer:
