@@ -14,7 +14,6 @@ import numpy as np
 
 from nasengine.searching.objectives import Constraint, Objective, Row
 from search_spaces.encoding import IntegerEncoding
-from search_spaces.quantization import QUANT_TAG
 from search_spaces.space import Arch, Space
 
 PENALTY = 1e12  # objective value of candidates left unevaluated because the budget ran out
@@ -122,20 +121,12 @@ class SearchProblem:
         return F, G
 
     def initial_archs(self, n: int, rng: np.random.Generator) -> list[Arch]:
-        """The smallest and largest subnets first (they anchor the front), then distinct uniform samples. In a
-        space with precision genes every other sample runs all its layers at one precision: uniform policies are
-        strong starting points (which one wins depends on the family), and independent per-layer draws almost
-        never produce them."""
+        """The smallest and largest subnets first (they anchor the front), then distinct uniform samples."""
         archs: list[Arch] = [self.space.min(), self.space.max()]
         seen = {self.space.key(a) for a in archs}
-        precision_genes = self.space.genes_tagged(QUANT_TAG)
         tries = 0
         while len(archs) < n and tries < 100 * n:
             arch = self.space.sample(rng=rng)
-            if precision_genes and tries % 2 == 0:
-                precision = precision_genes[0].options[int(rng.integers(len(precision_genes[0])))]
-                arch = self.space.validate({**arch, **{g.name: precision for g in precision_genes
-                                                       if arch[g.name] is not None}})
             tries += 1
             if self.space.key(arch) not in seen:
                 seen.add(self.space.key(arch))
