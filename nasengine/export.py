@@ -173,8 +173,11 @@ def export(request: ExportRequest) -> dict[str, Any]:
     task = task_from_spec(config["task"])
     evaluator = Evaluator(net, task, "val")
     quant_info = identity.get("quantization") or {"mode": "none"}
-    quantization = Quantization(quant_info["mode"], tuple(net.quantizable_layers()) if quant_info["mode"] != "none"
-                                else (), quant_info.get("accuracy", "real"))
+    try:
+        layers = tuple(net.quantizable_layers()) if quant_info["mode"] != "none" else ()
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    quantization = Quantization(quant_info["mode"], layers, quant_info.get("accuracy", "real"))
     space = quantization.space(net.space)
     if request.arch is not None:
         try:

@@ -58,7 +58,10 @@ Converter = Callable[[_Graph, nn.Module, str, str], str]
 
 
 def node_in_layer(node_name: str, layer_path: str) -> bool:
-    """Whether the node called `node_name` computes part of the module at `layer_path` (or all of it)."""
+    """Whether the node called `node_name` computes part of the module at `layer_path` (or all of it); the root
+    path "" holds every node."""
+    if not layer_path:
+        return True
     return node_name == layer_path or node_name.startswith((f"{layer_path}.", f"{layer_path}/", f"{layer_path}:"))
 
 

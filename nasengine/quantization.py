@@ -34,12 +34,15 @@ class _Feeds(CalibrationDataReader):
         return next(self._it, None)
 
 
+_QUANTIZER_CHATTER = ("Please consider", "Expected bias")
+
+
 class _DropPreprocessAdvice(logging.Filter):
-    """onnxruntime's quantizer advises 'pre-processing' on the root logger for every model; our graphs are
-    already shape-complete and folded, and the advice floods search logs."""
+    """onnxruntime's quantizer logs on the root logger, for every model, advice to pre-process (our graphs are
+    folded and shape-complete) and that LayerNorm biases stay FP32 (as intended); both flood search logs."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Please consider")
+        return not str(record.msg).startswith(_QUANTIZER_CHATTER)
 
 
 @contextmanager
@@ -87,6 +90,9 @@ def quantize_layers(onnx_bytes: bytes, feeds: Iterable[dict[str, np.ndarray]],
     nodes belong to layers kept in FP32. With an empty `layers` the graph is returned unchanged."""
     model = onnx.load_model_from_string(onnx_bytes)
     nodes = None if layers is None else nodes_of_layers(model, layers, all_layers)
+    unmatched = [path for path in (layers or ()) if not any(node_in_layer(n.name, path) for n in model.graph.node)]
+    if unmatched:  # never report an FP32 graph as the policy's INT8 one
+        raise ValueError(f"no ONNX node computes layer {unmatched[0]!r}; its nodes must be named by module path")
     if nodes is not None and not nodes:
         return onnx_bytes
     with tempfile.TemporaryDirectory() as tmp, _quiet_quantizer():

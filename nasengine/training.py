@@ -92,6 +92,8 @@ class TrainRequest:
 
 def _check_init(request: TrainRequest, task: Task) -> None:
     """Refuse an --init-from whose weights do not fit the supernet being built, before anything is written."""
+    if Path(request.init_from).resolve() == Path(request.out).resolve():  # type: ignore[arg-type]
+        raise UserError("--init-from must differ from --out (the output directory is replaced when training starts)")
     path = Path(request.init_from) / supernets.io.WEIGHTS  # type: ignore[arg-type]
     if not path.is_file():
         raise UserError(f"--init-from {request.init_from}: no trained supernet there (no {supernets.io.WEIGHTS})")

@@ -163,7 +163,10 @@ class Supernet(nn.Module, ABC):
 def _weight_layers(net: Supernet, arch: Mapping[str, Any]) -> list[str]:
     """Module paths of the layers of `arch`'s export that hold a conv or linear weight."""
     net.set_active(arch)
-    return [path for path, layer in split_layers(net._export_active())
+    module = net._export_active()
+    if not isinstance(module, nn.Sequential):  # one layer: the whole module, whose nodes all lie under path ""
+        return [""] if any(isinstance(m, (nn.Conv2d, nn.Linear)) for m in module.modules()) else []
+    return [path for path, layer in split_layers(module)
             if any(isinstance(m, (nn.Conv2d, nn.Linear)) for m in layer.modules())]
 
 

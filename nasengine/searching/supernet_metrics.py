@@ -121,7 +121,7 @@ class SupernetMetrics:
         if not int8:
             return params * BYTES_PER_PARAM / 1e6
         quantized = sum(p.numel() for name, p in self.supernet.extract(arch).named_parameters()
-                        if any(name.startswith(f"{path}.") for path in int8))
+                        if any(not path or name.startswith(f"{path}.") for path in int8))
         return (params * BYTES_PER_PARAM - quantized * (BYTES_PER_PARAM - 1)) / 1e6
 
     def __call__(self, arch: Arch) -> tuple[dict[str, float], dict[str, Any]]:

@@ -39,3 +39,11 @@ def test_weights_of_another_shape_are_refused_before_anything_is_written(tiny_su
     code, out, err = run_cli(capsys, "train", "ofa_mbv3_digits", "--out", tmp_path / "sn", "--init-from",
                              tmp_path / "nothing", "--quiet", *_sets(TINY))
     assert "no trained supernet there" in one_line_error(code, err)
+
+
+def test_starting_from_the_output_directory_itself_is_refused(tiny_supernet_dir: Path, tmp_path: Path,
+                                                             capsys) -> None:
+    code, out, err = run_cli(capsys, "train", "ofa_mbv3_digits", "--out", tiny_supernet_dir, "--overwrite",
+                             "--init-from", tiny_supernet_dir, "--quiet", *_sets(TINY))
+    assert "--init-from must differ from --out" in one_line_error(code, err)
+    assert (tiny_supernet_dir / "model.safetensors").is_file()

@@ -62,3 +62,39 @@ class _TwoGeneLayer(Supernet):
 def test_a_layer_under_two_genes_asks_the_family_to_say_so() -> None:
     with pytest.raises(ValueError, match="override quantizable_layers"):
         _TwoGeneLayer().quantizable_layers()
+
+
+class _OneModule(_TwoGeneLayer):
+    """A family whose export is one plain module (not an nn.Sequential of layers)."""
+
+    def __init__(self) -> None:
+        Supernet.__init__(self, Space([Choice("a", [0, 1])]))
+        self.first, self.extra = nn.Linear(2, 2), nn.Linear(2, 2)
+
+    def _export_active(self) -> nn.Module:
+        return _Plain(self.first)
+
+
+class _Plain(nn.Module):
+    def __init__(self, lin: nn.Linear) -> None:
+        super().__init__()
+        self.lin = lin
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.lin(x))
+
+
+def test_a_module_that_is_one_layer_is_quantized_whole() -> None:
+    import numpy as np
+
+    from nasengine.onnx_writer import to_onnx
+    from nasengine.quantization import calibration_feeds, is_quantized, quantize_layers
+
+    net = _OneModule()
+    (layer,) = net.quantizable_layers()
+    assert layer.path == "" and layer.active_if is None
+    graph = to_onnx(_Plain(nn.Linear(2, 2)).eval(), torch.zeros(1, 2), dynamic_batch=True)
+    feeds = calibration_feeds(np.random.default_rng(0).standard_normal((8, 2)))
+    assert is_quantized(quantize_layers(graph, feeds, [""], [""]))
+    with pytest.raises(ValueError, match="no ONNX node computes layer"):
+        quantize_layers(graph, feeds, ["missing"], [""])
