@@ -315,22 +315,13 @@ def _load_plugins(args: argparse.Namespace) -> None:
         load_plugin(ref, given=True)
 
 
-class _DropPreprocessAdvice(logging.Filter):
-    """onnxruntime's quantizer logs 'Please consider pre-processing before quantization' on the root logger
-    for every model; for latency measurement the advice does not apply, and it floods search logs."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Please consider")
-
-
 def _quiet_libraries() -> None:
     """Third-party logging as a command-line user wants it (library code never changes these settings)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logging.getLogger("onnxruntime.quantization").setLevel(logging.ERROR)
-    if not any(isinstance(f, _DropPreprocessAdvice) for f in logging.getLogger().filters):
-        logging.getLogger().addFilter(_DropPreprocessAdvice())
+    logging.getLogger("onnxruntime.quantization").setLevel(logging.ERROR)  # (its root-logger advice is filtered
+    # by nasengine.quantization while it quantizes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

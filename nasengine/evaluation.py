@@ -122,13 +122,13 @@ class Evaluator:
         """The ONNX graph (symbolic batch) of `arch` as deployed with `int8_layers` in INT8: the BN-recalibrated
         subnet (or `module`, its extraction) written by the ONNX writer, quantized by onnxruntime on training images."""
         from nasengine.onnx_writer import to_onnx
-        from nasengine.quantization import calibration_feeds, quantize_layers
+        from nasengine.quantization import quantized_graph
 
         canonical = self.supernet.space.validate(arch)
         module = module if module is not None else self.extract(canonical)
         graph = to_onnx(module, self.supernet.example_input(canonical, 1), dynamic_batch=True)
         every = [layer.path for layer in self.supernet.quantizable_layers()]
-        return quantize_layers(graph, calibration_feeds(self.quantization_inputs(canonical)), list(int8_layers), every)
+        return quantized_graph(graph, self.quantization_inputs(canonical), list(int8_layers), every)
 
     def quantized(self, arch: Mapping[str, Any], int8_layers: Sequence[str], split: Split | None = None
                   ) -> tuple[float, bytes]:

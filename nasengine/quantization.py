@@ -104,6 +104,13 @@ def quantize_layers(onnx_bytes: bytes, feeds: Iterable[dict[str, np.ndarray]],
         return dst.read_bytes()
 
 
+def quantized_graph(graph: bytes, inputs: np.ndarray, layers: Sequence[str] | None = None,
+                    all_layers: Sequence[str] | None = None) -> bytes:
+    """The one way the engine builds an INT8 graph: `graph` (symbolic batch) with `layers` (None: all) quantized,
+    calibrated on model `inputs`. INT8 devices, search policies and exports all call this."""
+    return quantize_layers(graph, calibration_feeds(inputs), layers, all_layers)
+
+
 def with_batch(onnx_bytes: bytes, batch_size: int) -> bytes:
     """The graph with its symbolic batch dimension fixed to `batch_size` (a device times one batch size, and a
     static shape lets onnxruntime plan as it does for graphs written at that size)."""

@@ -80,14 +80,19 @@ class Workload:
     def int8_onnx(self) -> bytes:
         """The whole subnet in QDQ INT8 (every layer), symbolic batch, calibrated on `calibration_inputs`."""
         from nasengine.onnx_writer import to_onnx
-        from nasengine.quantization import calibration_feeds, quantize_layers
+        from nasengine.quantization import quantized_graph
 
         if self.carries_policy:
             return self.onnx()
         if self._int8 is None:
             graph = self._dynamic_onnx or to_onnx(self.model(), self.example_input(1), dynamic_batch=True)
-            self._int8 = quantize_layers(graph, calibration_feeds(self.calibration_inputs()[0]), None)
+            self._int8 = quantized_graph(graph, self.calibration_inputs()[0])
         return self._int8
+
+    @property
+    def symbolic_batch(self) -> bool:
+        """Whether `onnx()` returns a graph with a symbolic batch dimension (a given, dynamic graph)."""
+        return self._dynamic_onnx is not None
 
 
 @dataclass(frozen=True)

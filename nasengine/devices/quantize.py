@@ -20,4 +20,5 @@ def deployed_graph(workload: Workload, precision: str, batch_size: int) -> bytes
     quantized by its policy), or for an INT8 device every layer quantized as `nasengine.quantization` does it."""
     if precision == "int8" and not workload.carries_policy:
         return with_batch(workload.int8_onnx(), batch_size)
-    return with_batch(workload.onnx(batch_size), batch_size)
+    graph = workload.onnx(batch_size)
+    return with_batch(graph, batch_size) if workload.symbolic_batch else graph  # written at this batch size already
