@@ -16,16 +16,20 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 
 @torch.no_grad()
-def recalibrate_bn(net: nn.Module, batches: Iterable[torch.Tensor]) -> int:
+def recalibrate_bn(net: nn.Module, batches: Iterable[tuple[torch.Tensor, ...]]) -> int:
     """Reset every BN layer's running statistics and re-estimate them as an exact average over `batches`.
 
     Only BN layers run in train mode (dropout stays off); the net is left in eval mode. The statistics of
     *every* BN layer are reset, and only those the active subnet reaches are re-estimated, so in a
     weight-sharing net this overwrites the statistics all subnets share: call it for the subnet about to be
     used, inside `preserved_state(net)` unless the net is meant to keep the new statistics.
-    Returns the number of samples seen.
+    Each batch is the tuple of the net's positional inputs. A net without BN layers (transformers) is left as
+    it is and no batch is run. Returns the number of samples seen.
     """
     bns = [m for m in net.modules() if isinstance(m, _BatchNorm)]
+    if not bns:
+        net.eval()
+        return 0
     momenta = [bn.momentum for bn in bns]
     net.eval()
     for bn in bns:
@@ -34,9 +38,10 @@ def recalibrate_bn(net: nn.Module, batches: Iterable[torch.Tensor]) -> int:
         bn.train()
     seen = 0
     try:
-        for x in batches:
-            net(x)
-            seen += int(x.shape[0])
+        for args in batches:
+            args = args if isinstance(args, tuple) else (args,)
+            net(*args)
+            seen += int(args[0].shape[0])
     finally:
         for bn, momentum in zip(bns, momenta):
             bn.momentum = momentum

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,8 @@ class OpSpec:
             return self.out_channels * self.in_channels + (self.out_channels if self.bias else 0)
         if self.kind == "batchnorm2d":
             return 2 * self.out_channels
+        if self.kind == "embedding":  # a table of in_channels rows of out_channels
+            return self.in_channels * self.out_channels
         return 0
 
     @property
@@ -79,6 +81,23 @@ class LayerSpec:
     @property
     def macs(self) -> int:
         return sum(op.macs for op in self.ops)
+
+
+def shape_hw(shape: Sequence[int]) -> tuple[int, int]:
+    """Spatial size of an image batch (B, C, H, W); (1, 1) for sequences and features."""
+    return (int(shape[-2]), int(shape[-1])) if len(shape) == 4 else (1, 1)
+
+
+def shape_channels(shape: Sequence[int]) -> int:
+    """Channels of an image batch (B, C, H, W), of a sequence batch (B, T, C) or of features (B, C)."""
+    if len(shape) == 3:
+        return int(shape[-1])
+    return int(shape[1]) if len(shape) >= 2 else 1
+
+
+def shape_tokens(shape: Sequence[int]) -> tuple[tuple[str, Any], ...]:
+    """`(("tokens", T),)` for a sequence batch (B, T, C); nothing for images and features."""
+    return (("tokens", int(shape[1])),) if len(shape) == 3 else ()
 
 
 def conv_out_hw(hw: tuple[int, int], kernel: int, stride: int) -> tuple[int, int]:

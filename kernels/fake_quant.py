@@ -13,6 +13,8 @@ from typing import Collection, Iterable
 import torch
 from torch import nn
 
+from kernels.inputs import Inputs, as_args
+
 from kernels.fold import fold_batchnorm
 from kernels.static import GlobalAvgPool, Residual, SqueezeExcite
 from kernels.trace import split_layers
@@ -190,7 +192,7 @@ def _int8_paths(layers: list[tuple[str, nn.Module]], int8_layers: Collection[str
 
 
 @torch.no_grad()
-def fake_quantize(module: nn.Module, int8_layers: Collection[str], calibration: Iterable[torch.Tensor]) -> nn.Module:
+def fake_quantize(module: nn.Module, int8_layers: Collection[str], calibration: Iterable[Inputs]) -> nn.Module:
     """A new eval-mode copy of `module`, BN folded, simulating onnxruntime's static QDQ INT8 for the split_layers
     paths in `int8_layers` (the rest stays FP32), activation ranges calibrated on `calibration` (model inputs)."""
     out = fold_batchnorm(module)  # a deep copy: `module` is never touched
@@ -208,7 +210,7 @@ def fake_quantize(module: nn.Module, int8_layers: Collection[str], calibration: 
         return out
     seen = 0
     for x in calibration:  # observers only record here: ranges come from the FP32 graph, as in onnxruntime
-        out(x)
+        out(*as_args(x))
         seen += 1
     if seen == 0:
         raise ValueError("fake_quantize needs at least one calibration batch")

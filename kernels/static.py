@@ -7,11 +7,13 @@ rebuilds it (weights then come from safetensors). Unknown module types are refus
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 from torch import nn
 
+from kernels.describe import OpSpec, shape_channels, shape_hw, shape_tokens
 from search_spaces.registry import Registry
 
 
@@ -53,32 +55,99 @@ def _conv_spec(m: nn.Conv2d) -> dict[str, Any]:
             "stride": m.stride[0], "padding": m.padding[0], "groups": m.groups, "bias": m.bias is not None}
 
 
-_SPEC_OF: dict[type, tuple[str, Callable[[Any], dict[str, Any]]]] = {
-    nn.Conv2d: ("Conv2d", _conv_spec),
-    nn.BatchNorm2d: ("BatchNorm2d", lambda m: {"num_features": m.num_features, "eps": m.eps}),
-    nn.Linear: ("Linear", lambda m: {"in_features": m.in_features, "out_features": m.out_features,
-                                     "bias": m.bias is not None}),
-    nn.ReLU: ("ReLU", lambda m: {}),
-    nn.Hardswish: ("Hardswish", lambda m: {}),
-    nn.Hardsigmoid: ("Hardsigmoid", lambda m: {}),
-    nn.SiLU: ("SiLU", lambda m: {}),
-    nn.GELU: ("GELU", lambda m: {"approximate": m.approximate}),
-    nn.Identity: ("Identity", lambda m: {}),
-    nn.Dropout: ("Dropout", lambda m: {"p": m.p}),
-    nn.LayerNorm: ("LayerNorm", lambda m: {"normalized_shape": list(m.normalized_shape), "eps": m.eps}),
-    GlobalAvgPool: ("GlobalAvgPool", lambda m: {}),
-    SqueezeExcite: ("SqueezeExcite", lambda m: {"channels": m.reduce.in_channels, "mid": m.reduce.out_channels}),
-}
+Describe = Callable[[nn.Module, torch.Size, torch.Size], Optional[OpSpec]]
+
+
+@dataclass
+class StaticOp:
+    """One module type of the static vocabulary and everything the engine does with it: its JSON spec (`spec_of`,
+    rebuilt by calling `cls(**args)`), its short name in layer signatures (`short`), how a leaf of this type is
+    described as an op for costs and latency tables (`describe(module, input_shape, output_shape)`; by default an
+    element-wise op of kind `short`), and, when the ONNX writer converts it directly, its converter (`onnx`;
+    types without one are exported by torch.onnx). Adding an op is one `register_static` call."""
+
+    name: str
+    cls: type[nn.Module]
+    spec_of: Callable[[Any], dict[str, Any]]
+    short: str
+    describe: Describe | None = None
+    onnx: Callable[..., str] | None = None
+
+    def describe_leaf(self, module: nn.Module, x: torch.Size, y: torch.Size) -> OpSpec | None:
+        if self.describe is not None:
+            return self.describe(module, x, y)
+        if any(True for _ in module.parameters(recurse=False)):
+            raise TypeError(f"cannot describe {type(module).__name__}: a leaf module with parameters of unknown "
+                            f"cost (register it with describe=...)")
+        return OpSpec(self.short, shape_channels(x), shape_channels(y), shape_hw(x), shape_hw(y),
+                      extra=shape_tokens(x))
+
 
 _BUILDERS: Registry[Callable[..., nn.Module]] = Registry("static module type")
-for _cls, (_name, _) in _SPEC_OF.items():
-    _BUILDERS.add(_name, _cls)
+_OPS: dict[type, StaticOp] = {}
 
 
-def register_static(name: str, cls: type[nn.Module], spec_of: Callable[[Any], dict[str, Any]]) -> None:
-    """Add a module type to the vocabulary (for supernet families with ops of their own); names are unique."""
+def register_static(name: str, cls: type[nn.Module], spec_of: Callable[[Any], dict[str, Any]], *,
+                    short: str | None = None, describe: Describe | None = None,
+                    onnx: Callable[..., str] | None = None) -> StaticOp:
+    """Add a module type to the vocabulary (for supernet families with ops of their own); names are unique.
+    A leaf type that holds parameters needs `describe`, so its cost is known."""
     _BUILDERS.add(name, cls)
-    _SPEC_OF[cls] = (name, spec_of)
+    short = short or name.lower()
+    op = StaticOp(name, cls, spec_of, short, describe, onnx)
+    _OPS[cls] = op
+    return op
+
+
+def static_op(cls: type) -> StaticOp | None:
+    """The vocabulary entry of a module type, or None when it is not in the vocabulary."""
+    return _OPS.get(cls)
+
+
+def set_onnx_converter(cls: type[nn.Module], converter: Callable[..., str]) -> None:
+    """Attach the ONNX writer's direct converter to a vocabulary type (the writer registers its own)."""
+    _OPS[cls].onnx = converter
+
+
+def _silent(m: nn.Module, x: torch.Size, y: torch.Size) -> None:
+    return None  # no-ops at inference: recorded as nothing
+
+
+def _describe_conv(m: nn.Conv2d, x: torch.Size, y: torch.Size) -> OpSpec:
+    return OpSpec("conv2d", m.in_channels, m.out_channels, shape_hw(x), shape_hw(y), int(m.kernel_size[0]),
+                  int(m.stride[0]), m.groups, m.bias is not None)
+
+
+for _cls, _name, _spec, _extra in (
+        (nn.Conv2d, "Conv2d", _conv_spec, {"short": "conv", "describe": _describe_conv}),
+        (nn.BatchNorm2d, "BatchNorm2d", lambda m: {"num_features": m.num_features, "eps": m.eps},
+         {"short": "bn", "describe": lambda m, x, y: OpSpec("batchnorm2d", m.num_features, m.num_features,
+                                                          shape_hw(x), shape_hw(y))}),
+        (nn.Linear, "Linear", lambda m: {"in_features": m.in_features, "out_features": m.out_features,
+                                         "bias": m.bias is not None},
+         {"describe": lambda m, x, y: OpSpec("linear", m.in_features, m.out_features, bias=m.bias is not None,
+                                             extra=shape_tokens(x))}),
+        (nn.Embedding, "Embedding", lambda m: {"num_embeddings": m.num_embeddings, "embedding_dim": m.embedding_dim},
+         {"short": "emb", "describe": lambda m, x, y: OpSpec("embedding", m.num_embeddings, m.embedding_dim,
+                                                           extra=(("tokens", int(x.numel())),))}),
+        (nn.ReLU, "ReLU", lambda m: {}, {}),
+        (nn.Hardswish, "Hardswish", lambda m: {}, {"short": "hswish"}),
+        (nn.Hardsigmoid, "Hardsigmoid", lambda m: {}, {}),
+        (nn.SiLU, "SiLU", lambda m: {}, {}),
+        (nn.GELU, "GELU", lambda m: {"approximate": m.approximate}, {}),
+        (nn.Tanh, "Tanh", lambda m: {}, {}),
+        (nn.Identity, "Identity", lambda m: {}, {"short": "", "describe": _silent}),
+        (nn.Dropout, "Dropout", lambda m: {"p": m.p}, {"short": "", "describe": _silent}),
+        (nn.LayerNorm, "LayerNorm", lambda m: {"normalized_shape": list(m.normalized_shape), "eps": m.eps},
+         {"short": "ln", "describe": lambda m, x, y: OpSpec("layernorm", shape_channels(x), shape_channels(y),
+                                                          shape_hw(x), shape_hw(y), extra=shape_tokens(x))}),
+        (GlobalAvgPool, "GlobalAvgPool", lambda m: {},
+         {"short": "pool", "describe": lambda m, x, y: OpSpec("global_pool", shape_channels(x), shape_channels(x),
+                                                            shape_hw(x), (1, 1))}),
+        (SqueezeExcite, "SqueezeExcite", lambda m: {"channels": m.reduce.in_channels, "mid": m.reduce.out_channels},
+         {"short": "se"}),
+):
+    register_static(_name, _cls, _spec, **_extra)
 
 
 def to_spec(module: nn.Module) -> dict[str, Any]:
@@ -87,11 +156,10 @@ def to_spec(module: nn.Module) -> dict[str, Any]:
         return {"type": "Sequential", "children": [[name, to_spec(child)] for name, child in module.named_children()]}
     if isinstance(module, Residual):
         return {"type": "Residual", "body": to_spec(module.body)}
-    entry = _SPEC_OF.get(type(module))
+    entry = _OPS.get(type(module))
     if entry is None:
         raise TypeError(f"{type(module).__name__} is not a static export module")
-    name, spec_of = entry
-    return {"type": name, "args": spec_of(module)}
+    return {"type": entry.name, "args": entry.spec_of(module)}
 
 
 def from_spec(spec: Mapping[str, Any]) -> nn.Module:

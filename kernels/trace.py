@@ -11,43 +11,21 @@ from typing import Any, Callable, NamedTuple
 import torch
 from torch import nn
 
-from kernels.describe import LayerSpec, OpSpec
+from kernels.describe import LayerSpec, OpSpec, shape_channels, shape_hw, shape_tokens
+from kernels.inputs import Inputs, as_args
 from kernels.transformer import SelfAttention
-from kernels.static import GlobalAvgPool, Residual, SqueezeExcite
-
-ACTIVATION_KINDS: dict[type[nn.Module], str] = {
-    nn.ReLU: "relu", nn.Hardswish: "hswish", nn.Hardsigmoid: "hardsigmoid", nn.SiLU: "silu", nn.GELU: "gelu",
-}
-_SILENT: tuple[type[nn.Module], ...] = (nn.Identity, nn.Dropout)  # no-ops at inference: recorded as nothing
-_SHORT: dict[type[nn.Module], str] = {
-    nn.Conv2d: "conv", nn.BatchNorm2d: "bn", nn.Linear: "linear", GlobalAvgPool: "pool", SqueezeExcite: "se",
-    nn.LayerNorm: "ln", SelfAttention: "attn", **ACTIVATION_KINDS,
-}
+from kernels.static import Residual, SqueezeExcite, static_op
 
 
 class TracedLayer(NamedTuple):
-    """One traced layer: module path, input shape without batch, its ops, and the child module itself."""
+    """One traced layer: module path, input shape without batch, its ops, the child module itself and the dtype
+    of its input (int64 for a layer that looks up token ids)."""
 
     name: str
     input_shape: tuple[int, ...]
     spec: LayerSpec
     module: nn.Module
-
-
-def _hw(shape: torch.Size) -> tuple[int, int]:
-    return (int(shape[-2]), int(shape[-1])) if len(shape) == 4 else (1, 1)
-
-
-def _channels(shape: torch.Size) -> int:
-    """Channels of an image batch (B, C, H, W), of a sequence batch (B, T, C) or of features (B, C)."""
-    if len(shape) == 3:
-        return int(shape[-1])
-    return int(shape[1]) if len(shape) >= 2 else 1
-
-
-def _tokens(shape: torch.Size) -> tuple[tuple[str, Any], ...]:
-    """`(("tokens", T),)` for a sequence batch (B, T, C); nothing for images and features."""
-    return (("tokens", int(shape[1])),) if len(shape) == 3 else ()
+    input_dtype: str = "float32"
 
 
 def _first_tensor(values: Any) -> torch.Tensor:
@@ -57,23 +35,15 @@ def _first_tensor(values: Any) -> torch.Tensor:
 
 
 def leaf_op(module: nn.Module, x: torch.Size, y: torch.Size) -> OpSpec | None:
-    """The OpSpec of one leaf module run on input shape `x` giving `y`; None for inference no-ops."""
-    if isinstance(module, _SILENT):
-        return None
-    if isinstance(module, nn.Conv2d):
-        return OpSpec("conv2d", module.in_channels, module.out_channels, _hw(x), _hw(y), int(module.kernel_size[0]),
-                      int(module.stride[0]), module.groups, module.bias is not None)
-    if isinstance(module, nn.Linear):
-        return OpSpec("linear", module.in_features, module.out_features, bias=module.bias is not None,
-                      extra=_tokens(x))
-    if isinstance(module, nn.BatchNorm2d):
-        return OpSpec("batchnorm2d", module.num_features, module.num_features, _hw(x), _hw(y))
-    if isinstance(module, GlobalAvgPool):
-        return OpSpec("global_pool", _channels(x), _channels(x), _hw(x), (1, 1))
-    if any(True for _ in module.parameters()) and type(module) not in _SHORT:
+    """The OpSpec of one leaf module run on input shape `x` giving `y` (see kernels.static.StaticOp); None for
+    inference no-ops. A leaf outside the vocabulary counts as an element-wise op unless it holds parameters."""
+    op = static_op(type(module))
+    if op is not None:
+        return op.describe_leaf(module, x, y)
+    if any(True for _ in module.parameters()):
         raise TypeError(f"cannot describe {type(module).__name__}: a leaf module with parameters of unknown cost")
-    kind = ACTIVATION_KINDS.get(type(module), type(module).__name__.lower())
-    return OpSpec(kind, _channels(x), _channels(y), _hw(x), _hw(y), extra=_tokens(x))
+    return OpSpec(type(module).__name__.lower(), shape_channels(x), shape_channels(y), shape_hw(x), shape_hw(y),
+                  extra=shape_tokens(x))
 
 
 def layer_kind(module: nn.Module) -> str:
@@ -82,11 +52,10 @@ def layer_kind(module: nn.Module) -> str:
         return f"res({layer_kind(module.body)})"
     if isinstance(module, nn.Sequential):
         return "_".join(k for k in (layer_kind(c) for c in module.children()) if k)
-    if isinstance(module, _SILENT):
-        return ""
     if isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels:
         return "dwconv"
-    return _SHORT.get(type(module), type(module).__name__.lower())
+    op = static_op(type(module))
+    return op.short if op is not None else type(module).__name__.lower()
 
 
 def _is_block_group(module: nn.Module) -> bool:
@@ -97,7 +66,11 @@ def _is_block_group(module: nn.Module) -> bool:
 
 
 def split_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The layers of a static module: its top-level children, a child that groups blocks giving one per block."""
+    """The layers of a static module: its top-level children, a child that groups blocks giving one per block.
+    A module that is not a Sequential (several inputs, such as a text encoder) may list its layers itself
+    with `named_layers()`, as (module path, module) in execution order."""
+    if hasattr(module, "named_layers"):
+        return list(module.named_layers())
     if not isinstance(module, nn.Sequential):
         return [(type(module).__name__.lower(), module)]
     layers: list[tuple[str, nn.Module]] = []
@@ -110,13 +83,14 @@ def split_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 @torch.no_grad()
-def trace_layers(module: nn.Module, example: torch.Tensor) -> list[TracedLayer]:
+def trace_layers(module: nn.Module, example: Inputs) -> list[TracedLayer]:
     """Run `module` on `example` (batch 1 is enough) and describe each layer by the ops its leaf modules ran.
 
     Residual adds an `add` op after its body; SqueezeExcite records its pooling and gating multiply.
     """
     layers = split_layers(module)
     shapes: list[tuple[int, ...]] = [() for _ in layers]
+    dtypes: list[str] = ["float32" for _ in layers]
     ops: list[list[OpSpec]] = [[] for _ in layers]
     current = [-1]
     handles: list[torch.utils.hooks.RemovableHandle] = []
@@ -124,7 +98,9 @@ def trace_layers(module: nn.Module, example: torch.Tensor) -> list[TracedLayer]:
     def enter(index: int) -> Callable[..., None]:
         def hook(_: nn.Module, args: tuple[Any, ...]) -> None:
             current[0] = index
-            shapes[index] = tuple(_first_tensor(args).shape[1:])
+            first = _first_tensor(args)
+            shapes[index] = tuple(first.shape[1:])
+            dtypes[index] = "float32" if first.is_floating_point() else "int64"
         return hook
 
     def record(op: OpSpec | None) -> None:
@@ -136,12 +112,12 @@ def trace_layers(module: nn.Module, example: torch.Tensor) -> list[TracedLayer]:
 
     def se_enter(m: nn.Module, args: tuple[Any, ...]) -> None:
         x = _first_tensor(args).shape
-        record(OpSpec("global_pool", _channels(x), _channels(x), _hw(x), (1, 1)))
+        record(OpSpec("global_pool", shape_channels(x), shape_channels(x), shape_hw(x), (1, 1)))
 
     def attention(m: nn.Module, args: tuple[Any, ...], out: Any) -> None:
         y = _first_tensor(out).shape
-        record(OpSpec("attention", _channels(y), _channels(y),
-                      extra=(*_tokens(y), ("heads", int(m.heads)), ("head_dim", int(m.head_dim)))))
+        record(OpSpec("attention", shape_channels(y), shape_channels(y),
+                      extra=(*shape_tokens(y), ("heads", int(m.heads)), ("head_dim", int(m.head_dim)))))
 
     def free_parameters(count: int) -> Callable[..., None]:
         def hook(_: nn.Module, args: tuple[Any, ...]) -> None:
@@ -151,7 +127,7 @@ def trace_layers(module: nn.Module, example: torch.Tensor) -> list[TracedLayer]:
     def combine(kind: str) -> Callable[..., None]:
         def hook(_: nn.Module, args: tuple[Any, ...], out: Any) -> None:
             y = _first_tensor(out).shape
-            record(OpSpec(kind, _channels(y), _channels(y), _hw(y), _hw(y)))
+            record(OpSpec(kind, shape_channels(y), shape_channels(y), shape_hw(y), shape_hw(y)))
         return hook
 
     try:
@@ -170,9 +146,9 @@ def trace_layers(module: nn.Module, example: torch.Tensor) -> list[TracedLayer]:
             own = sum(p.numel() for p in sub.parameters(recurse=False))
             if own and any(True for _ in sub.children()):
                 handles.append(sub.register_forward_pre_hook(free_parameters(own)))
-        module(example)
+        module(*as_args(example))
     finally:
         for handle in handles:
             handle.remove()
-    return [TracedLayer(name, shapes[i], LayerSpec(name, layer_kind(layer), tuple(ops[i])), layer)
+    return [TracedLayer(name, shapes[i], LayerSpec(name, layer_kind(layer), tuple(ops[i])), layer, dtypes[i])
             for i, (name, layer) in enumerate(layers)]

@@ -18,7 +18,8 @@ from torch import nn
 from kernels.ops import ElasticLinear
 from kernels.static import register_static
 
-ACTIVATIONS = {"gelu": lambda: nn.GELU(approximate="tanh"), "relu": nn.ReLU}
+# "gelu" is the tanh approximation (ViT); "gelu_erf" the exact form BERT checkpoints are trained with
+ACTIVATIONS = {"gelu": lambda: nn.GELU(approximate="tanh"), "gelu_erf": nn.GELU, "relu": nn.ReLU}
 
 
 def _activation(name: str) -> nn.Module:
@@ -146,7 +147,7 @@ class ElasticSelfAttention(nn.Module):
         device = self.out.weight.device
         rows = (torch.arange(heads, device=device)[:, None] * self.max_head_dim
                 + torch.arange(head_dim, device=device)[None, :])
-        self.register_buffer("_rows", rows.reshape(-1), persistent=False)
+        self._rows = rows.reshape(-1)  # an attribute, not a buffer: evaluation snapshots restore it by reference
 
     def _project(self, lin: ElasticLinear, x: torch.Tensor) -> torch.Tensor:
         weight = lin.weight.index_select(0, self._rows)[:, : self.embed_dim]
@@ -210,7 +211,7 @@ class ElasticEncoderLayer(nn.Module):
 
 
 register_static("SelfAttention", SelfAttention, lambda m: {"embed_dim": m.embed_dim, "heads": m.heads,
-                                                           "head_dim": m.head_dim})
+                                                           "head_dim": m.head_dim}, short="attn")
 register_static("EncoderLayer", EncoderLayer, lambda m: {
     "embed_dim": m.attn.embed_dim, "heads": m.attn.heads, "head_dim": m.attn.head_dim,
     "hidden": m.mlp[0].out_features, "norm_first": m.norm_first, "activation": m.activation, "eps": m.ln1.eps})

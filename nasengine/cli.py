@@ -61,13 +61,20 @@ def _check_overrides(supernet: str, overrides: dict[str, Any]) -> None:
 def _data_options(args: argparse.Namespace) -> dict[str, Any] | None:
     """Split rule, augmentation and image size given on the command line (overriding the data set's own)."""
     given = {k: getattr(args, k) for k in ("val_fraction", "test_fraction", "split_seed", "max_train", "augment",
-                                            "image_size") if getattr(args, k, None) is not None}
+                                            "image_size", "dev", "max_length") if getattr(args, k, None) is not None}
+    if "dev" in given:
+        given["dev"] = str(Path(given["dev"]).resolve())
     if "augment" in given:
         given["augment"] = tuple(a.strip() for a in given["augment"].split(",") if a.strip() and a.strip() != "none")
     return given or None
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dev", default=None, metavar="TSV",
+                   help="text data: a TSV scored as the test split (default: a share of --data held out)")
+    p.add_argument("--max-length", type=positive_int, default=None,
+                   help="text data: tokens per sequence, truncated and padded (default 64); the devices time "
+                        "subnets at this length")
     p.add_argument("--val-fraction", type=positive_float, default=None,
                    help="share of the training files held out for validation when the files define no "
                         "validation split (default 0.1)")
@@ -91,7 +98,11 @@ def _cmd_data(args: argparse.Namespace) -> None:
         print(json.dumps(spec, indent=2))
         return
     sizes = spec.get("split", {}).get("sizes") or {s: len(task.split(s)) for s in ("train", "val", "test")}
-    print(f"{task.name}: {spec['num_classes']} classes, inputs {'x'.join(map(str, spec['input_shape']))} (C x H x W)")
+    if "inputs" in spec:  # named inputs, e.g. token ids and an attention mask
+        shape = f"{', '.join(spec['inputs'])} of {'x'.join(map(str, spec['input_shape']))} tokens"
+    else:
+        shape = f"{'x'.join(map(str, spec['input_shape']))} (C x H x W)"
+    print(f"{task.name}: {spec['num_classes']} classes, inputs {shape}")
     print("  splits: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()))
     if spec.get("classes"):
         print("  classes: " + ", ".join(spec["classes"]))
@@ -107,7 +118,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
     _check_overrides(args.supernet, overrides)
     result = train(TrainRequest(args.supernet, Path(args.out), overwrite=args.overwrite, progress=not args.quiet,
                                 overrides=overrides, data=args.data, data_options=_data_options(args),
-                                init_from=Path(args.init_from) if args.init_from else None, **given))
+                                init_from=Path(args.init_from) if args.init_from else None,
+                                checkpoint=Path(args.checkpoint) if args.checkpoint else None, **given))
     if result.get("rank", 0) != 0:  # under torchrun, rank 0 reports for all
         return
     acc = result["final_accuracy"]
@@ -179,7 +191,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(str(exc)) from None
     print(f"{args.subnet}: top-1 accuracy {score['accuracy']:.2%} on the {score['split']} split "
-          f"({score['n']:,} images) with {score['graph']}")
+          f"({score['n']:,} samples) with {score['graph']}")
 
 
 def _cmd_supernets(args: argparse.Namespace) -> None:
@@ -225,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=JSON",
                    help="override a supernet constructor argument, e.g. --set head_width=128 (repeatable; an "
                         "unknown key lists the keys the family takes)")
+    p.add_argument("--checkpoint", default=None, metavar="DIR",
+                   help="pretrained Hugging Face-format directory (config.json, model.safetensors, tokenizer.json or "
+                        "vocab.txt) for families grown from one (bert; default: the installed MiniLM-L6)")
     p.add_argument("--init-from", default=None, metavar="SN",
                    help="start from the weights of a trained supernet with the same parameter shapes (e.g. fine-"
                         "tune it with other strides, resolutions or data) instead of a random initialisation")

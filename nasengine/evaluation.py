@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from kernels.calibration import preserved_state, recalibrate_bn
+from kernels.inputs import Inputs, as_args, pack, rows, take, to_numpy
 from nasengine.tasks.base import Split, Task
 
 if TYPE_CHECKING:  # exported subnets are scored without importing any supernet code
@@ -22,7 +23,7 @@ def accuracy(model: nn.Module, split: Split, prepare: Any = None, batch_size: in
     model.eval()
     correct = 0
     for x, y in split.batches(batch_size):
-        logits = model(prepare(x) if prepare is not None else x)
+        logits = model(*as_args(prepare(x) if prepare is not None else x))
         correct += int((logits.argmax(dim=-1) == y).sum())
     return correct / len(split)
 
@@ -37,11 +38,13 @@ def onnx_accuracy(onnx_bytes: bytes, split: Split, prepare: Any = None, batch_si
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
+    names = [arg.name for arg in session.get_inputs()]
     correct = 0
-    for x, y in split.batches(batch_size):
-        inputs = prepare(x) if prepare is not None else x
-        logits = session.run(None, {name: np.ascontiguousarray(inputs.numpy(), dtype=np.float32)})[0]
+    for x, y in split.batches(batch_size, collate=False):  # graphs have the stored sequence length
+        feed = to_numpy(prepare(x) if prepare is not None else x)
+        if len(names) == 1 and len(feed) == 1:
+            feed = {names[0]: next(iter(feed.values()))}
+        logits = session.run(None, feed)[0]
         correct += int((logits.argmax(axis=-1) == y.numpy()).sum())
     return correct / len(split)
 
@@ -56,10 +59,10 @@ def calibration_indices(n_train: int, samples: int = 512) -> torch.Tensor:
 QUANTIZATION_SAMPLES = 128
 
 
-def quantization_images(task: Task, samples: int = QUANTIZATION_SAMPLES) -> torch.Tensor:
-    """The fixed training images INT8 ranges are calibrated on, as task inputs (resize them for a subnet)."""
+def quantization_images(task: Task, samples: int = QUANTIZATION_SAMPLES) -> Inputs:
+    """The fixed training samples INT8 ranges are calibrated on, as task inputs (resize them for a subnet)."""
     train = task.split("train")
-    return train.inputs[calibration_indices(len(train))[:samples]]
+    return train.take(calibration_indices(len(train))[:samples])
 
 
 class Evaluator:
@@ -76,9 +79,10 @@ class Evaluator:
         self.supernet, self.task = supernet, task
         self.split = task.split(split)
         train = task.split("train")
-        self.calibration = train.inputs[calibration_indices(len(train), calibration_samples)]
+        self.calibration = take(train.inputs, calibration_indices(len(train), calibration_samples))
+        self.collate = train.collate
         self.batch_size = batch_size
-        self.quantization_samples = min(quantization_samples, len(self.calibration))
+        self.quantization_samples = min(quantization_samples, rows(self.calibration))
 
     def calibrate(self, arch: Mapping[str, Any]) -> dict[str, Any]:
         """Activate `arch` and re-estimate its BN statistics; returns the canonical arch.
@@ -87,10 +91,15 @@ class Evaluator:
         subnet reset); use `calibrated(arch)`, `evaluate` or `extract` to have the supernet restored.
         """
         canonical = self.supernet.set_active(arch)
-        batches = (self.supernet.adapt_input(self.calibration[i: i + self.batch_size], canonical)
-                   for i in range(0, len(self.calibration), self.batch_size))
+        batches = (as_args(self.supernet.adapt_input(self._calibration_batch(slice(i, i + self.batch_size)),
+                                                     canonical))
+                   for i in range(0, rows(self.calibration), self.batch_size))
         recalibrate_bn(self.supernet, batches)
         return canonical
+
+    def _calibration_batch(self, index: slice) -> Inputs:
+        x = take(self.calibration, index)
+        return self.collate(x) if self.collate is not None else x
 
     @contextmanager
     def calibrated(self, arch: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
@@ -110,12 +119,12 @@ class Evaluator:
         with self.calibrated(arch):
             return self.supernet.extract(arch)
 
-    def quantization_inputs(self, arch: Mapping[str, Any]) -> np.ndarray:
-        """The fixed training images INT8 ranges are calibrated on (the first of the BN calibration subset),
-        prepared for `arch`."""
+    def quantization_inputs(self, arch: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """The fixed training samples INT8 ranges are calibrated on (the first of the BN calibration subset),
+        prepared for `arch`, as an onnxruntime feed."""
         canonical = self.supernet.space.validate(arch)
-        batch = self.calibration[: self.quantization_samples]
-        return self.supernet.adapt_input(batch, canonical).numpy()
+        batch = take(self.calibration, slice(0, self.quantization_samples))
+        return to_numpy(self.supernet.adapt_input(batch, canonical))
 
     def deployed_graph(self, arch: Mapping[str, Any], int8_layers: Sequence[str], module: nn.Module | None = None
                        ) -> bytes:
@@ -126,7 +135,7 @@ class Evaluator:
 
         canonical = self.supernet.space.validate(arch)
         module = module if module is not None else self.extract(canonical)
-        graph = to_onnx(module, self.supernet.example_input(canonical, 1), dynamic_batch=True)
+        graph = to_onnx(module, self.supernet.example_inputs(canonical, 1), dynamic_batch=True)
         every = [layer.path for layer in self.supernet.quantizable_layers()]
         return quantized_graph(graph, self.quantization_inputs(canonical), list(int8_layers), every)
 
@@ -146,7 +155,8 @@ class Evaluator:
         from kernels.fake_quant import fake_quantize
 
         canonical = self.supernet.space.validate(arch)
-        inputs = torch.from_numpy(self.quantization_inputs(canonical))
+        inputs = {k: torch.from_numpy(v) for k, v in self.quantization_inputs(canonical).items()}
         model = fake_quantize(self.extract(canonical), list(int8_layers),
-                              [inputs[i: i + self.batch_size] for i in range(0, len(inputs), self.batch_size)])
+                              [take(pack(inputs), slice(i, i + self.batch_size))
+                               for i in range(0, rows(pack(inputs)), self.batch_size)])
         return accuracy(model, split or self.split, lambda x: self.supernet.adapt_input(x, canonical), self.batch_size)

@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import save_file
 
 import supernets
-from kernels.inputs import apply_input_transform
+from kernels.inputs import apply_input_transform, take
 from kernels.static import to_spec
 from nasengine.devices import Workload, get_device
 from nasengine.errors import UserError
@@ -197,9 +197,9 @@ def export(request: ExportRequest) -> dict[str, Any]:
     test = task.split("test")
     prepare = (lambda x: apply_input_transform(x, transform))
     fp32_accuracy = accuracy(module, test, prepare)
-    example = torch.zeros((1, *net.input_shape(arch)))
-    files = {"model.onnx": to_onnx(module, example, dynamic_batch=True)}
-    probe = net.adapt_input(test.inputs[:8], arch)  # real inputs: the ONNX graph must compute what torch does
+    files = {"model.onnx": to_onnx(module, net.example_inputs(arch, 1), dynamic_batch=True)}
+    # real inputs at their stored shape: the ONNX graph must compute what torch does
+    probe = net.adapt_input(take(test.inputs, slice(0, 8)), arch)
     error = onnx_error(module, files["model.onnx"], probe)
     if not error <= ONNX_TOLERANCE:
         raise UserError(f"the ONNX graph of this subnet differs from the torch module by {error:.2e} (more than "
@@ -212,10 +212,11 @@ def export(request: ExportRequest) -> dict[str, Any]:
         search_accuracy = evaluator.quantized(arch, int8)[0] if int8 else evaluator.evaluate(arch)
     device = get_device(device_name, supernet_dir=identity["supernet_dir"])
     input_shape = list(net.input_shape(arch))
+    inputs = [spec.to_dict() for spec in net.input_specs(arch)]
 
     def workload(graph: bytes, quantized: bool) -> Workload:
         """The shipped file as devices time it: `measure` on the export later times the very same bytes."""
-        return Workload(arch, net.space.key(arch), lambda: module, tuple(input_shape),
+        return Workload(arch, net.space.key(arch), lambda: module, net.input_specs(arch),
                         describe=lambda: net.describe(arch), calibration=lambda: evaluator.quantization_inputs(arch),
                         dynamic_onnx=graph, policy=policy if quantized else None)
 
@@ -224,6 +225,7 @@ def export(request: ExportRequest) -> dict[str, Any]:
     cost = net.cost(arch)
     searched = row.get(latency_column(device_name), float("nan"))
     subnet_config = {"format": FORMAT, "version": 1, "module": to_spec(module), "input_shape": input_shape,
+                     "inputs": inputs,
                      "input_transform": transform, "task": config["task"], "arch": arch,
                      "requires_modules": required_modules(module), "plugins": config.get("plugins", [])}
     manifest = {
@@ -236,7 +238,8 @@ def export(request: ExportRequest) -> dict[str, Any]:
         "device": device_name, "device_config": device.describe(),
         "latency_budget_ms": request.latency_budget_ms, "params": cost.params, "macs": cost.macs,
         "onnx_max_abs_error": error,
-        "input_shape": input_shape, "input_transform": transform, "preprocessing": task.preprocessing,
+        "input_shape": input_shape, "inputs": inputs, "input_transform": transform,
+        "preprocessing": task.preprocessing,
         "supernet": {"name": config["supernet"], "dir": identity["supernet_dir"],
                      "weights_sha1": identity["supernet_weights_sha1"]},
         "run": str(Path(request.run_dir).resolve()), "options": options,
@@ -250,7 +253,8 @@ def export(request: ExportRequest) -> dict[str, Any]:
                             if int8_graph is not None
                             else measurement.median_ms}
     files = {"config.json": json.dumps(subnet_config, indent=2).encode(),
-             "manifest.json": json.dumps(manifest, indent=2).encode(), **files}
+             "manifest.json": json.dumps(manifest, indent=2).encode(), **files,
+             **{name: path.read_bytes() for name, path in task.assets().items()}}
     _write_atomically(out, request.overwrite, files, module.state_dict())
     _mark_exported(Path(request.run_dir), device_name, row)
     return {**manifest, "resumed": False}

@@ -21,7 +21,7 @@ from nasengine.searching.objectives import METRICS, Constraint, Objective, Row, 
 
 KNOWN_METRICS = ("accuracy", "error", "params", "macs", "size_mb")
 ACCURACY_COLUMNS = ("accuracy", "error")
-DEVICE_DETAILS = ("latency_iqr_ms", "latency_repeats", "latency_source")
+DEVICE_DETAILS = ("latency_iqr_ms", "latency_repeats", "latency_source", "latency_inputs")
 # Per-device names that must never appear bare: a bare `latency_ms` would not say which device it was measured on.
 _BARE_PER_DEVICE = frozenset({"latency_ms", *DEVICE_DETAILS})
 

@@ -328,7 +328,7 @@ def profile(supernet: Any, device: Device, archs: Sequence[Arch],
         layers = {signature_key(layer.spec): layer for layer in supernet.layer_modules(arch)}
         for key in keys:
             layer = layers[key]
-            m = device.measure(Workload({}, key, lambda module=layer.module: module, layer.input_shape))
+            m = device.measure(Workload({}, key, lambda module=layer.module: module, layer.inputs))
             table.entries[key] = max(m.median_ms - overhead, 0.0)
             table.spreads[key] = m.spread
             done += 1

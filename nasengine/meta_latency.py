@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from kernels.describe import LayerSpec
+from kernels.inputs import to_numpy
 from nasengine.devices import Workload, get_device
 from nasengine.devices.base import Device
 from nasengine.devices.table import table_key
@@ -80,10 +81,8 @@ def _measure_pool(net: Any, device: Device, archs: Sequence[Arch], cache: Latenc
     for i, arch in enumerate(archs):
         key = table_key(arch)
         if key not in known:
-            workload = Workload(arch, net.space.key(arch), lambda a=arch: net.extract(a), net.input_shape(arch),
-                                describe=lambda a=arch: net.describe(a),
-                                calibration=None if images is None else (lambda a=arch: net.adapt_input(images, a)
-                                                                        .numpy()))
+            workload = Workload.of_supernet(net, arch, None if images is None else
+                                            (lambda a=arch: to_numpy(net.adapt_input(images, a))))
             try:
                 known[key] = device.measure(workload).median_ms
             except UserError:

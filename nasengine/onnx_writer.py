@@ -18,10 +18,11 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from kernels.fold import foldable, folded_conv_params
-from kernels.static import GlobalAvgPool, Residual, SqueezeExcite
+from kernels.inputs import SINGLE_INPUT, Inputs, as_args, named, to_numpy
+from kernels.static import GlobalAvgPool, Residual, SqueezeExcite, set_onnx_converter, static_op
 
 OPSET = 17
-INPUT_NAME, OUTPUT_NAME = "input", "logits"
+INPUT_NAME, OUTPUT_NAME = SINGLE_INPUT, "logits"
 
 
 class _Graph:
@@ -102,7 +103,7 @@ def _pool(g: _Graph, m: nn.Module, x: str, path: str) -> str:
     return g.node("Flatten", [g.node("GlobalAveragePool", [x], f"{path}/pool")], path, axis=1)
 
 
-CONVERTERS: dict[type, Converter] = {
+_CONVERTERS: dict[type, Converter] = {
     nn.Conv2d: _conv,
     nn.BatchNorm2d: _bn,
     nn.Linear: _linear,
@@ -115,6 +116,8 @@ CONVERTERS: dict[type, Converter] = {
     GlobalAvgPool: _pool,
     SqueezeExcite: _se,
 }
+for _cls, _converter in _CONVERTERS.items():  # one registry of static ops: the writer's part of each entry
+    set_onnx_converter(_cls, _converter)
 
 
 def _child(path: str, name: str) -> str:
@@ -137,7 +140,8 @@ def _convert(g: _Graph, m: nn.Module, x: str, path: str = "") -> str:
         return x
     if isinstance(m, Residual):
         return g.node("Add", [_convert(g, m.body, x, _child(path, "body")), x], f"{path}/add" if path else "add")
-    converter = CONVERTERS.get(type(m))
+    op = static_op(type(m))
+    converter = op.onnx if op is not None else None
     if converter is None:
         raise NotImplementedError(type(m).__name__)
     return converter(g, m, x, path or type(m).__name__.lower())
@@ -152,11 +156,14 @@ def supports(model: nn.Module) -> bool:
     return True
 
 
-def to_onnx(model: nn.Module, example_input: torch.Tensor, dynamic_batch: bool = False,
+def to_onnx(model: nn.Module, example_input: Inputs, dynamic_batch: bool = False,
             fold_batchnorm: bool = True) -> bytes:
-    """Serialized ONNX model (opset 17) computing `model` in eval mode on inputs shaped like `example_input`.
+    """Serialized ONNX model (opset 17) computing `model` in eval mode on inputs shaped like `example_input`
+    (one float tensor, or named inputs of any dtype: those always go through torch.onnx, named as given).
     `fold_batchnorm=False` keeps BatchNormalization nodes (only to measure what folding changes)."""
     model = model.eval()
+    if not isinstance(example_input, torch.Tensor):
+        return _torch_export(model, example_input, dynamic_batch)
     shape: list[int | str] = list(example_input.shape)
     if dynamic_batch:
         shape[0] = "batch"
@@ -180,13 +187,14 @@ def to_onnx(model: nn.Module, example_input: torch.Tensor, dynamic_batch: bool =
     return proto.SerializeToString()
 
 
-def _torch_export(model: nn.Module, example_input: torch.Tensor, dynamic_batch: bool) -> bytes:
+def _torch_export(model: nn.Module, example_input: Inputs, dynamic_batch: bool) -> bytes:
     buffer = io.BytesIO()
-    axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    names = list(named(example_input))
+    axes = {name: {0: "batch"} for name in [*names, OUTPUT_NAME]} if dynamic_batch else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example_input,), buffer, dynamo=False, opset_version=OPSET,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes)
+        torch.onnx.export(model, as_args(example_input), buffer, dynamo=False, opset_version=OPSET,
+                          input_names=names, output_names=[OUTPUT_NAME], dynamic_axes=axes)
     return _module_path_names(buffer.getvalue())
 
 
@@ -208,7 +216,7 @@ def _module_path_names(onnx_bytes: bytes) -> bytes:
     return model.SerializeToString()
 
 
-def onnx_error(model: nn.Module, onnx_bytes: bytes, example_input: torch.Tensor) -> float:
+def onnx_error(model: nn.Module, onnx_bytes: bytes, example_input: Inputs) -> float:
     """Largest absolute difference between `model` (eval mode) and its ONNX graph run by onnxruntime on
     `example_input`: every export is checked against its torch module with this."""
     import onnxruntime as ort
@@ -216,7 +224,10 @@ def onnx_error(model: nn.Module, onnx_bytes: bytes, example_input: torch.Tensor)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
-    got = session.run(None, {session.get_inputs()[0].name: example_input.detach().cpu().numpy()})[0]
+    feed = to_numpy(example_input)
+    if isinstance(example_input, torch.Tensor):
+        feed = {session.get_inputs()[0].name: feed[INPUT_NAME]}
+    got = session.run(None, feed)[0]
     with torch.no_grad():
-        expected = model.eval()(example_input).detach().cpu().numpy()
+        expected = model.eval()(*as_args(example_input)).detach().cpu().numpy()
     return float(np.abs(got - expected).max())

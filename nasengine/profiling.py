@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kernels.inputs import to_numpy
 from nasengine.devices import Workload, get_device
 from nasengine.devices.lut_device import table_path
 from nasengine.errors import UserError
@@ -45,8 +46,7 @@ def profile_device(device_name: str, supernet_dir: Path, out: Path | None = None
     measured, layer_lists = [], []
     with Progress(len(check_archs), f"end-to-end check on {device_name}", "subnet", progress) as bar:
         for arch in check_archs:
-            workload = Workload(arch, net.space.key(arch), lambda a=arch: net.extract(a), net.input_shape(arch),
-                                calibration=lambda a=arch: net.adapt_input(images, a).numpy())
+            workload = Workload.of_supernet(net, arch, lambda a=arch: to_numpy(net.adapt_input(images, a)))
             measured.append(device.measure(workload).median_ms)
             layer_lists.append(net.describe(arch))
             bar.update(1)

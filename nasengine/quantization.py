@@ -12,7 +12,7 @@ import logging
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -56,11 +56,14 @@ def _quiet_quantizer() -> Iterator[None]:
         root.removeFilter(advice)
 
 
-def calibration_feeds(inputs: np.ndarray, batch_size: int = CALIBRATION_BATCH,
+def calibration_feeds(inputs: np.ndarray | Mapping[str, np.ndarray], batch_size: int = CALIBRATION_BATCH,
                       input_name: str = INPUT_NAME) -> list[dict[str, np.ndarray]]:
-    """Model inputs (already resized for the subnet) cut into calibration batches for a dynamic-batch graph."""
-    inputs = np.ascontiguousarray(np.asarray(inputs, dtype=np.float32))
-    return [{input_name: inputs[i: i + batch_size]} for i in range(0, len(inputs), batch_size)]
+    """Model inputs (already resized for the subnet; one float array, or a feed of named arrays) cut into
+    calibration batches for a dynamic-batch graph."""
+    if not isinstance(inputs, Mapping):
+        inputs = {input_name: np.ascontiguousarray(np.asarray(inputs, dtype=np.float32))}
+    n = len(next(iter(inputs.values())))
+    return [{k: v[i: i + batch_size] for k, v in inputs.items()} for i in range(0, n, batch_size)]
 
 
 def nodes_of_layers(model: onnx.ModelProto, layers: Sequence[str], all_layers: Sequence[str] | None = None
@@ -104,7 +107,7 @@ def quantize_layers(onnx_bytes: bytes, feeds: Iterable[dict[str, np.ndarray]],
         return dst.read_bytes()
 
 
-def quantized_graph(graph: bytes, inputs: np.ndarray, layers: Sequence[str] | None = None,
+def quantized_graph(graph: bytes, inputs: np.ndarray | Mapping[str, np.ndarray], layers: Sequence[str] | None = None,
                     all_layers: Sequence[str] | None = None) -> bytes:
     """The one way the engine builds an INT8 graph: `graph` (symbolic batch) with `layers` (None: all) quantized,
     calibrated on model `inputs`. INT8 devices, search policies and exports all call this."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from kernels.inputs import apply_input_transform
+from kernels.inputs import apply_input_transform, specs_from_config, to_numpy
 from kernels.static import from_spec
 from kernels.weights import first_line, load_weights
 from nasengine.evaluation import accuracy, onnx_accuracy, quantization_images
@@ -149,8 +149,8 @@ def subnet_workload(path: str | Path, graph: str | None = None) -> "Workload":
     def calibration() -> Any:
         reload_recorded(config.get("plugins", []))
         images = quantization_images(task_from_spec(config["task"]))
-        return apply_input_transform(images, config["input_transform"]).numpy()
+        return to_numpy(apply_input_transform(images, config["input_transform"]))
 
     return Workload(config["arch"], json.dumps(config["arch"], separators=(",", ":")), lambda: load_subnet(path),
-                    tuple(config["input_shape"]), dynamic_onnx=read_onnx(path / name), calibration=calibration,
+                    specs_from_config(config), dynamic_onnx=read_onnx(path / name), calibration=calibration,
                     policy=policy)

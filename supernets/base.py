@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from kernels.describe import LayerSpec
-from kernels.inputs import apply_input_transform
+from kernels.inputs import InputSpec, Inputs, apply_input_transform, example_inputs, image_input
 from kernels.trace import split_layers, trace_layers
 from search_spaces.choices import Condition
 from search_spaces.quantization import QuantizableLayer
@@ -24,6 +24,12 @@ class Layer:
     spec: LayerSpec
     input_shape: tuple[int, ...]
     module: nn.Module | None = None
+    input_dtype: str = "float32"  # int64 for a layer that looks up token ids
+
+    @property
+    def inputs(self) -> list[InputSpec]:
+        """The layer's one input as a device workload declares it."""
+        return [InputSpec("input", self.input_dtype, self.input_shape)]
 
 
 @dataclass(frozen=True)
@@ -68,20 +74,28 @@ class Supernet(nn.Module, ABC):
     # --- inputs ------------------------------------------------------------------------------------
     @abstractmethod
     def input_shape(self, arch: Mapping[str, Any]) -> tuple[int, ...]:
-        """Shape of one input sample (no batch dimension) that the subnet expects."""
+        """Shape of one sample of the subnet's first input (no batch dimension)."""
+
+    def input_specs(self, arch: Mapping[str, Any]) -> list[InputSpec]:
+        """The subnet's inputs by name, dtype and shape, in the order `forward` takes them; one float image
+        unless a family declares others (token ids and an attention mask for text)."""
+        return image_input(self.input_shape(arch))
 
     def input_transform(self, arch: Mapping[str, Any]) -> dict[str, Any]:
         """How task inputs become this arch's inputs, as data (e.g. `{"resize": [r, r]}`); exported with the subnet."""
         return {}
 
-    def adapt_input(self, x: torch.Tensor, arch: Mapping[str, Any]) -> torch.Tensor:
+    def adapt_input(self, x: Inputs, arch: Mapping[str, Any]) -> Inputs:
         """Apply `input_transform(arch)` to a batch of task inputs."""
         return apply_input_transform(x, self.input_transform(arch))
 
-    def example_input(self, arch: Mapping[str, Any], batch: int = 1) -> torch.Tensor:
-        """A deterministic random input batch of the right shape for `arch`."""
-        gen = torch.Generator().manual_seed(0)
-        return torch.randn((batch, *self.input_shape(self.space.validate(arch))), generator=gen)
+    def example_inputs(self, arch: Mapping[str, Any], batch: int = 1) -> Inputs:
+        """Deterministic inputs of the declared names, dtypes and shapes for `arch` (see kernels.inputs)."""
+        return example_inputs(self.input_specs(self.space.validate(arch)), batch)
+
+    def example_input(self, arch: Mapping[str, Any], batch: int = 1) -> Inputs:
+        """Alias of `example_inputs` (one tensor for single-input families)."""
+        return self.example_inputs(arch, batch)
 
     # --- static subnets and costs ------------------------------------------------------------------
     @abstractmethod
@@ -106,8 +120,8 @@ class Supernet(nn.Module, ABC):
         Derived by tracing `_export_active()` on a batch-1 example (see kernels.trace); families may override it.
         """
         module = self._export_active().eval()
-        traced = trace_layers(module, self.example_input(self._active, 1))
-        return [Layer(t.spec, t.input_shape, t.module if export else None) for t in traced]
+        traced = trace_layers(module, self.example_inputs(self._active, 1))
+        return [Layer(t.spec, t.input_shape, t.module if export else None, t.input_dtype) for t in traced]
 
     def describe(self, arch: Mapping[str, Any]) -> list[LayerSpec]:
         """The subnet's layers and their ops as data, for costs and per-op latency tables."""
@@ -116,7 +130,7 @@ class Supernet(nn.Module, ABC):
     @torch.no_grad()
     def layer_modules(self, arch: Mapping[str, Any]) -> list[Layer]:
         """Each layer of `arch` as a standalone static module with its input shape (per-layer profiling)."""
-        return [Layer(layer.spec, layer.input_shape, layer.module.eval())  # type: ignore[union-attr]
+        return [Layer(layer.spec, layer.input_shape, layer.module.eval(), layer.input_dtype)  # type: ignore[union-attr]
                 for layer in self._with_active(arch, export=True)]
 
     def _with_active(self, arch: Mapping[str, Any], export: bool) -> list[Layer]:
@@ -164,7 +178,8 @@ def _weight_layers(net: Supernet, arch: Mapping[str, Any]) -> list[str]:
     """Module paths of the layers of `arch`'s export that hold a conv or linear weight."""
     net.set_active(arch)
     module = net._export_active()
-    if not isinstance(module, nn.Sequential):  # one layer: the whole module, whose nodes all lie under path ""
+    if not isinstance(module, nn.Sequential) and not hasattr(module, "named_layers"):
+        # one layer: the whole module, whose nodes all lie under path ""
         return [""] if any(isinstance(m, (nn.Conv2d, nn.Linear)) for m in module.modules()) else []
     return [path for path, layer in split_layers(module)
             if any(isinstance(m, (nn.Conv2d, nn.Linear)) for m in layer.modules())]

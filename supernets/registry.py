@@ -24,6 +24,8 @@ class Entry:
     builder: Builder
     task: str | None
     summary: str
+    # a family grown from a pretrained checkpoint: where its default checkpoint is (None when not installed)
+    pretrained: Callable[[], Any] | None = None
 
     @property
     def module(self) -> str:
@@ -34,10 +36,12 @@ class Entry:
 _REGISTRY: Registry[Entry] = Registry("supernet")
 
 
-def register(name: str, task: str | None = None, summary: str = "") -> Callable[[Builder], Builder]:
+def register(name: str, task: str | None = None, summary: str = "",
+             pretrained: Callable[[], Any] | None = None) -> Callable[[Builder], Builder]:
     """Decorator: make `builder(**kwargs) -> Supernet` available as `create(name)`.
 
-    `task` optionally names the data set used when `nasengine train NAME` is given no `--data`.
+    `task` optionally names the data set used when `nasengine train NAME` is given no `--data`. A family grown
+    from a pretrained checkpoint takes `checkpoint=DIR` and names with `pretrained()` its default directory.
     """
 
     def wrap(builder: Builder) -> Builder:
@@ -45,7 +49,7 @@ def register(name: str, task: str | None = None, summary: str = "") -> Callable[
         if first is not None:
             raise RegistryError(f"supernet {name!r} is registered twice (first by {first.module})")
         doc = (builder.__doc__ or "").strip().splitlines()
-        _REGISTRY.add(name, Entry(name, builder, task, summary or (doc[0] if doc else "")))
+        _REGISTRY.add(name, Entry(name, builder, task, summary or (doc[0] if doc else ""), pretrained))
         return builder
 
     return wrap

@@ -16,7 +16,7 @@ from torch import nn
 
 from kernels.transformer import ClassToken, ElasticEncoderLayer, ElasticLayerNorm, PatchEmbedding
 from kernels.ops import ElasticLinear
-from search_spaces.choices import Choice, Condition
+from search_spaces.builtin.transformer import encoder_space
 from search_spaces.space import Arch, Space
 from supernets.base import Supernet
 from supernets.registry import register
@@ -25,12 +25,8 @@ from supernets.registry import register
 def vit_space(depths: Sequence[int], dims: Sequence[int], heads: Sequence[int], mlp_ratios: Sequence[float],
               name: str = "vit") -> Space:
     """depth; embed_dim (shared by all layers, as the residual stream); per layer heads and MLP ratio."""
-    genes = [Choice("depth", sorted(depths), tag="depth"), Choice("embed_dim", sorted(dims), tag="width")]
-    for i in range(max(depths)):
-        cond = None if i < min(depths) else Condition("depth", ">", i)
-        genes += [Choice(f"l{i}.heads", sorted(heads), tag="heads", active_if=cond),
-                  Choice(f"l{i}.mlp_ratio", sorted(mlp_ratios), tag="mlp", active_if=cond)]
-    return Space(genes, name=name)
+    return encoder_space(depths, ("embed_dim", dims), [("heads", heads, "heads"), ("mlp_ratio", mlp_ratios, "mlp")],
+                         name)
 
 
 class ElasticViT(Supernet):

@@ -5,13 +5,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from kernels.describe import LayerSpec
+from kernels.inputs import SINGLE_INPUT, InputSpec, Inputs, example_inputs, image_input, to_numpy
 from nasengine.devices.timing import Measurement, TimingSettings
 from nasengine.errors import UserError
 
@@ -23,21 +24,35 @@ class Workload:
     arch key); each form is built at most once per workload. `dynamic_onnx` is a graph with a symbolic batch
     dimension that serves every batch size; when it already carries a quantization policy (`policy` with an INT8
     layer) it is the deployed graph and nothing re-quantizes it. `calibration()` gives the model inputs (training
-    images, resized for the subnet) that INT8 devices calibrate on.
+    images resized for the subnet, or a feed of named arrays) that INT8 devices calibrate on.
+
+    `inputs` declares the model's inputs (`InputSpec`s: name, dtype, shape, so a sequence length is part of the
+    workload), or is the shape of its one float input.
     """
 
     def __init__(self, arch: Mapping[str, Any], key: str, build: Callable[[], nn.Module],
-                 input_shape: tuple[int, ...], batch_size: int = 1, dynamic_onnx: bytes | None = None,
-                 describe: Callable[[], list[LayerSpec]] | None = None,
-                 calibration: Callable[[], np.ndarray] | None = None, policy: Mapping[str, str] | None = None):
+                 inputs: Sequence[InputSpec] | tuple[int, ...], batch_size: int = 1,
+                 dynamic_onnx: bytes | None = None, describe: Callable[[], list[LayerSpec]] | None = None,
+                 calibration: Callable[[], np.ndarray | Mapping[str, np.ndarray]] | None = None,
+                 policy: Mapping[str, str] | None = None):
         self.arch, self.key, self._build, self._describe = dict(arch), key, build, describe
-        self.input_shape, self.batch_size = tuple(input_shape), batch_size
+        specs = list(inputs)
+        self.inputs = specs if specs and isinstance(specs[0], InputSpec) else image_input(specs)  # type: ignore
+        self.batch_size = batch_size
         self._model: nn.Module | None = None
         self._onnx: dict[int, bytes] = {}
         self._dynamic_onnx = dynamic_onnx  # an ONNX file with a symbolic batch dimension serves every batch size
         self._calibration = calibration
         self.policy = dict(policy) if policy else None
         self._int8: bytes | None = None
+
+    @classmethod
+    def of_supernet(cls, net: Any, arch: Mapping[str, Any], calibration: Callable[[], Any] | None = None,
+                    **kwargs: Any) -> "Workload":
+        """Subnet `arch` of supernet `net` (extracted lazily, with its declared inputs and op descriptions):
+        the one way every command turns an arch into something a device times."""
+        return cls(arch, net.space.key(arch), lambda: net.extract(arch), net.input_specs(arch),
+                   describe=lambda: net.describe(arch), calibration=calibration, **kwargs)
 
     @property
     def carries_policy(self) -> bool:
@@ -55,9 +70,13 @@ class Workload:
             self._model = self._build().eval()
         return self._model
 
-    def example_input(self, batch_size: int | None = None) -> torch.Tensor:
-        gen = torch.Generator().manual_seed(0)
-        return torch.randn((batch_size or self.batch_size, *self.input_shape), generator=gen)
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of the first input (no batch dimension)."""
+        return self.inputs[0].shape
+
+    def example_input(self, batch_size: int | None = None) -> Inputs:
+        return example_inputs(self.inputs, batch_size or self.batch_size)
 
     def onnx(self, batch_size: int | None = None) -> bytes:
         from nasengine.onnx_writer import to_onnx
@@ -69,13 +88,18 @@ class Workload:
             self._onnx[batch] = to_onnx(self.model(), self.example_input(batch))
         return self._onnx[batch]
 
-    def calibration_inputs(self) -> tuple[np.ndarray, str]:
+    def calibration_inputs(self) -> tuple[np.ndarray | dict[str, np.ndarray], str]:
         """(model inputs to calibrate INT8 ranges on, where they come from). Workloads built without data (single
-        layers being profiled) calibrate on standard-normal inputs, and say so."""
+        layers being profiled) calibrate on example inputs (standard-normal floats), and say so."""
         if self._calibration is not None:
-            return np.asarray(self._calibration(), dtype=np.float32), "training images"
-        gen = np.random.default_rng(0)
-        return gen.standard_normal((32, *self.input_shape)).astype(np.float32), "standard-normal inputs"
+            given = self._calibration()
+            if isinstance(given, Mapping) and list(given) != [SINGLE_INPUT]:
+                return dict(given), "training samples"
+            if isinstance(given, Mapping):
+                given = given[SINGLE_INPUT]
+            return np.asarray(given, dtype=np.float32), "training images"
+        feed = to_numpy(example_inputs(self.inputs, 32))
+        return (feed[SINGLE_INPUT] if list(feed) == [SINGLE_INPUT] else feed), "standard-normal inputs"
 
     def int8_onnx(self) -> bytes:
         """The whole subnet in QDQ INT8 (every layer), symbolic batch, calibrated on `calibration_inputs`."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import onnxruntime as ort
 
@@ -55,13 +57,32 @@ class OrtCpuDevice(Device):
         return self.measure_onnx(deployed_graph(workload, self.precision, self.batch_size))
 
     def measure_onnx(self, onnx_bytes: bytes) -> Measurement:
-        """Time any single-input float ONNX model (symbolic dims become this device's batch size)."""
+        """Time any ONNX model on inputs of its declared names, types and shapes (symbolic dims become this
+        device's batch size); the measurement records them (`inputs`, e.g. the sequence length of a text model)."""
         session = self.session(onnx_bytes)
-        gen = np.random.default_rng(0)
-        feed = {}
-        for arg in session.get_inputs():
-            if arg.type != "tensor(float)":
-                raise ValueError(f"input {arg.name!r} has type {arg.type}; only float inputs are supported")
-            shape = [d if isinstance(d, int) else self.batch_size for d in arg.shape]
-            feed[arg.name] = gen.standard_normal(shape).astype(np.float32)
-        return time_repeated(lambda: session.run(None, feed), self.timing)
+        feed = synthetic_feed(session.get_inputs(), self.batch_size)
+        measurement = time_repeated(lambda: session.run(None, feed), self.timing)
+        return replace(measurement, inputs=describe_feed(feed))
+
+
+_FEED_TYPES = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(int32)": np.int32}
+
+
+def synthetic_feed(args: list, batch_size: int) -> dict[str, np.ndarray]:
+    """Inputs for a session's declared inputs: standard-normal floats; integers all ones (a valid token id and an
+    all-attending mask, so a text model runs its full sequence length)."""
+    gen = np.random.default_rng(0)
+    feed = {}
+    for arg in args:
+        if arg.type not in _FEED_TYPES:
+            raise ValueError(f"input {arg.name!r} has type {arg.type}; supported: {', '.join(_FEED_TYPES)}")
+        shape = [d if isinstance(d, int) else batch_size for d in arg.shape]
+        dtype = _FEED_TYPES[arg.type]
+        feed[arg.name] = (gen.standard_normal(shape).astype(dtype) if dtype == np.float32
+                          else np.ones(shape, dtype=dtype))
+    return feed
+
+
+def describe_feed(feed: dict[str, np.ndarray]) -> str:
+    """`name:dtype[shape]` of each input, as recorded with a measurement."""
+    return ",".join(f"{k}:{v.dtype}[{','.join(map(str, v.shape))}]" for k, v in feed.items())

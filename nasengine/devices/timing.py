@@ -39,6 +39,7 @@ class Measurement:
     repeats: int
     outliers: int
     source: str = "measured"
+    inputs: str = ""  # what was fed, `name:dtype[shape]` per input (batch and sequence length included)
 
     @property
     def spread(self) -> float:

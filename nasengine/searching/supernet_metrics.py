@@ -104,10 +104,8 @@ class SupernetMetrics:
 
     def workload(self, arch: Arch, graph: bytes | None = None, policy: Mapping[str, str] | None = None) -> Workload:
         """The subnet as devices time it; with `graph`, the deployed (quantized) ONNX graph of `policy`."""
-        return Workload(arch, self.supernet.space.key(arch), lambda: self.supernet.extract(arch),
-                        self.supernet.input_shape(arch), describe=lambda: self.supernet.describe(arch),
-                        calibration=lambda: self.evaluator.quantization_inputs(arch), dynamic_onnx=graph,
-                        policy=policy)
+        return Workload.of_supernet(self.supernet, arch, lambda: self.evaluator.quantization_inputs(arch),
+                                    dynamic_onnx=graph, policy=policy)
 
     def _accuracy(self, arch: Arch, int8: list[str]) -> tuple[float, bytes | None]:
         if not int8:
@@ -143,6 +141,7 @@ class SupernetMetrics:
             details[f"latency_iqr_ms:{device.name}"] = measurement.iqr_ms
             details[f"latency_repeats:{device.name}"] = measurement.repeats
             details[f"latency_source:{device.name}"] = measurement.source
+            details[f"latency_inputs:{device.name}"] = measurement.inputs  # batch and sequence length as timed
         for entry in self.extra:
             metrics[entry.metric.name] = float(entry.compute(canonical, self.supernet))
         return metrics, details

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
 
+from kernels.inputs import Inputs, take
 from search_spaces.registry import Registry
 
 SPLITS = ("train", "val", "test")
@@ -15,19 +17,29 @@ SPLITS = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class Split:
-    """Preprocessed inputs and labels of one split, plus what identifies it (recorded in manifests)."""
+    """Preprocessed inputs (one tensor, or named tensors such as token ids and a mask) and labels of one split,
+    plus what identifies it (recorded in manifests). `collate` finishes each batch (text drops the padding no
+    sample of the batch needs)."""
 
     name: str
-    inputs: torch.Tensor
+    inputs: Inputs
     labels: torch.Tensor
     identity: dict[str, Any]
+    collate: Callable[[Inputs], Inputs] | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def take(self, index: Any) -> Inputs:
+        """The inputs of the samples `index` (a slice or index tensor), collated as a batch."""
+        x = take(self.inputs, index)
+        return self.collate(x) if self.collate is not None else x
+
+    def batches(self, batch_size: int, collate: bool = True) -> Iterator[tuple[Inputs, torch.Tensor]]:
+        """Batches in order; `collate=False` keeps the stored shapes (graphs written for a fixed sequence length)."""
         for start in range(0, len(self), batch_size):
-            yield self.inputs[start: start + batch_size], self.labels[start: start + batch_size]
+            index = slice(start, start + batch_size)
+            yield (self.take(index) if collate else take(self.inputs, index)), self.labels[index]
 
 
 class Task(ABC):
@@ -59,6 +71,10 @@ class Task(ABC):
     @abstractmethod
     def preprocessing(self) -> dict[str, Any]:
         """How raw samples become model inputs (recorded in exported manifests)."""
+
+    def assets(self) -> dict[str, Path]:
+        """Files an exported subnet ships beside its weights so it runs on raw samples (a tokenizer), by name."""
+        return {}
 
 
 class EpochBatches:
@@ -116,7 +132,7 @@ class EpochIterator:
     def __iter__(self) -> "EpochIterator":
         return self
 
-    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def __next__(self) -> tuple[Inputs, torch.Tensor]:
         data = self.data
         if self.step >= data.steps_per_epoch:
             raise StopIteration
@@ -126,9 +142,9 @@ class EpochIterator:
         mine = slice(data.rank * data.batch_size, (data.rank + 1) * data.batch_size)
         if data.augment is None:
             idx = idx[mine]
-            return data.split.inputs[idx], data.split.labels[idx]
+            return data.split.take(idx), data.split.labels[idx]
         # the whole global batch is augmented so that every rank draws what one process would
-        x = data.augment(data.split.inputs[idx], self.generator)
+        x = data.augment(data.split.take(idx), self.generator)
         return x[mine] if data.world_size > 1 else x, data.split.labels[idx[mine]]
 
 

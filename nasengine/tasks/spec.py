@@ -46,6 +46,35 @@ register_data_kind(DataKind("idx", lambda p: p.is_dir() and bool(find_idx_files(
 register_data_kind(DataKind("image_folder", _is_image_folder, lambda p, o: read_image_folder(p, o.image_size)))
 
 
+@dataclass(frozen=True)
+class TaskKind:
+    """A data layout that builds its own kind of task (not images): `open(path, options)` for `--data PATH`,
+    `from_spec(spec)` to rebuild it from config.json (text TSV files, for instance)."""
+
+    name: str
+    detect: Callable[[Path], bool]
+    open: Callable[[Path, Mapping[str, Any] | None], Task]
+    from_spec: Callable[[Mapping[str, Any]], Task]
+
+
+TASK_KINDS: Registry[TaskKind] = Registry("task kind")
+
+
+def register_task_kind(kind: TaskKind) -> TaskKind:
+    """Add a task kind (plugins); tried before the image readers."""
+    return TASK_KINDS.add(kind.name, kind)
+
+
+def _register_text() -> None:
+    from nasengine.tasks.text import KIND, open_text, text_from_spec
+
+    register_task_kind(TaskKind(KIND, lambda p: p.is_file() and p.suffix.lower() == ".tsv", open_text,
+                                text_from_spec))
+
+
+_register_text()
+
+
 def file_hashes(root: Path, files: list[Path]) -> dict[str, str]:
     """SHA-256 of each file, keyed by its path relative to `root` (the file name when `root` is the file)."""
     out = {}
@@ -97,12 +126,15 @@ def open_data(text: str, overrides: Mapping[str, Any] | None = None) -> Task:
                         f"(known: {', '.join(available_tasks())})")
     if path.is_dir() and not any(p for p in path.iterdir() if not p.name.startswith(".")):
         raise UserError(f"--data {text}: the folder is empty")
+    for task_kind in TASK_KINDS.values():
+        if task_kind.detect(path):
+            return task_kind.open(path, overrides)
     for kind in DATA_KINDS.values():
         if kind.detect(path):
             return read_path(kind, path, path.stem if path.is_file() else path.resolve().name,
                              _options(ArrayTaskOptions(), overrides))
-    raise UserError(f"--data {text}: not an .npz file, a folder of IDX files or a folder with one sub-folder of "
-                    f"images per class")
+    raise UserError(f"--data {text}: not an .npz file, a folder of IDX files, a folder with one sub-folder of "
+                    f"images per class or a .tsv text file")
 
 
 def options_from_spec(spec: Mapping[str, Any]) -> ArrayTaskOptions:
@@ -128,6 +160,9 @@ def task_from_spec(spec: str | Mapping[str, Any]) -> Task:
             raise UserError(f"data set {spec.get('name')!r} now builds other splits or preprocessing than it "
                             f"did at training time (options not reproducible from its name); retrain")
         return task
+    task_kind = TASK_KINDS.find(str(kind_name))
+    if task_kind is not None:
+        return task_kind.from_spec(spec)
     kind = DATA_KINDS.find(str(kind_name))
     if kind is None:
         raise UserError(f"unknown data kind {kind_name!r} in the task spec; load the plugin that defines it")

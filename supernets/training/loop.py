@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from kernels.inputs import Inputs, as_args, to_device
 from supernets.base import Supernet
 from supernets.training import distributed
 from supernets.training.checkpoint import newest_checkpoint, read_checkpoint, save_checkpoint
@@ -105,7 +106,7 @@ def step_archs(space: Space, rng: np.random.Generator, n_random: int,
     return list(unique.values())
 
 
-def train_step(net: Supernet, x: torch.Tensor, y: torch.Tensor, phase: Phase, rng: np.random.Generator,
+def train_step(net: Supernet, x: Inputs, y: torch.Tensor, phase: Phase, rng: np.random.Generator,
                n_random: int, label_smoothing: float, kd_weight: float = 1.0) -> float:
     """Sandwich step on the phase's space: the largest subnet learns the labels, the others the labels plus
     `kd_weight` times its soft targets (in-place distillation; Once-for-All's loss, which learns much faster
@@ -117,13 +118,13 @@ def train_step(net: Supernet, x: torch.Tensor, y: torch.Tensor, phase: Phase, rn
                         else step_archs(phase.space, rng, n_random, members=phase.members))
     net.set_active(largest)
     x = net.adapt_input(x, largest)
-    logits = net(x)
+    logits = net(*as_args(x))
     loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
     loss.backward()
     teacher = F.softmax(logits.detach(), dim=-1)
     for arch in others:
         net.set_active(arch)
-        out = net(x)
+        out = net(*as_args(x))
         (F.cross_entropy(out, y, label_smoothing=label_smoothing)
          + kd_weight * soft_cross_entropy(out, teacher)).backward()
     return float(loss.detach())
@@ -208,7 +209,8 @@ def train_supernet(net: Supernet, recipe: Recipe, data: EpochData, settings: Tra
                                    {"params": no_decay, "weight_decay": 0.0}], lr=settings.lr)
     steps_per_epoch = data.steps_per_epoch
     total_steps = settings.epochs * steps_per_epoch
-    warmup_steps = settings.warmup_epochs * steps_per_epoch
+    # one epoch of warm-up, but at most half the run (a one-epoch fine-tuning then also decays)
+    warmup_steps = min(settings.warmup_epochs * steps_per_epoch, total_steps // 2)
     device = next(net.parameters()).device
     log: list[dict[str, Any]] = []
     start_epoch, start_step, resumed = 0, 0, None
@@ -256,7 +258,7 @@ def train_supernet(net: Supernet, recipe: Recipe, data: EpochData, settings: Tra
             for group in optimizer.param_groups:
                 group["lr"] = settings.lr * _lr_factor(global_step, total_steps, warmup_steps)
             optimizer.zero_grad(set_to_none=True)
-            loss = train_step(net, x.to(device), y.to(device), phase, rng, settings.n_random,
+            loss = train_step(net, to_device(x, device), y.to(device), phase, rng, settings.n_random,
                               settings.label_smoothing, settings.kd_weight)
             # a mid-epoch checkpoint after this step? (the last step's state is the epoch-end checkpoint)
             due = interval.tick() and checkpoint_root is not None and step + 1 < steps_per_epoch

@@ -115,13 +115,13 @@ def test_bad_models_settings_and_paths_are_clear_errors(agent, model_bytes: byte
     url = agent[0].url
     status, body = post(url + "/measure", b"not an onnx model")
     assert status == 400 and "onnxruntime rejected the model" in body["error"]
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "ints",
-                              [helper.make_tensor_value_info("x", TensorProto.INT64, [1, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.INT64, [1, 4])])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "doubles",
+                              [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.DOUBLE, [1, 4])])
     ints = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     ints.ir_version = 8
     status, body = post(url + "/measure", ints.SerializeToString())
-    assert status == 400 and "only float inputs" in body["error"]
+    assert status == 400 and "has type tensor(double); supported" in body["error"]
     assert post(url + "/measure?threads=0", model_bytes)[0] == 400
     status, body = post(url + "/measure", model_bytes, headers={"X-Nasengine-Settings": '{"speed": 11}'})
     assert status == 400 and "unknown setting 'speed'" in body["error"]

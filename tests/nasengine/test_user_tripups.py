@@ -217,7 +217,7 @@ def test_evaluate_names_the_split_it_scored(exported: Path, capsys) -> None:
     manifest = json.loads((exported / "manifest.json").read_text())
     code, out, err = run_cli(capsys, "evaluate", exported)
     assert code == 0, err
-    assert f"on the test split ({manifest['accuracy_split']['n']:,} images)" in out
+    assert f"on the test split ({manifest['accuracy_split']['n']:,} samples)" in out
     assert f"{manifest['accuracy']:.2%}" in out
     code, out, _ = run_cli(capsys, "evaluate", exported, "--split", "val")
     assert code == 0 and "on the val split (" in out

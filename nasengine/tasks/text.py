@@ -1,0 +1,234 @@
+"""Text classification from TSV files: a header with a `label` column and one text column.
+
+Sentences are tokenised once with the checkpoint's tokenizer (`tokenizer.json`, or a WordPiece `vocab.txt`;
+the `tokenizers` package) into token ids and an attention mask of `max_length` positions. The training file
+gives the train split and a stratified, seeded validation split; a `dev` file, when given, is the test split
+(held out from training too otherwise). Batches drop the padding no sample needs (`kernels.inputs.trim_padding`).
+The spec records every file's SHA-256, so search and export rebuild the same splits or refuse.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from kernels.inputs import trim_padding
+from nasengine.errors import UserError
+from nasengine.tasks.base import EpochBatches, Split, Task
+
+KIND = "text_tsv"
+TEXT_OPTIONS = ("dev", "tokenizer", "max_length", "val_fraction", "test_fraction", "split_seed", "max_train")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_tsv(path: Path) -> tuple[list[str], list[str]]:
+    """(labels, texts) of a TSV with a header naming `label` and one text column; UserError naming the problem."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+            header = next(reader, None)
+            if header is None:
+                raise UserError(f"{path} is empty")
+            if "label" not in header or len(header) < 2:
+                raise UserError(f"{path}: the header must name a `label` column and a text column, got {header}")
+            label_at = header.index("label")
+            text_at = next(i for i, name in enumerate(header) if i != label_at)
+            labels, texts = [], []
+            for line, row in enumerate(reader, start=2):
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise UserError(f"{path}:{line}: {len(row)} columns, the header has {len(header)}")
+                labels.append(row[label_at].strip())
+                texts.append(row[text_at])
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text") from None
+    if not texts:
+        raise UserError(f"{path} holds no rows")
+    return labels, texts
+
+
+def load_tokenizer(path: Path) -> Any:
+    """A `tokenizers.Tokenizer` from a checkpoint directory (tokenizer.json, else vocab.txt) or a file."""
+    from tokenizers import Tokenizer
+    from tokenizers.implementations import BertWordPieceTokenizer
+
+    path = Path(path)
+    file = path / "tokenizer.json" if path.is_dir() else path
+    if file.name == "tokenizer.json" and file.is_file():
+        return Tokenizer.from_file(str(file))
+    vocab = path / "vocab.txt" if path.is_dir() else path
+    if vocab.is_file():
+        return BertWordPieceTokenizer(str(vocab), lowercase=True)
+    raise UserError(f"no tokenizer.json or vocab.txt in {path}")
+
+
+def tokenizer_file(path: Path) -> Path:
+    path = Path(path)
+    if path.is_file():
+        return path
+    return path / "tokenizer.json" if (path / "tokenizer.json").is_file() else path / "vocab.txt"
+
+
+def tokenize(tokenizer: Any, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
+    """Token ids and attention masks, truncated and padded to `max_length` positions."""
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_length)
+    encodings = tokenizer.encode_batch(texts)
+    ids = np.zeros((len(texts), max_length), dtype=np.int64)
+    mask = np.zeros((len(texts), max_length), dtype=np.int64)
+    for row, enc in enumerate(encodings):
+        n = len(enc.ids)
+        ids[row, :n] = enc.ids
+        mask[row, :n] = 1
+    return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+
+
+def _stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held-out) indices, `fraction` of every class held out, both in file order."""
+    rng = np.random.default_rng(seed)
+    held = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        k = int(round(len(members) * fraction))
+        held.extend(rng.choice(members, size=k, replace=False).tolist() if k else [])
+    held_arr = np.sort(np.asarray(held, dtype=np.int64))
+    kept = np.setdiff1d(np.arange(len(labels)), held_arr)
+    return kept, held_arr
+
+
+class TextTask(Task):
+    """Sentence classification from TSV files (see the module docstring)."""
+
+    in_channels = 0
+
+    def __init__(self, train: Path, tokenizer: Path, dev: Path | None = None, max_length: int = 64,
+                 val_fraction: float = 0.02, test_fraction: float = 0.1, split_seed: int = 0,
+                 max_train: int | None = None, name: str | None = None):
+        self.train_path, self.dev_path = Path(train).resolve(), None if dev is None else Path(dev).resolve()
+        self.tokenizer_path = tokenizer_file(Path(tokenizer)).resolve()
+        if not 0 < max_length <= 4096:
+            raise UserError(f"--max-length must lie in 1..4096, got {max_length}")
+        if not 0 < val_fraction < 0.5:
+            raise UserError(f"--val-fraction must lie in (0, 0.5), got {val_fraction}")
+        for path in (self.train_path, self.dev_path, self.tokenizer_path):
+            if path is not None and not path.is_file():
+                raise UserError(f"{path}: no such file")
+        self.max_length, self.val_fraction, self.test_fraction = int(max_length), float(val_fraction), float(test_fraction)
+        self.split_seed, self.max_train = int(split_seed), max_train
+        self.name = name or self.train_path.stem
+        self._files = {"train": str(self.train_path), "tokenizer": str(self.tokenizer_path)}
+        if self.dev_path is not None:
+            self._files["dev"] = str(self.dev_path)
+        self._sha256 = {k: _sha256(Path(v)) for k, v in self._files.items()}  # of the bytes read below
+        labels, texts = read_tsv(self.train_path)
+        dev = read_tsv(self.dev_path) if self.dev_path is not None else None
+        self.classes = sorted(set(labels) | set(dev[0] if dev else []), key=lambda v: (len(v), v))
+        index = {c: i for i, c in enumerate(self.classes)}
+        self.num_classes = len(self.classes)
+        if self.num_classes < 2:
+            raise UserError(f"{self.train_path}: needs at least two labels, found {self.classes}")
+        y = np.asarray([index[v] for v in labels], dtype=np.int64)
+        kept, val = _stratified_holdout(y, self.val_fraction, self.split_seed)
+        if dev is None:
+            test_share = self.test_fraction / (1 - self.val_fraction)
+            sub, test = _stratified_holdout(y[kept], test_share, self.split_seed + 1)
+            kept, test = kept[sub], kept[test]
+        if max_train is not None and max_train < len(kept):
+            sub, _ = _stratified_holdout(y[kept], 1 - max_train / len(kept), self.split_seed + 2)
+            kept = kept[sub]
+        self._tokenizer = load_tokenizer(self.tokenizer_path)
+        encoded = tokenize(self._tokenizer, texts, self.max_length)
+        parts = {"train": kept, "val": val}
+        if dev is None:
+            parts["test"] = test
+        digest = hashlib.sha1(b"".join(np.asarray(parts[k], dtype=np.int64).tobytes() for k in sorted(parts)))
+        self._indices_sha1 = digest.hexdigest()
+        self._splits: dict[str, Split] = {}
+        for split, idx in parts.items():
+            t = torch.from_numpy(idx)
+            self._splits[split] = self._make(split, {k: v[t] for k, v in encoded.items()}, torch.from_numpy(y[idx]))
+        if dev is not None:
+            dev_y = torch.tensor([index[v] for v in dev[0]], dtype=torch.int64)
+            self._splits["test"] = self._make("test", tokenize(self._tokenizer, dev[1], self.max_length), dev_y)
+
+    def _make(self, split: str, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> Split:
+        return Split(split, inputs, labels, {"task": self.name, "split": split, "n": int(labels.shape[0]),
+                                             "indices_sha1": self._indices_sha1}, collate=trim_padding)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return {"kind": KIND, "name": self.name, "path": str(self.train_path), "files": dict(self._files),
+                "sha256": dict(self._sha256), "max_length": self.max_length,
+                "split": {"val_fraction": self.val_fraction, "test_fraction": self.test_fraction,
+                          "seed": self.split_seed, "max_train": self.max_train, "indices_sha1": self._indices_sha1},
+                "classes": self.classes, "num_classes": self.num_classes, "input_shape": [self.max_length],
+                "inputs": ["input_ids", "attention_mask"]}
+
+    def split(self, name: str) -> Split:
+        if name not in self._splits:
+            raise ValueError(f"unknown split {name!r}; known: {', '.join(self._splits)}")
+        return self._splits[name]
+
+    def train_data(self, batch_size: int, seed: int, augment: bool = True) -> EpochBatches:
+        return EpochBatches(self.split("train"), batch_size, seed)
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        return {"tokenizer": str(self.tokenizer_path), "max_length": self.max_length, "padding": "max_length",
+                "truncation": True, "classes": self.classes}
+
+    def assets(self) -> dict[str, Path]:
+        return {self.tokenizer_path.name: self.tokenizer_path}
+
+
+def open_text(path: Path, options: Mapping[str, Any] | None) -> TextTask:
+    """`--data TRAIN.tsv` with text options (dev file, tokenizer, max length, split rule)."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(TEXT_OPTIONS) - {"augment", "image_size"})
+    if unknown:
+        raise UserError(f"text data takes no option {unknown[0]!r}")
+    tokenizer = options.get("tokenizer")
+    if tokenizer is None:  # the default checkpoint's, when installed
+        from supernets.bert_import import default_checkpoint
+
+        tokenizer = default_checkpoint()
+    if tokenizer is None:
+        raise UserError(f"--data {path}: text data needs a tokenizer (train bert takes it from --checkpoint)")
+    return TextTask(path, Path(tokenizer), None if options.get("dev") is None else Path(options["dev"]),
+                    int(options.get("max_length", 64)), float(options.get("val_fraction", 0.02)),
+                    float(options.get("test_fraction", 0.1)), int(options.get("split_seed", 0)),
+                    options.get("max_train"))
+
+
+def text_from_spec(spec: Mapping[str, Any]) -> TextTask:
+    """Rebuild a text task from its spec; UserError when a file is missing or changed since."""
+    try:
+        files, rule = dict(spec["files"]), dict(spec["split"])
+        for key, path in files.items():
+            if not Path(path).is_file():
+                raise UserError(f"the {key} file {path} that this model was trained with is missing")
+            if _sha256(Path(path)) != spec["sha256"][key]:
+                raise UserError(f"data changed since training: {path} is changed (retrain, or restore the file)")
+        task = TextTask(Path(files["train"]), Path(files["tokenizer"]), Path(files["dev"]) if "dev" in files else None,
+                        int(spec["max_length"]), float(rule["val_fraction"]), float(rule["test_fraction"]),
+                        int(rule["seed"]), rule.get("max_train"), str(spec["name"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, UserError):
+            raise
+        raise UserError(f"malformed text task spec ({type(exc).__name__}: {exc})") from None
+    if task._indices_sha1 != rule["indices_sha1"]:
+        raise UserError("data splits differ from the ones recorded at training time (retrain on this data)")
+    return task
