@@ -62,7 +62,8 @@ QUANTIZATION_SAMPLES = 128
 def quantization_images(task: Task, samples: int = QUANTIZATION_SAMPLES) -> Inputs:
     """The fixed training samples INT8 ranges are calibrated on, as task inputs (resize them for a subnet)."""
     train = task.split("train")
-    return train.take(calibration_indices(len(train))[:samples])
+    # at their stored shape: INT8 graphs are written for the full sequence length
+    return take(train.inputs, calibration_indices(len(train))[:samples])
 
 
 class Evaluator:
