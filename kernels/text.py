@@ -44,31 +44,55 @@ class Pooler(nn.Module):
         self.dense = nn.Linear(dim, dim)
         self.act = nn.Tanh()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.act(self.dense(x[:, 0]))
 
 
+class MeanPooler(nn.Module):
+    """The mean of the real tokens' features, (B, T, dim) -> (B, dim): the pooling sentence-embedding checkpoints
+    (such as all-MiniLM-L6-v2) were trained with; without a mask every position counts."""
+
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if attention_mask is None:
+            return x.mean(1)
+        weight = attention_mask.to(x.dtype).unsqueeze(-1)
+        return (x * weight).sum(1) / weight.sum(1).clamp(min=1.0)
+
+
+POOLINGS: dict[str, type[nn.Module]] = {"cls": Pooler, "mean": MeanPooler}
+
+
+def make_pooler(pooling: str, dim: int) -> nn.Module:
+    """`cls` (BERT's pooler over the first token) or `mean` (masked mean of all tokens); ValueError otherwise."""
+    if pooling == "cls":
+        return Pooler(dim)
+    if pooling == "mean":
+        return MeanPooler()
+    raise ValueError(f"unknown pooling {pooling!r}; choose from {sorted(POOLINGS)}")
+
+
 class TextClassifier(nn.Module):
-    """Post-norm encoder layers over token embeddings, pooled first token, linear classifier.
+    """Post-norm encoder layers over token embeddings, a pooler (`cls` or `mean`, see `make_pooler`), linear classifier.
 
     `forward(input_ids, attention_mask)`; `layers` holds each encoder layer's heads, head_dim and hidden size."""
 
     def __init__(self, vocab_size: int, dim: int, max_positions: int, layers: Sequence[dict[str, int]],
-                 num_classes: int, eps: float = 1e-12, activation: str = "gelu_erf"):
+                 num_classes: int, eps: float = 1e-12, activation: str = "gelu_erf", pooling: str = "cls"):
         super().__init__()
         self.vocab_size, self.max_positions, self.eps, self.activation = vocab_size, max_positions, eps, activation
+        self.pooling = pooling
         self.embed = TokenEmbedding(vocab_size, dim, max_positions, eps)
         self.layers = nn.Sequential(OrderedDict(
             (f"l{i}", EncoderLayer(dim, int(c["heads"]), int(c["head_dim"]), int(c["hidden"]), norm_first=False,
                                    activation=activation, eps=eps)) for i, c in enumerate(layers)))
-        self.pool = Pooler(dim)
+        self.pool = make_pooler(pooling, dim)
         self.classifier = nn.Linear(dim, num_classes)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         x = self.embed(input_ids)
         for layer in self.layers:
             x = layer(x, attention_mask)
-        return self.classifier(self.pool(x))
+        return self.classifier(self.pool(x, attention_mask))
 
     def named_layers(self) -> Iterator[tuple[str, nn.Module]]:
         yield "embed", self.embed
@@ -115,13 +139,14 @@ class ElasticTokenEmbedding(nn.Module):
 
 
 def _classifier_spec(m: TextClassifier) -> dict[str, Any]:
-    return {"vocab_size": m.vocab_size, "dim": m.pool.dense.in_features, "max_positions": m.max_positions,
+    return {"vocab_size": m.vocab_size, "dim": m.embed.word.embedding_dim, "max_positions": m.max_positions,
             "layers": m.layer_configs(), "num_classes": m.classifier.out_features, "eps": m.eps,
-            "activation": m.activation}
+            "activation": m.activation, "pooling": m.pooling}
 
 
 register_static("TokenEmbedding", TokenEmbedding, lambda m: {
     "vocab_size": m.word.num_embeddings, "dim": m.word.embedding_dim, "max_positions": m.position.num_embeddings,
     "eps": m.norm.eps})
 register_static("Pooler", Pooler, lambda m: {"dim": m.dense.in_features})
+register_static("MeanPooler", MeanPooler, lambda m: {}, short="mean_pool")
 register_static("TextClassifier", TextClassifier, _classifier_spec)

@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(p)
     p.add_argument("--epochs", type=positive_int, help="default 20")
     p.add_argument("--seed", type=whole_number, help="default 0")
-    p.add_argument("--recipe", help="sandwich (default) or progressive")
+    p.add_argument("--recipe", help="sandwich (default), progressive or sorted (nested members, search-free picks)")
     p.add_argument("--batch-size", type=positive_int, help="default 32")
     p.add_argument("--lr", type=positive_float, help="default 0.004 (AdamW, cosine schedule)")
     p.add_argument("--n-random", type=whole_number, help="random subnets per step besides max and min (default 1)")

@@ -80,10 +80,9 @@ class Evaluator:
         self.supernet, self.task = supernet, task
         self.split = task.split(split)
         train = task.split("train")
-        self.calibration = take(train.inputs, calibration_indices(len(train), calibration_samples))
-        self.collate = train.collate
+        self.calibration = train.subset(calibration_indices(len(train), calibration_samples), "calibration")
         self.batch_size = batch_size
-        self.quantization_samples = min(quantization_samples, rows(self.calibration))
+        self.quantization_samples = min(quantization_samples, len(self.calibration))
 
     def calibrate(self, arch: Mapping[str, Any]) -> dict[str, Any]:
         """Activate `arch` and re-estimate its BN statistics; returns the canonical arch.
@@ -92,15 +91,9 @@ class Evaluator:
         subnet reset); use `calibrated(arch)`, `evaluate` or `extract` to have the supernet restored.
         """
         canonical = self.supernet.set_active(arch)
-        batches = (as_args(self.supernet.adapt_input(self._calibration_batch(slice(i, i + self.batch_size)),
-                                                     canonical))
-                   for i in range(0, rows(self.calibration), self.batch_size))
+        batches = (as_args(self.supernet.adapt_input(x, canonical)) for x, _ in self.calibration.batches(self.batch_size))
         recalibrate_bn(self.supernet, batches)
         return canonical
-
-    def _calibration_batch(self, index: slice) -> Inputs:
-        x = take(self.calibration, index)
-        return self.collate(x) if self.collate is not None else x
 
     @contextmanager
     def calibrated(self, arch: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
@@ -124,7 +117,7 @@ class Evaluator:
         """The fixed training samples INT8 ranges are calibrated on (the first of the BN calibration subset),
         prepared for `arch`, as an onnxruntime feed."""
         canonical = self.supernet.space.validate(arch)
-        batch = take(self.calibration, slice(0, self.quantization_samples))
+        batch = take(self.calibration.inputs, slice(0, self.quantization_samples))
         return to_numpy(self.supernet.adapt_input(batch, canonical))
 
     def deployed_graph(self, arch: Mapping[str, Any], int8_layers: Sequence[str], module: nn.Module | None = None

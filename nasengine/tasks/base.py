@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -29,6 +29,10 @@ class Split:
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    def subset(self, index: Any, name: str | None = None) -> "Split":
+        """The samples `index` (a slice or index tensor) as a split of their own, collated the same way."""
+        return replace(self, name=name or self.name, inputs=take(self.inputs, index), labels=self.labels[index])
 
     def take(self, index: Any) -> Inputs:
         """The inputs of the samples `index` (a slice or index tensor), collated as a batch."""

@@ -128,7 +128,7 @@ def test_state_is_restored_when_the_evaluation_fails(loaded):
     net.set_active(b)
     net.train()
     before = _snapshot(net)
-    evaluator.calibration = evaluator.calibration[:0]  # no calibration batch: recalibration raises
+    evaluator.calibration = evaluator.calibration.subset(slice(0, 0))  # no calibration batch: recalibration raises
     with pytest.raises(ValueError, match="at least one batch"):
         evaluator.evaluate(a)
     _assert_same_state(before, net)

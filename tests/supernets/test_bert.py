@@ -11,7 +11,7 @@ import torch
 import supernets
 from kernels.inputs import as_args
 from nasengine.onnx_writer import onnx_error, to_onnx
-from supernets.bert_import import load_pretrained, read_hf_config
+from supernets.bert_import import load_pretrained, read_hf_config, read_pooling
 from tests.text_data import write_tiny_checkpoint
 
 
@@ -27,6 +27,12 @@ def _inputs(vocab: int, batch: int = 3, length: int = 16, seed: int = 0) -> tupl
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
+
+
+@pytest.fixture(scope="module", params=["cls", "mean"])
+def any_pooling(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint whose sentence-transformers config asks for each pooling."""
+    return write_tiny_checkpoint(tmp_path_factory.mktemp(f"ckpt_{request.param}"), pooling=request.param)
 
 
 def test_importance_sorting_keeps_the_largest_subnet_exact(checkpoint: Path) -> None:
@@ -56,8 +62,8 @@ def test_heads_and_units_are_sorted_most_important_first(checkpoint: Path) -> No
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_extraction_and_onnx_match_the_supernet(checkpoint: Path, seed: int) -> None:
-    net = supernets.create("bert", checkpoint=str(checkpoint), max_length=16).eval()
+def test_extraction_and_onnx_match_the_supernet(any_pooling: Path, seed: int) -> None:
+    net = supernets.create("bert", checkpoint=str(any_pooling), max_length=16).eval()
     arch = net.space.sample(seed=seed) if seed else net.space.min()
     ids, mask = _inputs(net.config["vocab_size"])
     net.set_active(arch)
@@ -70,9 +76,9 @@ def test_extraction_and_onnx_match_the_supernet(checkpoint: Path, seed: int) -> 
     assert cost.params == sum(p.numel() for p in module.parameters())
 
 
-def test_padding_does_not_change_logits(checkpoint: Path) -> None:
+def test_padding_does_not_change_logits(any_pooling: Path) -> None:
     """Masked positions are ignored, so trimming a batch's padding (dynamic padding) is exact."""
-    net = supernets.create("bert", checkpoint=str(checkpoint), max_length=16).eval()
+    net = supernets.create("bert", checkpoint=str(any_pooling), max_length=16).eval()
     ids, mask = _inputs(net.config["vocab_size"])
     with torch.no_grad():
         full = net(ids[1:2], mask[1:2])
@@ -88,6 +94,20 @@ def test_layers_and_quantizable_layers_follow_depth(checkpoint: Path) -> None:
     assert set(layers) == {"layers.l0", "layers.l1", "pool", "classifier"}
     assert layers["layers.l0"] is None and layers["layers.l1"] is not None
     assert [s.name for s in net.input_specs(net.space.max())] == ["input_ids", "attention_mask"]
+
+
+def test_pooling_follows_the_checkpoint_and_mean_pooling_has_no_pooler_weights(any_pooling: Path) -> None:
+    pooling = read_pooling(any_pooling)
+    net = supernets.create("bert", checkpoint=str(any_pooling), max_length=16)
+    assert net.config["pooling"] == pooling
+    layers = {q.path for q in net.quantizable_layers()}
+    assert ("pool" in layers) == (pooling == "cls")
+    module = net.extract(net.space.max())
+    assert type(module.pool).__name__ == {"cls": "Pooler", "mean": "MeanPooler"}[pooling]
+    rebuilt = supernets.create("bert", **{k: v for k, v in net.config.items()})  # as config.json rebuilds it
+    assert (rebuilt.pool is None) == (pooling == "mean")
+    with pytest.raises(ValueError, match="unknown pooling"):
+        supernets.create("bert", checkpoint=str(any_pooling), pooling="max")
 
 
 def test_bad_checkpoints_are_refused_in_one_line(tmp_path: Path) -> None:
@@ -114,6 +134,7 @@ def test_max_subnet_reproduces_the_pretrained_minilm() -> None:
     plain = supernets.create("bert", **read_hf_config(ckpt), max_length=32)
     load_pretrained(plain, ckpt, reorder=False)
     grown = supernets.create("bert", checkpoint=str(ckpt), max_length=32)
+    assert grown.config["pooling"] == "mean"  # as its sentence-transformers config says
     ids, mask = _inputs(30522, length=32)
     with torch.no_grad():
         want = reference(input_ids=ids, attention_mask=mask).last_hidden_state
