@@ -48,27 +48,35 @@ class Pooler(nn.Module):
         return self.act(self.dense(x[:, 0]))
 
 
+def masked_mean(x: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """The mean of the real tokens' features, (B, T, dim) -> (B, dim); without a mask every position counts."""
+    if attention_mask is None:
+        return x.mean(1)
+    weight = attention_mask.to(x.dtype).unsqueeze(-1)
+    return (x * weight).sum(1) / weight.sum(1).clamp(min=1.0)
+
+
 class MeanPooler(nn.Module):
-    """The mean of the real tokens' features, (B, T, dim) -> (B, dim): the pooling sentence-embedding checkpoints
-    (such as all-MiniLM-L6-v2) were trained with; without a mask every position counts."""
+    """`masked_mean` as a layer: the pooling sentence-embedding checkpoints (such as all-MiniLM-L6-v2) were
+    trained with."""
 
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        if attention_mask is None:
-            return x.mean(1)
-        weight = attention_mask.to(x.dtype).unsqueeze(-1)
-        return (x * weight).sum(1) / weight.sum(1).clamp(min=1.0)
+        return masked_mean(x, attention_mask)
 
 
-POOLINGS: dict[str, type[nn.Module]] = {"cls": Pooler, "mean": MeanPooler}
+POOLINGS = ("cls", "mean")
+
+
+def check_pooling(pooling: str) -> str:
+    """`pooling` if it is `cls` (BERT's pooler over the first token) or `mean` (masked mean); ValueError otherwise."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
+    return pooling
 
 
 def make_pooler(pooling: str, dim: int) -> nn.Module:
-    """`cls` (BERT's pooler over the first token) or `mean` (masked mean of all tokens); ValueError otherwise."""
-    if pooling == "cls":
-        return Pooler(dim)
-    if pooling == "mean":
-        return MeanPooler()
-    raise ValueError(f"unknown pooling {pooling!r}; choose from {sorted(POOLINGS)}")
+    """The static pooler for `pooling` (see `check_pooling`)."""
+    return Pooler(dim) if check_pooling(pooling) == "cls" else MeanPooler()
 
 
 class TextClassifier(nn.Module):

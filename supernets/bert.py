@@ -18,7 +18,7 @@ from torch import nn
 
 from kernels.inputs import InputSpec
 from kernels.ops import ElasticLinear
-from kernels.text import POOLINGS, ElasticTokenEmbedding, MeanPooler, Pooler, TextClassifier
+from kernels.text import ElasticTokenEmbedding, Pooler, TextClassifier, check_pooling, masked_mean
 from kernels.transformer import ElasticEncoderLayer
 from search_spaces.builtin.transformer import encoder_space
 from search_spaces.space import Arch, Space
@@ -53,8 +53,7 @@ class ElasticBert(Supernet):
                  max_length: int = 64, depths: Sequence[int] | None = None, dims: Sequence[int] | None = None,
                  head_options: Sequence[int] | None = None, intermediates: Sequence[int] | None = None,
                  pad_token_id: int = 0, pooling: str = "cls"):
-        if pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling {pooling!r}; choose from {sorted(POOLINGS)}")
+        check_pooling(pooling)
         if hidden % heads:
             raise ValueError(f"hidden size {hidden} is not a multiple of {heads} heads")
         if not 0 < max_length <= max_positions:
@@ -107,7 +106,7 @@ class ElasticBert(Supernet):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         x = self.encode(input_ids, attention_mask)
         if self.pool is None:
-            return self.classifier(MeanPooler()(x, attention_mask))
+            return self.classifier(masked_mean(x, attention_mask))
         return self.classifier(torch.tanh(self.pool(x[:, 0])))
 
     def input_shape(self, arch: Mapping[str, Any]) -> tuple[int, ...]:
