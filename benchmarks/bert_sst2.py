@@ -1,11 +1,13 @@
 """BERT grown from a pretrained checkpoint on SST-2: the full subnet and the best subnet at half its latency.
 
 Takes a supernet made by `nasengine train bert ... --data train.tsv --dev dev.tsv`, searches it (LINAS, error and
-measured latency on the device), exports the full subnet and the most accurate searched subnet whose latency is at
-most half the full one's, then re-times both exported ONNX files interleaved in this process (the ratio is what
-counts on a noisy machine) and reports dev (test split) accuracy of each from the exports' manifests.
+measured latency on the device) and exports the full subnet. Search-time latencies drift with the machine, so the
+half-latency pick is confirmed by re-timing: the `--candidates` most accurate searched subnets (val accuracy) whose
+search-time latency is at most `--slack` times half the full one's are exported and re-timed interleaved with the
+full subnet in this process; the pick is the most accurate one whose median ratio to full is at most 0.5. Dev
+(test split) accuracy comes from the exports' manifests and plays no part in the choice.
 
-    python benchmarks/bert_sst2.py SN --work runs/bert_bench [--evals 48] [--device ort-cpu-1t]
+    python benchmarks/bert_sst2.py SN --work runs/bert_bench [--evals 48] [--device ort-cpu-1t] [--candidates 4]
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ def main() -> None:
     parser.add_argument("--evals", type=int, default=48)
     parser.add_argument("--device", default="ort-cpu-1t")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--candidates", type=int, default=4)
+    parser.add_argument("--slack", type=float, default=1.15)
     args = parser.parse_args()
     config = json.loads((args.supernet / "config.json").read_text())
     run = args.work / "search"
@@ -42,34 +46,46 @@ def main() -> None:
          "--out", run, "--quiet")
     net, _ = supernets.load_supernet(args.supernet)
     full_arch = net.space.max()
-    full, half = args.work / "full", args.work / "half"
+    full = args.work / "full"
     _cli("export", run, "--out", full, "--device", args.device, "--arch", json.dumps(full_arch))
     full_ms = json.loads((full / "manifest.json").read_text())["latency_ms"]
-    _cli("export", run, "--out", half, "--device", args.device, "--latency-budget", 0.5 * full_ms)
+    results = pd.read_csv(run / "results.csv")
+    latency = f"latency_ms:{args.device}"
+    near = results[results[latency] <= args.slack * 0.5 * full_ms].sort_values("accuracy", ascending=False)
+    if near.empty:
+        raise SystemExit(f"no searched subnet within {args.slack} x half the full latency ({full_ms:.2f} ms)")
+    exports = {"full": full}
+    for i, arch in enumerate(near["arch"].head(args.candidates)):
+        exports[f"candidate{i}"] = args.work / f"candidate{i}"
+        _cli("export", run, "--out", exports[f"candidate{i}"], "--device", args.device, "--arch", arch)
     device = get_device(args.device)
-    workloads = {name: subnet_workload(path) for name, path in (("full", full), ("half", half))}
+    workloads = {name: subnet_workload(path) for name, path in exports.items()}
     times: dict[str, list[float]] = {name: [] for name in workloads}
-    for _ in range(args.rounds):  # interleaved, so both see the same phases of the machine
+    for _ in range(args.rounds):  # interleaved, so all see the same phases of the machine
         for name, workload in workloads.items():
             times[name].append(device.measure(workload).median_ms)
-    ratios = [h / f for h, f in zip(times["half"], times["full"])]
     rows = []
-    for name, path in (("full", full), ("half", half)):
+    for name, path in exports.items():
         manifest = json.loads((path / "manifest.json").read_text())
         arch = manifest["arch"]
+        ratios = [t / f for t, f in zip(times[name], times["full"])]
         rows.append({"subnet": name, "depth": arch["depth"], "hidden": arch["hidden"],
                      "heads": [arch[f"l{i}.heads"] for i in range(arch["depth"])],
                      "intermediate": [arch[f"l{i}.intermediate"] for i in range(arch["depth"])],
                      "params": manifest["params"], "macs": manifest["macs"],
                      "dev_accuracy": manifest["accuracy"], "val_accuracy": manifest["search_accuracy"],
-                     "latency_ms": statistics.median(times[name])})
+                     "latency_ms": statistics.median(times[name]), "ratio_to_full": statistics.median(ratios),
+                     "ratio_range": [min(ratios), max(ratios)]})
+    fitting = [r for r in rows[1:] if r["ratio_to_full"] <= 0.5]
+    pick = max(fitting, key=lambda r: r["val_accuracy"]) if fitting else None
     training = config["training"]
     summary = {"training_seconds": training.get("seconds"), "epochs": training.get("epochs"),
                "train_samples": config["task"]["split"].get("max_train"), "final_accuracy": config["final_accuracy"],
-               "latency_ratio_half_over_full": statistics.median(ratios), "ratios": ratios, "rows": rows,
-               "evaluations": len(pd.read_csv(run / "results.csv"))}
+               "pick": None if pick is None else pick["subnet"], "rows": rows, "evaluations": len(results)}
     print(pd.DataFrame(rows).to_string(index=False))
-    print(f"half / full latency (median of {args.rounds} interleaved rounds): {summary['latency_ratio_half_over_full']:.3f}")
+    print("no candidate re-timed at <= 0.5x of full" if pick is None else
+          f"pick {pick['subnet']}: {pick['ratio_to_full']:.3f}x of full (median of {args.rounds} interleaved rounds), "
+          f"dev {pick['dev_accuracy']:.2%}, val {pick['val_accuracy']:.2%}")
     (args.work / "summary.json").write_text(json.dumps(summary, indent=2))
 
 

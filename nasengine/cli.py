@@ -111,7 +111,7 @@ def _cmd_data(args: argparse.Namespace) -> None:
 def _cmd_train(args: argparse.Namespace) -> None:
     from nasengine.training import TrainRequest, train
 
-    given = {k: getattr(args, k) for k in ("epochs", "seed", "recipe", "batch_size", "lr", "n_random",
+    given = {k: getattr(args, k) for k in ("epochs", "seed", "recipe", "batch_size", "lr", "warmup", "n_random",
                                             "checkpoint_every", "checkpoint_seconds")
              if getattr(args, k) is not None}  # unset options take TrainRequest's defaults
     overrides = _overrides(args.set)
@@ -224,11 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "y_val, x_test, y_test]), a folder of MNIST-style IDX files, or a folder with one "
                         "sub-folder of PNG/JPEG images per class (default: the family's own, if it names one)")
     _add_data_options(p)
-    p.add_argument("--epochs", type=positive_int, help="default 20")
+    p.add_argument("--epochs", type=positive_int, help="default 20 (families grown from a checkpoint: their own, "
+                                                       "bert 1)")
     p.add_argument("--seed", type=whole_number, help="default 0")
     p.add_argument("--recipe", help="sandwich (default), progressive or sorted (nested members, search-free picks)")
     p.add_argument("--batch-size", type=positive_int, help="default 32")
-    p.add_argument("--lr", type=positive_float, help="default 0.004 (AdamW, cosine schedule)")
+    p.add_argument("--lr", type=positive_float, help="default 0.004, bert 1e-4 (AdamW, cosine schedule)")
+    p.add_argument("--warmup", type=positive_or_zero_float, default=None,
+                   help="linear warm-up as a share of all steps, 0..0.5 (default: one epoch but at most half the "
+                        "run; bert 0.06)")
     p.add_argument("--n-random", type=whole_number, help="random subnets per step besides max and min (default 1)")
     p.add_argument("--checkpoint-every", type=whole_number, default=None,
                    help="checkpoint within an epoch every N steps (default 200; 0: only at epoch ends)")

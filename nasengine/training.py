@@ -25,6 +25,8 @@ from supernets.training import Phase, TrainSettings, distributed, get_recipe, tr
 from supernets.training.loop import CHECKPOINT_EVERY_SECONDS, CHECKPOINT_EVERY_STEPS
 
 MARKER = "train.json"
+# what a family trained from scratch gets when neither the user nor the family's train_defaults say
+GENERIC_DEFAULTS: dict[str, Any] = {"epochs": 20, "lr": 4e-3, "warmup": None}
 LOG = "train_log.csv"
 
 
@@ -32,11 +34,12 @@ LOG = "train_log.csv"
 class TrainRequest:
     supernet: str
     out: Path
-    epochs: int = 20
+    # None: the family's fine-tuning defaults (`register(train_defaults=...)`), else GENERIC_DEFAULTS
+    epochs: int | None = None
     seed: int = 0
     recipe: str = "sandwich"
     batch_size: int = 32
-    lr: float = 4e-3
+    lr: float | None = None
     n_random: int = 1
     overwrite: bool = False
     progress: bool = True
@@ -53,6 +56,19 @@ class TrainRequest:
     # a pretrained checkpoint directory (Hugging Face format) for families grown from one (bert); None: the
     # family's default checkpoint. Its tokenizer tokenises text data.
     checkpoint: Path | None = None
+    # linear warm-up as a share of all steps (0..0.5); None: the family's default, else one epoch (at most half)
+    warmup: float | None = None
+
+    def setting(self, key: str) -> Any:
+        """`epochs`, `lr` or `warmup` as given, else the family's default for it, else the generic one."""
+        given = getattr(self, key)
+        if given is not None:
+            return given
+        return supernets.entry(self.supernet).train_defaults.get(key, GENERIC_DEFAULTS[key])
+
+    def settings(self) -> TrainSettings:
+        return TrainSettings(epochs=self.setting("epochs"), lr=self.setting("lr"), n_random=self.n_random,
+                             seed=self.seed, warmup_fraction=self.setting("warmup"))
 
     def pretrained(self) -> Path | None:
         """The checkpoint this family grows from (None for families trained from scratch); UserError when it
@@ -92,17 +108,20 @@ class TrainRequest:
             get_recipe(self.recipe)
         except ValueError as exc:
             raise UserError(str(exc)) from None
-        if self.epochs < 1:
-            raise UserError(f"--epochs must be at least 1, got {self.epochs}")
+        epochs, lr, warmup = (self.setting(k) for k in ("epochs", "lr", "warmup"))
+        if epochs < 1:
+            raise UserError(f"--epochs must be at least 1, got {epochs}")
         if self.batch_size < 2:
             raise UserError(f"--batch-size must be at least 2, got {self.batch_size}")
-        if not self.lr > 0:
-            raise UserError(f"--lr must be positive, got {self.lr}")
+        if not lr > 0:
+            raise UserError(f"--lr must be positive, got {lr}")
+        if warmup is not None and not 0 <= warmup <= 0.5:
+            raise UserError(f"--warmup must lie in 0..0.5 (a share of all steps), got {warmup}")
         if self.n_random < 0:
             raise UserError(f"--n-random cannot be negative, got {self.n_random}")
         if self.checkpoint_every < 0 or self.checkpoint_seconds < 0:
             raise UserError("checkpoint intervals cannot be negative (0 turns one off)")
-        if self.recipe == "progressive" and self.epochs < 4:
+        if self.recipe == "progressive" and epochs < 4:
             raise UserError("the progressive recipe needs at least 4 epochs (one per phase)")
 
     def build(self, task: Task) -> supernets.Supernet:
@@ -160,7 +179,7 @@ def _train(request: TrainRequest, device: torch.device) -> dict[str, Any]:
     task = request.open_task()
     request.build(task)  # refuse bad overrides before anything is written
     plugins = [p.to_dict() for p in plugins_to_record(supernets.entry(request.supernet).module)]
-    settings = TrainSettings(epochs=request.epochs, lr=request.lr, n_random=request.n_random, seed=request.seed)
+    settings = request.settings()
     identity = {"supernet": request.supernet, "overrides": request.overrides, "recipe": request.recipe,
                 "batch_size": request.batch_size, **settings.to_dict()}
     checkpoint = request.pretrained()
@@ -203,7 +222,7 @@ def _run(request: TrainRequest, device: torch.device, task: Task, identity: dict
     """Train in a prepared directory (resuming from its checkpoint) and write the supernet."""
     out = Path(request.out)
     world, main = distributed.world_size(), distributed.is_main()
-    settings = TrainSettings(epochs=request.epochs, lr=request.lr, n_random=request.n_random, seed=request.seed)
+    settings = request.settings()
     if main and resumed:
         update_marker(out / MARKER, status="running", error=None)
     torch.manual_seed(request.seed)
@@ -220,7 +239,7 @@ def _run(request: TrainRequest, device: torch.device, task: Task, identity: dict
             raise UserError(str(exc)) from None
     evaluator = Evaluator(net, task, "val")
     started = time.perf_counter()
-    with Progress(request.epochs * data.steps_per_epoch, f"train {request.supernet}", "step",
+    with Progress(settings.epochs * data.steps_per_epoch, f"train {request.supernet}", "step",
                   request.progress and main) as bar:
         if resumed:
             bar.write(f"resuming training in {out}")
@@ -237,7 +256,7 @@ def _run(request: TrainRequest, device: torch.device, task: Task, identity: dict
             with _on_cpu(net):
                 scores = {"val_acc_max": evaluator.evaluate(net.space.max()),
                           "val_acc_min": evaluator.evaluate(net.space.min())}
-            bar.write(f"epoch {epoch + 1}/{request.epochs} [{phase.name}] loss {row['loss']:.3f} "
+            bar.write(f"epoch {epoch + 1}/{settings.epochs} [{phase.name}] loss {row['loss']:.3f} "
                       f"val acc max {scores['val_acc_max']:.2%} min {scores['val_acc_min']:.2%}")
             return scores
 

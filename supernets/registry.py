@@ -8,7 +8,7 @@ names a data set; a family may still name a default data set (`task=`) for `nase
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from search_spaces.registry import Registry, RegistryError
@@ -26,6 +26,9 @@ class Entry:
     summary: str
     # a family grown from a pretrained checkpoint: where its default checkpoint is (None when not installed)
     pretrained: Callable[[], Any] | None = None
+    # training defaults of the family (epochs, lr, warmup share) where the generic ones do not fit: fine-tuning
+    # a pretrained model wants a small learning rate and one or two epochs
+    train_defaults: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def module(self) -> str:
@@ -36,20 +39,29 @@ class Entry:
 _REGISTRY: Registry[Entry] = Registry("supernet")
 
 
+TRAIN_DEFAULT_KEYS = ("epochs", "lr", "warmup")
+
+
 def register(name: str, task: str | None = None, summary: str = "",
-             pretrained: Callable[[], Any] | None = None) -> Callable[[Builder], Builder]:
+             pretrained: Callable[[], Any] | None = None,
+             train_defaults: Mapping[str, Any] | None = None) -> Callable[[Builder], Builder]:
     """Decorator: make `builder(**kwargs) -> Supernet` available as `create(name)`.
 
     `task` optionally names the data set used when `nasengine train NAME` is given no `--data`. A family grown
     from a pretrained checkpoint takes `checkpoint=DIR` and names with `pretrained()` its default directory.
+    `train_defaults` sets the family's own defaults for `epochs`, `lr` and `warmup` (a share of all steps).
     """
+    unknown = sorted(set(train_defaults or {}) - set(TRAIN_DEFAULT_KEYS))
+    if unknown:
+        raise RegistryError(f"supernet {name!r}: train_defaults takes {', '.join(TRAIN_DEFAULT_KEYS)}, not {unknown[0]!r}")
 
     def wrap(builder: Builder) -> Builder:
         first = _REGISTRY.find(name)
         if first is not None:
             raise RegistryError(f"supernet {name!r} is registered twice (first by {first.module})")
         doc = (builder.__doc__ or "").strip().splitlines()
-        _REGISTRY.add(name, Entry(name, builder, task, summary or (doc[0] if doc else ""), pretrained))
+        _REGISTRY.add(name, Entry(name, builder, task, summary or (doc[0] if doc else ""), pretrained,
+                                  dict(train_defaults or {})))
         return builder
 
     return wrap

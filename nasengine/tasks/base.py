@@ -87,23 +87,43 @@ class EpochBatches:
     For data-parallel training, `shard(rank, world_size)` gives each process a disjoint slice of every
     global batch of `world_size * batch_size` rows: together the ranks see exactly the batches (order and
     augmentation alike) that one process with batch `world_size * batch_size` would see.
+
+    `lengths` (one per sample: a text's token count) groups samples of similar length into batches, so that
+    trimming the padding saves most of it: each run of `GROUP` shuffled batches is sorted by length, cut into
+    batches, and the batches of the epoch are shuffled again. Every sample is still seen once per epoch.
     """
+
+    GROUP = 64
 
     def __init__(self, split: Split, batch_size: int, seed: int,
                  augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, lengths: torch.Tensor | None = None):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in a world of {world_size}")
         if world_size > 1 and len(split) < batch_size * world_size:
             raise ValueError(f"{len(split)} training samples cannot fill a global batch of {world_size} x "
                              f"{batch_size}")
         self.split, self.batch_size, self.seed, self.augment = split, batch_size, seed, augment
-        self.rank, self.world_size = rank, world_size
+        if lengths is not None and lengths.shape != (len(split),):
+            raise ValueError(f"{tuple(lengths.shape)} lengths for {len(split)} samples")
+        self.rank, self.world_size, self.lengths = rank, world_size, lengths
         self.steps_per_epoch = max(1, len(split) // (batch_size * world_size))
 
     def shard(self, rank: int, world_size: int) -> "EpochBatches":
         """The same data for process `rank` of `world_size`, each taking `batch_size` rows of every global batch."""
-        return EpochBatches(self.split, self.batch_size, self.seed, self.augment, rank, world_size)
+        return EpochBatches(self.split, self.batch_size, self.seed, self.augment, rank, world_size, self.lengths)
+
+    def order(self, generator: torch.Generator) -> torch.Tensor:
+        """The sample order of one epoch: a permutation, with batches of similar length when `lengths` is set."""
+        order = torch.randperm(len(self.split), generator=generator)
+        if self.lengths is None:
+            return order
+        size = self.batch_size * self.world_size
+        order = order[: self.steps_per_epoch * size]
+        groups = [chunk[torch.argsort(self.lengths[chunk], descending=True, stable=True)]
+                  for chunk in order.split(size * self.GROUP)]
+        batches = torch.cat(groups).view(self.steps_per_epoch, size)
+        return batches[torch.randperm(self.steps_per_epoch, generator=generator)].reshape(-1)
 
     def batches(self, epoch: int, start_step: int = 0,
                 generator_state: torch.Tensor | None = None) -> "EpochIterator":
@@ -122,7 +142,7 @@ class EpochIterator:
             raise ValueError(f"start step {start_step} outside an epoch of {data.steps_per_epoch} steps")
         self.data, self.step = data, 0
         self.generator = torch.Generator().manual_seed(data.seed * 7919 + epoch)
-        self.order = torch.randperm(len(data.split), generator=self.generator)
+        self.order = data.order(self.generator)
         if generator_state is not None:
             self.generator.set_state(generator_state)
             self.step = start_step

@@ -3,7 +3,8 @@
 Sentences are tokenised once with the checkpoint's tokenizer (`tokenizer.json`, or a WordPiece `vocab.txt`;
 the `tokenizers` package) into token ids and an attention mask of `max_length` positions. The training file
 gives the train split and a stratified, seeded validation split; a `dev` file, when given, is the test split
-(held out from training too otherwise). Batches drop the padding no sample needs (`kernels.inputs.trim_padding`).
+(held out from training too otherwise). Batches drop the padding no sample needs (`kernels.inputs.trim_padding`),
+and training batches group sentences of similar length so that little padding is left.
 The spec records every file's SHA-256, so search and export rebuild the same splits or refuse.
 """
 
@@ -183,7 +184,8 @@ class TextTask(Task):
         return self._splits[name]
 
     def train_data(self, batch_size: int, seed: int, augment: bool = True) -> EpochBatches:
-        return EpochBatches(self.split("train"), batch_size, seed)
+        train = self.split("train")  # batches of similar length: most padding is trimmed away
+        return EpochBatches(train, batch_size, seed, lengths=train.inputs["attention_mask"].sum(dim=1))
 
     @property
     def preprocessing(self) -> dict[str, Any]:

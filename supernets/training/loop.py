@@ -42,9 +42,24 @@ class TrainSettings:
     warmup_epochs: int = 1
     grad_clip: float = 5.0
     seed: int = 0
+    # warm-up as a share of all steps (fine-tuning a pretrained model: a few per cent); None: `warmup_epochs`
+    warmup_fraction: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.warmup_fraction is not None and not 0 <= self.warmup_fraction <= 0.5:
+            raise ValueError(f"the warm-up share must lie in 0..0.5, got {self.warmup_fraction}")
+
+    def warmup_steps(self, total_steps: int, steps_per_epoch: int) -> int:
+        """Linear warm-up length: the share of all steps, else one epoch but at most half the run."""
+        if self.warmup_fraction is not None:
+            return round(self.warmup_fraction * total_steps)
+        return min(self.warmup_epochs * steps_per_epoch, total_steps // 2)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if out["warmup_fraction"] is None:  # identities of runs made before the option existed stay the same
+            del out["warmup_fraction"]
+        return out
 
 
 StepHook = Callable[[int, int, float], None]
@@ -68,6 +83,7 @@ def _phase_of(phases: list[Phase], epoch: int) -> tuple[Phase, bool]:
 
 
 def _lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay to zero at `total`."""
     if step < warmup:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
@@ -209,8 +225,7 @@ def train_supernet(net: Supernet, recipe: Recipe, data: EpochData, settings: Tra
                                    {"params": no_decay, "weight_decay": 0.0}], lr=settings.lr)
     steps_per_epoch = data.steps_per_epoch
     total_steps = settings.epochs * steps_per_epoch
-    # one epoch of warm-up, but at most half the run (a one-epoch fine-tuning then also decays)
-    warmup_steps = min(settings.warmup_epochs * steps_per_epoch, total_steps // 2)
+    warmup_steps = settings.warmup_steps(total_steps, steps_per_epoch)
     device = next(net.parameters()).device
     log: list[dict[str, Any]] = []
     start_epoch, start_step, resumed = 0, 0, None
