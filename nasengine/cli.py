@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "sub-folder of PNG/JPEG images per class (default: the family's own, if it names one)")
     _add_data_options(p)
     p.add_argument("--epochs", type=positive_int, help="default 20 (families grown from a checkpoint: their own, "
-                                                       "bert 1)")
+                                                       "bert 2)")
     p.add_argument("--seed", type=whole_number, help="default 0")
     p.add_argument("--recipe", help="sandwich (default), progressive or sorted (nested members, search-free picks)")
     p.add_argument("--batch-size", type=positive_int, help="default 32")

@@ -145,8 +145,8 @@ def _default_checkpoint() -> Path | None:
     return default_checkpoint()
 
 
-# fine-tuning a pretrained encoder: a small step, a short warm-up, one pass over the data
-@register("bert", pretrained=_default_checkpoint, train_defaults={"epochs": 1, "lr": 1e-4, "warmup": 0.06})
+# fine-tuning a pretrained encoder: a small step, a short warm-up, two passes over the data
+@register("bert", pretrained=_default_checkpoint, train_defaults={"epochs": 2, "lr": 1e-4, "warmup": 0.06})
 def bert(num_classes: int = 2, checkpoint: str | None = None, max_length: int = 64, in_channels: int | None = None,
          input_size: Any = None, **overrides: Any) -> ElasticBert:
     """Elastic BERT from a pretrained Hugging Face-format checkpoint (layers, hidden, heads, intermediate size).

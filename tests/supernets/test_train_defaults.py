@@ -16,7 +16,7 @@ from tests.cli_helpers import one_line_error, run_cli
 
 def test_bert_fine_tunes_with_its_own_defaults_and_the_user_overrides_them(tmp_path: Path) -> None:
     settings = TrainRequest("bert", tmp_path).settings()
-    assert (settings.epochs, settings.lr, settings.warmup_fraction) == (1, 1e-4, 0.06)
+    assert (settings.epochs, settings.lr, settings.warmup_fraction) == (2, 1e-4, 0.06)
     mine = TrainRequest("bert", tmp_path, epochs=3, lr=3e-5, warmup=0.0).settings()
     assert (mine.epochs, mine.lr, mine.warmup_fraction) == (3, 3e-5, 0.0)
 
