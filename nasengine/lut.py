@@ -77,18 +77,17 @@ class LatencyTable:
         return max(self.scale * self.raw_sum(layers) + self.offset_ms, 1e-6)
 
     def calibrate(self, layer_lists: Sequence[Sequence[LayerSpec]], measured_ms: Sequence[float]) -> dict[str, Any]:
-        """Fit `scale * sum + offset` to end-to-end measurements (least squares, relative error) and record
-        the error before and after (MAPE, Kendall tau)."""
+        """Fit the table's sum to end-to-end measurements, `scale * sum + offset` or `scale * sum` alone,
+        whichever predicts each measurement better when fitted without it (leave-one-out, relative error),
+        and record the error before and after (MAPE, Kendall tau).
+
+        With few subnets of nearly equal cost an offset fits noise and extrapolates wildly; leave-one-out
+        picks the plain ratio then, and the offset once the measurements span enough range to pin it."""
         from predictors.metrics import kendall_tau, mape
 
         raw = np.array([self.raw_sum(layers) for layers in layer_lists])
         y = np.asarray(measured_ms, dtype=float)
-        weights = 1.0 / y  # relative residuals: small and large subnets count alike
-        design = np.stack([raw, np.ones_like(raw)], axis=1) * weights[:, None]
-        (scale, offset), *_ = np.linalg.lstsq(design, y * weights, rcond=None)
-        if scale <= 0:
-            scale, offset = float(np.sum(y) / np.sum(raw)), 0.0
-        self.scale, self.offset_ms = float(scale), float(offset)
+        self.scale, self.offset_ms = _choose_linear_fit(raw, y)
         calibrated = np.array([self.predict(layers) for layers in layer_lists])
         self.quality = {"n": int(len(y)), "mape_raw": mape(y, raw), "mape_calibrated": mape(y, calibrated),
                         "kendall_tau": kendall_tau(y, raw)}
@@ -335,3 +334,41 @@ def profile(supernet: Any, device: Device, archs: Sequence[Arch],
             if on_layer is not None:
                 on_layer(done, len(todo))
     return table
+
+
+def _fit_ratio(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """`y ≈ scale * raw` minimising relative squared error."""
+    relative = raw / y
+    return (float(np.sum(relative) / np.sum(relative ** 2)) if len(y) else 1.0), 0.0
+
+
+def _fit_affine(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """`y ≈ scale * raw + offset` minimising relative squared error; the ratio fit where the slope comes out
+    non-positive or the system is underdetermined."""
+    if len(y) < 2:
+        return _fit_ratio(raw, y)
+    weights = 1.0 / y  # relative residuals: small and large subnets count alike
+    design = np.stack([raw, np.ones_like(raw)], axis=1) * weights[:, None]
+    (scale, offset), *_ = np.linalg.lstsq(design, y * weights, rcond=None)
+    if scale <= 0:
+        return _fit_ratio(raw, y)
+    return float(scale), float(offset)
+
+
+def _loo_relative_error(fit: Callable[[np.ndarray, np.ndarray], tuple[float, float]], raw: np.ndarray,
+                        y: np.ndarray) -> float:
+    """Mean relative error of predicting each point from a fit on all the others."""
+    errors = []
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        scale, offset = fit(raw[keep], y[keep])
+        errors.append(abs(max(scale * raw[i] + offset, 1e-6) - y[i]) / y[i])
+    return float(np.mean(errors))
+
+
+def _choose_linear_fit(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """The affine fit where it generalises better than the ratio (leave-one-out; needs 4 or more points),
+    otherwise the ratio."""
+    if len(y) < 4 or _loo_relative_error(_fit_affine, raw, y) >= _loo_relative_error(_fit_ratio, raw, y):
+        return _fit_ratio(raw, y)
+    return _fit_affine(raw, y)
