@@ -61,7 +61,7 @@ def _check_overrides(supernet: str, overrides: dict[str, Any]) -> None:
 def _data_options(args: argparse.Namespace) -> dict[str, Any] | None:
     """Split rule, augmentation and image size given on the command line (overriding the data set's own)."""
     given = {k: getattr(args, k) for k in ("val_fraction", "test_fraction", "split_seed", "max_train", "augment",
-                                            "image_size", "dev", "max_length") if getattr(args, k, None) is not None}
+                                            "image_size", "dev", "max_length", "holdout") if getattr(args, k, None) is not None}
     if "dev" in given:
         given["dev"] = str(Path(given["dev"]).resolve())
     if "augment" in given:
@@ -75,6 +75,10 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", type=positive_int, default=None,
                    help="text data: tokens per sequence, truncated and padded (default 64); the devices time "
                         "subnets at this length")
+    p.add_argument("--holdout", choices=("row", "sentence"), default=None,
+                   help="text data: hold out single rows (default), or whole sentences with every row they "
+                        "contain, for phrase banks such as SST-2's training file whose rows include each "
+                        "sentence's sub-phrases")
     p.add_argument("--val-fraction", type=positive_float, default=None,
                    help="share of the training files held out for validation when the files define no "
                         "validation split (default 0.1)")

@@ -42,6 +42,9 @@ class ArrayTaskOptions:
     def with_overrides(self, given: dict[str, Any]) -> "ArrayTaskOptions":
         """A copy with the given fields replaced: val_fraction, test_fraction, split_seed, max_train, augment,
         image_size (as the CLI names them); ValueError for fractions that leave no training data."""
+        text_only = sorted({"dev", "max_length", "holdout"} & set(given))
+        if text_only:
+            raise ValueError(f"--{text_only[0].replace('_', '-')} applies to text data only")
         rule = SplitRule(float(given.get("val_fraction", self.split.val_fraction)),
                          float(given.get("test_fraction", self.split.test_fraction)),
                          int(given.get("split_seed", self.split.seed)), given.get("max_train", self.split.max_train))

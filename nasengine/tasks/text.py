@@ -3,7 +3,10 @@
 Sentences are tokenised once with the checkpoint's tokenizer (`tokenizer.json`, or a WordPiece `vocab.txt`;
 the `tokenizers` package) into token ids and an attention mask of `max_length` positions. The training file
 gives the train split and a stratified, seeded validation split; a `dev` file, when given, is the test split
-(held out from training too otherwise). Batches drop the padding no sample needs (`kernels.inputs.trim_padding`),
+(held out from training too otherwise). With `holdout="sentence"` the held-out splits are whole sentences: a
+phrase bank such as SST-2's training file lists every sub-phrase of its sentences as a row of its own, and a
+held-out row whose sub- or super-phrases are trained on is no test of generalisation, so a held-out sentence
+takes every row it contains out of training with it. Batches drop the padding no sample needs (`kernels.inputs.trim_padding`),
 and training batches group sentences of similar length so that little padding is left.
 The spec records every file's SHA-256, so search and export rebuild the same splits or refuse.
 """
@@ -23,7 +26,10 @@ from nasengine.errors import UserError
 from nasengine.tasks.base import EpochBatches, Split, Task
 
 KIND = "text_tsv"
-TEXT_OPTIONS = ("dev", "tokenizer", "max_length", "val_fraction", "test_fraction", "split_seed", "max_train")
+TEXT_OPTIONS = ("dev", "tokenizer", "max_length", "val_fraction", "test_fraction", "split_seed", "max_train",
+                "holdout")
+HOLDOUT_UNITS = ("row", "sentence")
+PHRASE_INDEX_WORDS = 128  # longer texts form their own group and are not searched for sub-phrases (cost ~ words²)
 
 
 def _sha256(path: Path) -> str:
@@ -110,6 +116,45 @@ def _stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple
     return kept, held_arr
 
 
+def phrase_groups(texts: list[str]) -> np.ndarray:
+    """Per row, the row index of its group's sentence: the longest text of the file that contains it word for
+    word (case-insensitive), itself when none does. One pass from the longest text down, over a hash set of
+    every contiguous word span of the sentences found so far (8-byte BLAKE2 digests: the same in every
+    process, unlike `hash`, so a rebuilt task finds the same splits)."""
+    words = [text.lower().split() for text in texts]
+    owner_of_span: dict[bytes, int] = {}
+
+    def key(span: list[str]) -> bytes:
+        return hashlib.blake2b(" ".join(span).encode(), digest_size=8).digest()
+
+    groups = np.empty(len(texts), dtype=np.int64)
+    for row in sorted(range(len(texts)), key=lambda i: (-len(words[i]), i)):
+        sentence = words[row]
+        owner = owner_of_span.get(key(sentence))
+        if owner is None:
+            owner = row
+            if len(sentence) <= PHRASE_INDEX_WORDS:
+                for start in range(len(sentence)):
+                    for stop in range(start + 1, len(sentence) + 1):
+                        owner_of_span.setdefault(key(sentence[start:stop]), owner)
+        groups[row] = owner
+    return groups
+
+
+def _sentence_holdout(labels: np.ndarray, groups: np.ndarray, candidates: np.ndarray, fraction: float,
+                      seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held-out) rows of `candidates`: `fraction` of the sentences among them (stratified by label) are
+    held out, and every row of their groups leaves `kept`; held-out rows are the sentences alone."""
+    candidate_set = np.zeros(len(groups), dtype=bool)
+    candidate_set[candidates] = True
+    sentences = np.flatnonzero((groups == np.arange(len(groups))) & candidate_set)
+    _, held_at = _stratified_holdout(labels[sentences], fraction, seed)
+    held = sentences[held_at]
+    leaving = np.isin(groups, held)
+    kept = candidates[~leaving[candidates]]
+    return kept, held
+
+
 class TextTask(Task):
     """Sentence classification from TSV files (see the module docstring)."""
 
@@ -117,13 +162,16 @@ class TextTask(Task):
 
     def __init__(self, train: Path, tokenizer: Path, dev: Path | None = None, max_length: int = 64,
                  val_fraction: float = 0.02, test_fraction: float = 0.1, split_seed: int = 0,
-                 max_train: int | None = None, name: str | None = None):
+                 max_train: int | None = None, name: str | None = None, holdout: str = "row"):
         self.train_path, self.dev_path = Path(train).resolve(), None if dev is None else Path(dev).resolve()
         self.tokenizer_path = tokenizer_file(Path(tokenizer)).resolve()
         if not 0 < max_length <= 4096:
             raise UserError(f"--max-length must lie in 1..4096, got {max_length}")
         if not 0 < val_fraction < 0.5:
             raise UserError(f"--val-fraction must lie in (0, 0.5), got {val_fraction}")
+        if holdout not in HOLDOUT_UNITS:
+            raise UserError(f"--holdout must be one of {', '.join(HOLDOUT_UNITS)}, got {holdout!r}")
+        self.holdout = holdout
         for path in (self.train_path, self.dev_path, self.tokenizer_path):
             if path is not None and not path.is_file():
                 raise UserError(f"{path}: no such file")
@@ -142,11 +190,19 @@ class TextTask(Task):
         if self.num_classes < 2:
             raise UserError(f"{self.train_path}: needs at least two labels, found {self.classes}")
         y = np.asarray([index[v] for v in labels], dtype=np.int64)
-        kept, val = _stratified_holdout(y, self.val_fraction, self.split_seed)
-        if dev is None:
-            test_share = self.test_fraction / (1 - self.val_fraction)
-            sub, test = _stratified_holdout(y[kept], test_share, self.split_seed + 1)
-            kept, test = kept[sub], kept[test]
+        test_share = self.test_fraction / (1 - self.val_fraction)
+        if holdout == "sentence":
+            groups = phrase_groups(texts)
+            kept, val = _sentence_holdout(y, groups, np.arange(len(y)), self.val_fraction, self.split_seed)
+            if dev is None:
+                kept, test = _sentence_holdout(y, groups, kept, test_share, self.split_seed + 1)
+        else:
+            kept, val = _stratified_holdout(y, self.val_fraction, self.split_seed)
+            if dev is None:
+                sub, test = _stratified_holdout(y[kept], test_share, self.split_seed + 1)
+                kept, test = kept[sub], kept[test]
+        if len(kept) == 0 or len(val) == 0:
+            raise UserError(f"{self.train_path}: the split rule leaves no training or no validation rows")
         if max_train is not None and max_train < len(kept):
             sub, _ = _stratified_holdout(y[kept], 1 - max_train / len(kept), self.split_seed + 2)
             kept = kept[sub]
@@ -155,6 +211,7 @@ class TextTask(Task):
         parts = {"train": kept, "val": val}
         if dev is None:
             parts["test"] = test
+        self.rows = {k: v.copy() for k, v in parts.items()}  # each split's rows of the training file
         digest = hashlib.sha1(b"".join(np.asarray(parts[k], dtype=np.int64).tobytes() for k in sorted(parts)))
         self._indices_sha1 = digest.hexdigest()
         self._splits: dict[str, Split] = {}
@@ -174,7 +231,8 @@ class TextTask(Task):
         return {"kind": KIND, "name": self.name, "path": str(self.train_path), "files": dict(self._files),
                 "sha256": dict(self._sha256), "max_length": self.max_length,
                 "split": {"val_fraction": self.val_fraction, "test_fraction": self.test_fraction,
-                          "seed": self.split_seed, "max_train": self.max_train, "indices_sha1": self._indices_sha1},
+                          "seed": self.split_seed, "max_train": self.max_train, "indices_sha1": self._indices_sha1,
+                          **({"holdout": self.holdout} if self.holdout != "row" else {})},
                 "classes": self.classes, "num_classes": self.num_classes, "input_shape": [self.max_length],
                 "inputs": ["input_ids", "attention_mask"]}
 
@@ -212,7 +270,7 @@ def open_text(path: Path, options: Mapping[str, Any] | None) -> TextTask:
     return TextTask(path, Path(tokenizer), None if options.get("dev") is None else Path(options["dev"]),
                     int(options.get("max_length", 64)), float(options.get("val_fraction", 0.02)),
                     float(options.get("test_fraction", 0.1)), int(options.get("split_seed", 0)),
-                    options.get("max_train"))
+                    options.get("max_train"), holdout=str(options.get("holdout", "row")))
 
 
 def text_from_spec(spec: Mapping[str, Any]) -> TextTask:
@@ -226,7 +284,7 @@ def text_from_spec(spec: Mapping[str, Any]) -> TextTask:
                 raise UserError(f"data changed since training: {path} is changed (retrain, or restore the file)")
         task = TextTask(Path(files["train"]), Path(files["tokenizer"]), Path(files["dev"]) if "dev" in files else None,
                         int(spec["max_length"]), float(rule["val_fraction"]), float(rule["test_fraction"]),
-                        int(rule["seed"]), rule.get("max_train"), str(spec["name"]))
+                        int(rule["seed"]), rule.get("max_train"), str(spec["name"]), str(rule.get("holdout", "row")))
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, UserError):
             raise

@@ -8,11 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 import torch
 
 from nasengine.tasks import open_data, task_from_spec
+from tests.nasengine.task_data import labelled
 from tests.cli_helpers import one_line_error, run_cli
 from tests.text_data import write_sentiment_tsv, write_tiny_checkpoint
 
@@ -88,7 +90,12 @@ def test_text_errors_are_one_line(files: dict[str, Path], tmp_path: Path, capsys
     code, _, err = run_cli(capsys, "train", "bert", "--checkpoint", tmp_path / "nowhere", "--data", files["train"],
                            "--out", tmp_path / "c")
     assert "no such directory" in one_line_error(code, err)
-    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+    x, y = labelled()
+    np.savez(tmp_path / "images.npz", x=x, y=y)
+    code, _, err = run_cli(capsys, "train", "ofa_mbv3", "--data", tmp_path / "images.npz", "--holdout",
+                           "sentence", "--out", tmp_path / "d")
+    assert "--holdout applies to text data only" in one_line_error(code, err)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
 
 
 def test_per_layer_latency_table_covers_text_layers(files: dict[str, Path]) -> None:
