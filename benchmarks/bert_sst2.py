@@ -8,6 +8,9 @@ full subnet in this process; the pick is the most accurate one whose median rati
 (test split) accuracy comes from the exports' manifests and plays no part in the choice.
 
     python benchmarks/bert_sst2.py SN --work runs/bert_bench [--evals 48] [--device ort-cpu-1t] [--candidates 4]
+
+A sorted supernet (`--recipe sorted`) takes `--strategy members`: its members are the candidates, so the
+half-latency pick is search-free and goes through the same re-timing.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ def main() -> None:
     parser.add_argument("supernet", type=Path)
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--evals", type=int, default=48)
+    parser.add_argument("--strategy", default="linas", help="search strategy (members for a sorted supernet)")
     parser.add_argument("--device", default="ort-cpu-1t")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--candidates", type=int, default=4)
@@ -42,7 +46,7 @@ def main() -> None:
     args = parser.parse_args()
     config = json.loads((args.supernet / "config.json").read_text())
     run = args.work / "search"
-    _cli("search", args.supernet, "--device", args.device, "--strategy", "linas", "--evals", args.evals,
+    _cli("search", args.supernet, "--device", args.device, "--strategy", args.strategy, "--evals", args.evals,
          "--out", run, "--quiet")
     net, _ = supernets.load_supernet(args.supernet)
     full_arch = net.space.max()
