@@ -34,11 +34,11 @@ def main() -> None:
             print(f"{device}: done in {result['seconds']:.0f}s", flush=True)
     print(f"\nsupernet {args.supernet_dir}, {args.check} random subnets measured end to end per device "
           f"(calibrated on half, judged on the other half)\n")
-    print("| device | distinct layers | profiling time (s) | MAPE raw sum | MAPE calibrated | Kendall tau |")
-    print("|---|---|---|---|---|---|")
+    print("| device | distinct layers | profiling time (s) | MAPE raw sum | fit | MAPE calibrated | Kendall tau |")
+    print("|---|---|---|---|---|---|---|")
     for device, r in rows:
         q = r["report"]
-        print(f"| {device} | {r['entries']} | {r['seconds']:.0f} | {q['mape_raw']:.1%} | {q['mape_calibrated']:.1%} "
+        print(f"| {device} | {r['entries']} | {r['seconds']:.0f} | {q['mape_raw']:.1%} | {q['fit']} | {q['mape_calibrated']:.1%} "
               f"| {q['kendall_tau']:.3f} |")
 
 

@@ -43,7 +43,7 @@ def _cmd_device_profile(args: argparse.Namespace) -> None:
     print(f"profiled {result['entries']} distinct layers on {args.device} in {result['seconds']:.0f}s -> "
           f"{result['path']}")
     print(f"  error on {r['held_out']} held-out subnets measured end to end: MAPE {r['mape_raw']:.1%} raw sum, "
-          f"{r['mape_calibrated']:.1%} calibrated; Kendall tau {r['kendall_tau']:.3f}")
+          f"{r['mape_calibrated']:.1%} calibrated ({r['fit']} fit); Kendall tau {r['kendall_tau']:.3f}")
     print(f"  search on it with: nasengine search {args.supernet_dir} --device lut:{args.device} --out RUN")
 
 
