@@ -73,6 +73,11 @@ class LatencyTable:
                              "profile the device again for this supernet")
         return self.overhead_ms + sum(self.entries[signature_key(layer)] for layer in layers)
 
+    @property
+    def fit(self) -> str:
+        """Which calibration is in force: `affine` (scale and offset) or `ratio` (scale alone)."""
+        return "affine" if self.offset_ms else "ratio"
+
     def predict(self, layers: Sequence[LayerSpec]) -> float:
         return max(self.scale * self.raw_sum(layers) + self.offset_ms, 1e-6)
 

@@ -56,7 +56,7 @@ def profile_device(device_name: str, supernet_dir: Path, out: Path | None = None
 
     held_out = [table.predict(layers) for layers in layer_lists[half:]]
     held_raw = [table.raw_sum(layers) for layers in layer_lists[half:]]
-    report = {"held_out": len(held_out), "fit": "affine" if table.offset_ms else "ratio",
+    report = {"held_out": len(held_out), "fit": table.fit,
               "mape_raw": mape(measured[half:], held_raw),
               "mape_calibrated": mape(measured[half:], held_out),
               "kendall_tau": kendall_tau(measured[half:], held_out)}
