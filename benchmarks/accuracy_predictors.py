@@ -30,10 +30,10 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from predictors.accuracy import MODELS, fit_predictor, quality_by_size, summarise_quality  # noqa: E402
-from search_spaces import Space  # noqa: E402
-from search_spaces.storage import atomic_write  # noqa: E402
-from supernets.io import read_config  # noqa: E402
+from nasengine.predictors.accuracy import MODELS, fit_predictor, quality_by_size, summarise_quality  # noqa: E402
+from nasengine.search_spaces import Space  # noqa: E402
+from nasengine.search_spaces.storage import atomic_write  # noqa: E402
+from nasengine.supernets.io import read_config  # noqa: E402
 
 
 def load_space(supernet_dir: Path) -> Space:
@@ -41,7 +41,7 @@ def load_space(supernet_dir: Path) -> Space:
     config = read_config(supernet_dir)
     if isinstance(config.get("space"), dict):
         return Space.from_dict(config["space"])
-    import supernets  # older configs without a stored space: rebuild the family to get it
+    from nasengine import supernets  # older configs without a stored space: rebuild the family to get it
 
     return supernets.from_config(config).space
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-import supernets
+from nasengine import supernets
 from nasengine.devices import get_device
 from nasengine.subnet import subnet_workload
 

@@ -32,12 +32,12 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-import supernets
+from nasengine import supernets
 from nasengine.tasks import get_task
-from search_spaces.storage import atomic_write
-from supernets.training import Sandwich, TrainSettings, train_supernet
-from supernets.training.checkpoint import complete_checkpoints
-from supernets.training.loop import CHECKPOINT_EVERY_SECONDS, CHECKPOINT_EVERY_STEPS, _save
+from nasengine.search_spaces.storage import atomic_write
+from nasengine.supernets.training import Sandwich, TrainSettings, train_supernet
+from nasengine.supernets.training.checkpoint import complete_checkpoints
+from nasengine.supernets.training.loop import CHECKPOINT_EVERY_SECONDS, CHECKPOINT_EVERY_STEPS, _save
 
 FAMILY = "ofa_mbv3_digits"
 

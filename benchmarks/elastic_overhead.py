@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import supernets
+from nasengine import supernets
 from nasengine.devices.timing import TimingSettings, time_repeated
 
 

@@ -26,7 +26,7 @@ import torch
 from nasengine.evaluation import Evaluator
 from nasengine.onnx_writer import to_onnx
 from nasengine.tasks import get_task
-from supernets.io import load_supernet
+from nasengine.supernets.io import load_supernet
 
 
 def onnx_logits(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:

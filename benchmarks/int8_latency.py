@@ -44,15 +44,15 @@ import onnxruntime
 import torch
 from torch import nn
 
-from kernels.layers import ElasticMBConv
-from kernels.trace import trace_layers
+from nasengine.kernels.layers import ElasticMBConv
+from nasengine.kernels.trace import trace_layers
 from nasengine.devices import Workload, get_device
 from nasengine.devices.ort_cpu import OrtCpuDevice
 from nasengine.devices.timing import Measurement, TimingSettings
 from nasengine.errors import UserError
 from nasengine.onnx_writer import INPUT_NAME, to_onnx
 from nasengine.quantization import calibration_feeds, quantize_layers, with_batch
-from supernets import Supernet
+from nasengine.supernets import Supernet
 
 LAYER_COLUMNS = ("layer", "kind", "shape", "macs", "fp32_ms", "int8_ms", "ratio", "ratio_min", "ratio_max",
                  "fp32_iqr_ms", "int8_iqr_ms", "rounds", "calibration")

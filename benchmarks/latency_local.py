@@ -25,8 +25,8 @@ from nasengine.devices import get_device  # noqa: E402
 from nasengine.meta_latency import DATA_DIR, LatencyCache, _measure_pool, arch_features  # noqa: E402
 from nasengine.progress import Progress  # noqa: E402
 from nasengine.searching.runner import load_trained  # noqa: E402
-from predictors.latency import MetaLatencyPredictor  # noqa: E402
-from search_spaces.samplers import sample_unique  # noqa: E402
+from nasengine.predictors.latency import MetaLatencyPredictor  # noqa: E402
+from nasengine.search_spaces.samplers import sample_unique  # noqa: E402
 
 DEVICES = "ort-cpu-1t,ort-cpu-2t,ort-cpu-1t-int8,ort-cpu-2t-int8,torch-cpu-1t,torch-cpu-2t"
 

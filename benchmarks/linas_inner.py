@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-import supernets
+from nasengine import supernets
 from nasengine.searching.objectives import Objective
 from nasengine.searching.problem import SearchProblem
 from nasengine.searching.strategies.linas import _Predicted
 from nasengine.searching.variation import GeneLayout
-from predictors.accuracy import fit_predictor
-from search_spaces.encoding import OneHotEncoding
+from nasengine.predictors.accuracy import fit_predictor
+from nasengine.search_spaces.encoding import OneHotEncoding
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import supernets
+from nasengine import supernets
 from nasengine.devices import Workload, get_device
 from nasengine.onnx_writer import to_onnx
 

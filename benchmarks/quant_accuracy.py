@@ -21,7 +21,7 @@ from scipy.stats import kendalltau
 from nasengine.evaluation import Evaluator
 from nasengine.searching.supernet_metrics import load_trained
 from nasengine.tasks import task_from_spec
-from search_spaces.quantization import int8_layers, split_policy, with_policy_genes
+from nasengine.search_spaces.quantization import int8_layers, split_policy, with_policy_genes
 
 
 def _pairs(net, count: int, seed: int) -> list[tuple[dict, list[str]]]:

@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 
-import supernets
+from nasengine import supernets
 from nasengine.evaluation import Evaluator
 from nasengine.searching.runner import load_trained
 from nasengine.tasks import task_from_spec
-from predictors.metrics import kendall_tau, spearman_rho
-from search_spaces.samplers import sample_unique
-from supernets.training import SingleArch, TrainSettings, train_supernet
+from nasengine.predictors.metrics import kendall_tau, spearman_rho
+from nasengine.search_spaces.samplers import sample_unique
+from nasengine.supernets.training import SingleArch, TrainSettings, train_supernet
 
 
 def train_alone(supernet_dir: str, arch: dict[str, Any], threads: int) -> dict[str, float]:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-import supernets
+from nasengine import supernets
 from nasengine.searching.api import run_search
 from nasengine.searching.hypervolume import hypervolume_by_evaluation, normalised_hypervolume
 from nasengine.searching.objectives import Objective

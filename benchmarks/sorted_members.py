@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-import supernets
+from nasengine import supernets
 from nasengine.evaluation import Evaluator
 from nasengine.searching.runner import SearchRequest, search
 from nasengine.tasks import task_from_spec

@@ -30,9 +30,9 @@ from nasengine.devices import Workload, get_device
 from nasengine.evaluation import Evaluator
 from nasengine.searching.supernet_metrics import load_trained
 from nasengine.tasks import task_from_spec
-from search_spaces.samplers import sample_unique
-from search_spaces.space import Space
-from search_spaces.storage import atomic_file
+from nasengine.search_spaces.samplers import sample_unique
+from nasengine.search_spaces.space import Space
+from nasengine.search_spaces.storage import atomic_file
 
 COLUMNS = ["arch", "accuracy", "params", "macs"]
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import supernets
+from nasengine import supernets
 from nasengine.tasks import open_data
 from nasengine.tasks.base import EpochBatches
-from supernets.bert_import import default_checkpoint
-from supernets.training.loop import train_step
-from supernets.training.recipes import get_recipe
+from nasengine.supernets.bert_import import default_checkpoint
+from nasengine.supernets.training.loop import train_step
+from nasengine.supernets.training.recipes import get_recipe
 
 
 def time_arm(net: supernets.Supernet, data: EpochBatches, steps: int, epoch: int) -> tuple[float, float]:

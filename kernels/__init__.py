@@ -3,14 +3,18 @@
 Layering follows Once-for-All: elastic op -> elastic layer -> (supernet) -> static export.
 """
 
-from kernels.transformer import ClassToken, ElasticEncoderLayer, ElasticLayerNorm, ElasticSelfAttention, \
+from nasengine.search_spaces._bare_name import defer_bare_name
+
+defer_bare_name(__name__)  # under its bare name (a checkout's root on sys.path) the name goes to its owner
+
+from nasengine.kernels.transformer import ClassToken, ElasticEncoderLayer, ElasticLayerNorm, ElasticSelfAttention, \
     EncoderLayer, PatchEmbedding, SelfAttention
-from kernels.text import ElasticTokenEmbedding, Pooler, TextClassifier, TokenEmbedding
-from kernels.describe import LayerSpec, OpSpec, conv_out_hw, total_macs, total_params
-from kernels.layers import ConvBNAct, ElasticMBConv, ElasticSqueezeExcite, activation, make_divisible
-from kernels.ops import ElasticBatchNorm2d, ElasticConv2d, ElasticLinear
-from kernels.static import GlobalAvgPool, Residual, SqueezeExcite, from_spec, register_static, to_spec
-from kernels.trace import TracedLayer, layer_kind, trace_layers
+from nasengine.kernels.text import ElasticTokenEmbedding, Pooler, TextClassifier, TokenEmbedding
+from nasengine.kernels.describe import LayerSpec, OpSpec, conv_out_hw, total_macs, total_params
+from nasengine.kernels.layers import ConvBNAct, ElasticMBConv, ElasticSqueezeExcite, activation, make_divisible
+from nasengine.kernels.ops import ElasticBatchNorm2d, ElasticConv2d, ElasticLinear
+from nasengine.kernels.static import GlobalAvgPool, Residual, SqueezeExcite, from_spec, register_static, to_spec
+from nasengine.kernels.trace import TracedLayer, layer_kind, trace_layers
 
 __all__ = [
     "ClassToken", "ElasticEncoderLayer", "ElasticLayerNorm", "ElasticSelfAttention", "EncoderLayer",

@@ -86,7 +86,7 @@ class NetState:
 
 
 def _active_arch(net: nn.Module) -> Any:
-    """A supernet's active arch (`supernets.base.Supernet.active_arch`), or None for a plain net."""
+    """A supernet's active arch (`nasengine.supernets.base.Supernet.active_arch`), or None for a plain net."""
     if not callable(getattr(net, "set_active", None)) or not hasattr(net, "active_arch"):
         return None
     return net.active_arch  # type: ignore[attr-defined]

@@ -13,11 +13,11 @@ from typing import Collection, Iterable
 import torch
 from torch import nn
 
-from kernels.inputs import Inputs, as_args
+from nasengine.kernels.inputs import Inputs, as_args
 
-from kernels.fold import fold_batchnorm
-from kernels.static import GlobalAvgPool, Residual, SqueezeExcite
-from kernels.trace import split_layers
+from nasengine.kernels.fold import fold_batchnorm
+from nasengine.kernels.static import GlobalAvgPool, Residual, SqueezeExcite
+from nasengine.kernels.trace import split_layers
 
 _SILENT = (nn.Identity, nn.Dropout)
 _INT32_RANGE = float(2**32 - 2)  # onnxruntime's int32 bias range: max - (min + 1)

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.describe import OpSpec
-from kernels.ops import ElasticBatchNorm2d, ElasticConv2d
-from kernels.static import Residual, SqueezeExcite
+from nasengine.kernels.describe import OpSpec
+from nasengine.kernels.ops import ElasticBatchNorm2d, ElasticConv2d
+from nasengine.kernels.static import Residual, SqueezeExcite
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "hswish": nn.Hardswish, "silu": nn.SiLU}
 

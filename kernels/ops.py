@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.describe import OpSpec, conv_out_hw
+from nasengine.kernels.describe import OpSpec, conv_out_hw
 
 
 class ElasticConv2d(nn.Module):

@@ -13,8 +13,8 @@ from typing import Any, Callable, Mapping, Optional
 import torch
 from torch import nn
 
-from kernels.describe import OpSpec, shape_channels, shape_hw, shape_tokens
-from search_spaces.registry import Registry
+from nasengine.kernels.describe import OpSpec, shape_channels, shape_hw, shape_tokens
+from nasengine.search_spaces.registry import Registry
 
 
 class Residual(nn.Module):

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.static import register_static
-from kernels.transformer import ElasticLayerNorm, EncoderLayer
+from nasengine.kernels.static import register_static
+from nasengine.kernels.transformer import ElasticLayerNorm, EncoderLayer
 
 
 class TokenEmbedding(nn.Module):

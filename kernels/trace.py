@@ -11,10 +11,10 @@ from typing import Any, Callable, NamedTuple
 import torch
 from torch import nn
 
-from kernels.describe import LayerSpec, OpSpec, shape_channels, shape_hw, shape_tokens
-from kernels.inputs import Inputs, as_args
-from kernels.transformer import SelfAttention
-from kernels.static import Residual, SqueezeExcite, static_op
+from nasengine.kernels.describe import LayerSpec, OpSpec, shape_channels, shape_hw, shape_tokens
+from nasengine.kernels.inputs import Inputs, as_args
+from nasengine.kernels.transformer import SelfAttention
+from nasengine.kernels.static import Residual, SqueezeExcite, static_op
 
 
 class TracedLayer(NamedTuple):

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.ops import ElasticLinear
-from kernels.static import register_static
+from nasengine.kernels.ops import ElasticLinear
+from nasengine.kernels.static import register_static
 
 # "gelu" is the tanh approximation (ViT); "gelu_erf" the exact form BERT checkpoints are trained with
 ACTIVATIONS = {"gelu": lambda: nn.GELU(approximate="tanh"), "gelu_erf": nn.GELU, "relu": nn.ReLU}

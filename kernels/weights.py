@@ -12,10 +12,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-
-def first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+from nasengine.search_spaces.messages import first_line
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:

@@ -12,7 +12,7 @@ from typing import Any, Callable, NoReturn, Sequence
 from nasengine.argtypes import image_size, positive_float, positive_int, positive_or_zero_float, whole_number
 from nasengine.cli_devices import add_device_commands
 from nasengine.errors import UserError, one_line
-from search_spaces.registry import RegistryError
+from nasengine.search_spaces.registry import RegistryError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,7 +43,7 @@ def _check_overrides(supernet: str, overrides: dict[str, Any]) -> None:
         return
     import inspect
 
-    import supernets
+    from nasengine import supernets
 
     params = inspect.signature(supernets.entry(supernet).builder).parameters  # RegistryError: unknown family
     keys = {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
@@ -168,7 +168,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
     arch = None
     if args.arch is not None:
-        from search_spaces.archs import arch_from_json
+        from nasengine.search_spaces.archs import arch_from_json
 
         try:
             text = Path(args.arch[1:]).read_text() if args.arch.startswith("@") else args.arch
@@ -199,7 +199,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _cmd_supernets(args: argparse.Namespace) -> None:
-    import supernets
+    from nasengine import supernets
 
     for name in supernets.available():
         entry = supernets.entry(name)

@@ -9,12 +9,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from kernels.calibration import preserved_state, recalibrate_bn
-from kernels.inputs import Inputs, as_args, pack, rows, take, to_numpy
+from nasengine.kernels.calibration import preserved_state, recalibrate_bn
+from nasengine.kernels.inputs import Inputs, as_args, pack, rows, take, to_numpy
 from nasengine.tasks.base import Split, Task
 
 if TYPE_CHECKING:  # exported subnets are scored without importing any supernet code
-    from supernets.base import Supernet
+    from nasengine.supernets.base import Supernet
 
 
 @torch.no_grad()
@@ -146,7 +146,7 @@ class Evaluator:
     def fake_quantized(self, arch: Mapping[str, Any], int8_layers: Sequence[str], split: Split | None = None) -> float:
         """Estimated accuracy of `arch` with `int8_layers` in INT8, by fake quantization in torch (no onnxruntime):
         weights per channel, activation ranges observed on the same training images the real quantizer uses."""
-        from kernels.fake_quant import fake_quantize
+        from nasengine.kernels.fake_quant import fake_quantize
 
         canonical = self.supernet.space.validate(arch)
         inputs = {k: torch.from_numpy(v) for k, v in self.quantization_inputs(canonical).items()}

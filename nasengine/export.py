@@ -20,9 +20,9 @@ import pandas as pd
 import torch
 from safetensors.torch import save_file
 
-import supernets
-from kernels.inputs import apply_input_transform, take
-from kernels.static import to_spec
+from nasengine import supernets
+from nasengine.kernels.inputs import apply_input_transform, take
+from nasengine.kernels.static import to_spec
 from nasengine.devices import Workload, get_device
 from nasengine.errors import UserError
 from nasengine.evaluation import Evaluator, accuracy, onnx_accuracy
@@ -33,10 +33,10 @@ from nasengine.reports import mark_exported, objectives_from_identity
 from nasengine.searching.objectives import Constraint, Objective
 from nasengine.searching.runner import DEFAULT_DEVICE, MARKER, load_trained
 from nasengine.searching.supernet_metrics import Quantization
-from search_spaces.quantization import int8_layers
+from nasengine.search_spaces.quantization import int8_layers
 from nasengine.rundir import check_creatable
 from nasengine.tasks import task_from_spec
-from search_spaces.storage import atomic_directory, atomic_file, atomic_write
+from nasengine.search_spaces.storage import atomic_directory, atomic_file, atomic_write
 
 ONNX_TOLERANCE = 1e-4  # largest |ONNX - torch| accepted on real inputs
 EXPORT_FILES = ("config.json", "manifest.json", "model.onnx", "model.safetensors")
@@ -273,10 +273,10 @@ def _mark_exported(run_dir: Path, device: str, row: pd.Series) -> None:
 
 
 def required_modules(module: torch.nn.Module) -> list[str]:
-    """Modules outside torch and kernels that define static types of `module` (user families' own ops):
+    """Modules outside torch and nasengine.kernels that define static types of `module` (user families' own ops):
     `load_subnet` names them if they are not imported when the subnet is loaded."""
     return sorted({type(m).__module__ for m in module.modules()
-                   if not type(m).__module__.split(".")[0] in ("torch", "kernels")})
+                   if not type(m).__module__.startswith(("torch.", "nasengine.kernels."))})
 
 
 def _write_atomically(out: Path, overwrite: bool, files: dict[str, bytes], state: dict[str, torch.Tensor]) -> None:

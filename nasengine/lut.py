@@ -19,11 +19,11 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 from torch import nn
 
-from kernels.describe import LayerSpec, OpSpec
+from nasengine.kernels.describe import LayerSpec, OpSpec
 from nasengine.devices.base import Device, Workload
-from search_spaces.choices import Choice
-from search_spaces.space import Arch, Space
-from search_spaces.storage import atomic_write
+from nasengine.search_spaces.choices import Choice
+from nasengine.search_spaces.space import Arch, Space
+from nasengine.search_spaces.storage import atomic_write
 
 FORMAT = "nasengine-latency-table"
 
@@ -88,7 +88,7 @@ class LatencyTable:
 
         With few subnets of nearly equal cost an offset fits noise and extrapolates wildly; leave-one-out
         picks the plain ratio then, and the offset once the measurements span enough range to pin it."""
-        from predictors.metrics import kendall_tau, mape
+        from nasengine.predictors.metrics import kendall_tau, mape
 
         raw = np.array([self.raw_sum(layers) for layers in layer_lists])
         y = np.asarray(measured_ms, dtype=float)

@@ -17,8 +17,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from kernels.describe import LayerSpec
-from kernels.inputs import to_numpy
+from nasengine.kernels.describe import LayerSpec
+from nasengine.kernels.inputs import to_numpy
 from nasengine.devices import Workload, get_device
 from nasengine.devices.base import Device
 from nasengine.devices.table import table_key
@@ -27,11 +27,11 @@ from nasengine.progress import Progress
 from nasengine.evaluation import quantization_images
 from nasengine.searching.runner import load_trained
 from nasengine.tasks import task_from_spec
-from predictors.latency import AdaptedLatencyPredictor, MetaLatencyPredictor
-from predictors.metrics import mape, spearman_rho
-from search_spaces.samplers import sample_unique
-from search_spaces.storage import atomic_directory
-from search_spaces.space import Arch, Space
+from nasengine.predictors.latency import AdaptedLatencyPredictor, MetaLatencyPredictor
+from nasengine.predictors.metrics import mape, spearman_rho
+from nasengine.search_spaces.samplers import sample_unique
+from nasengine.search_spaces.storage import atomic_directory
+from nasengine.search_spaces.space import Arch, Space
 
 DATA_DIR, MODELS_DIR = "latency_data", "latency_models"
 DEFAULT_SOURCES = ("ort-cpu-1t", "ort-cpu-2t", "ort-cpu-1t-int8", "torch-cpu-1t")  # threads and precisions

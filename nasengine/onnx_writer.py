@@ -17,9 +17,9 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from kernels.fold import foldable, folded_conv_params
-from kernels.inputs import SINGLE_INPUT, Inputs, as_args, named, to_numpy
-from kernels.static import GlobalAvgPool, Residual, SqueezeExcite, set_onnx_converter, static_op
+from nasengine.kernels.fold import foldable, folded_conv_params
+from nasengine.kernels.inputs import SINGLE_INPUT, Inputs, as_args, named, to_numpy
+from nasengine.kernels.static import GlobalAvgPool, Residual, SqueezeExcite, set_onnx_converter, static_op
 
 OPSET = 17
 INPUT_NAME, OUTPUT_NAME = SINGLE_INPUT, "logits"

@@ -16,7 +16,7 @@ from nasengine.fronts import (ACCURACY_COLUMNS, _column, frame_feasible, front_g
                               pareto_mask)
 from nasengine.searching.hypervolume import DEFAULT_REFERENCE
 from nasengine.searching.objectives import MAXIMIZE, MINIMIZE, Constraint, Objective
-from search_spaces.storage import atomic_file
+from nasengine.search_spaces.storage import atomic_file
 
 
 _PNG_DPI = 110

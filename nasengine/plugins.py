@@ -16,9 +16,24 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from nasengine.errors import UserError
+from nasengine.errors import UserError, first_line
 
 ENTRY_POINT_GROUP = "nasengine.plugins"
+# nasengine's component packages, installed under `nasengine.` since 0.2: other projects own the bare names
+COMPONENTS = ("kernels", "supernets", "predictors", "search_spaces")
+
+
+def old_name_hint(exc: BaseException) -> str | None:
+    """When `exc` comes from code that imported a component by its bare pre-0.2 name (`from kernels import ...`
+    finds Hugging Face's `kernels`, or nothing), a sentence saying what to write instead; else None."""
+    name = getattr(exc, "name", None) if isinstance(exc, ImportError) else None
+    if isinstance(exc, AttributeError):
+        name = getattr(getattr(exc, "obj", None), "__name__", None)
+    root = str(name or "").split(".")[0]
+    if root not in COMPONENTS:
+        return None
+    return (f"it imports {root!r}, which nasengine installs as 'nasengine.{root}' (write `from nasengine.{root} "
+            f"import ...`; a bare {root!r} is another project's package or none)")
 
 
 @dataclass(frozen=True)
@@ -56,8 +71,10 @@ def _run_import(ref: str, load: Any) -> Any:
     except BaseException as exc:  # any failure inside user code becomes one line naming the plugin
         if isinstance(exc, KeyboardInterrupt):
             raise
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise UserError(f"plugin {ref} failed on import: {type(exc).__name__}: {message}") from None
+        hint = old_name_hint(exc)
+        if hint is not None:
+            raise UserError(f"plugin {ref} failed on import: {hint}") from None
+        raise UserError(f"plugin {ref} failed on import: {type(exc).__name__}: {first_line(exc)}") from None
 
 
 def load_plugin(ref: str, given: bool = False) -> Plugin:

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kernels.inputs import to_numpy
+from nasengine.kernels.inputs import to_numpy
 from nasengine.devices import Workload, get_device
 from nasengine.devices.lut_device import table_path
 from nasengine.errors import UserError
@@ -15,7 +15,7 @@ from nasengine.lut import coverage_archs, profile
 from nasengine.progress import Progress
 from nasengine.searching.runner import load_trained
 from nasengine.tasks import task_from_spec
-from search_spaces.samplers import sample_unique
+from nasengine.search_spaces.samplers import sample_unique
 
 
 def profile_device(device_name: str, supernet_dir: Path, out: Path | None = None, check: int = 20,
@@ -52,7 +52,7 @@ def profile_device(device_name: str, supernet_dir: Path, out: Path | None = None
             bar.update(1)
     half = len(check_archs) // 2
     table.calibrate(layer_lists[:half], measured[:half])
-    from predictors.metrics import kendall_tau, mape
+    from nasengine.predictors.metrics import kendall_tau, mape
 
     held_out = [table.predict(layers) for layers in layer_lists[half:]]
     held_raw = [table.raw_sum(layers) for layers in layer_lists[half:]]

@@ -27,7 +27,7 @@ from nasengine.searching.hypervolume import (DEFAULT_REFERENCE, default_bounds, 
                                              hypervolume_by_evaluation, hypervolume_trace, reference_point)
 from nasengine.searching.objectives import (MINIMIZE, METRICS, Constraint, Objective, Row, metric_column,
                                             objective_from_callable_name)
-from search_spaces.storage import atomic_write
+from nasengine.search_spaces.storage import atomic_write
 
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from nasengine.errors import UserError
-from supernets.training.checkpoint import atomic_write_text
+from nasengine.supernets.training.checkpoint import atomic_write_text
 
 
 def prepare_output(directory: Path, marker: str, identity: Mapping[str, Any], overwrite: bool,

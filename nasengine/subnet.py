@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from kernels.inputs import apply_input_transform, specs_from_config, to_numpy
-from kernels.static import from_spec
-from kernels.weights import first_line, load_weights
+from nasengine.kernels.inputs import apply_input_transform, specs_from_config, to_numpy
+from nasengine.kernels.static import from_spec
+from nasengine.kernels.weights import load_weights
+from nasengine.errors import first_line
 from nasengine.evaluation import accuracy, onnx_accuracy, quantization_images
 from nasengine.plugins import reload_recorded
 from nasengine.tasks import task_from_spec
@@ -127,7 +128,7 @@ def read_onnx(path: Path) -> bytes:
     try:
         onnx.checker.check_model(onnx.load_model_from_string(data))
     except Exception as exc:  # protobuf's DecodeError, onnx's ValidationError, ...
-        raise ValueError(f"{path} is not a valid ONNX model ({first_line(exc)[:200]})") from None
+        raise ValueError(f"{path} is not a valid ONNX model ({first_line(exc, 200)})") from None
     return data
 
 

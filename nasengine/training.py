@@ -12,17 +12,17 @@ from typing import Any, Iterator
 
 import torch
 
-import supernets
-from kernels.weights import load_weights
+from nasengine import supernets
+from nasengine.kernels.weights import load_weights
 from nasengine.errors import UserError, one_line
 from nasengine.evaluation import Evaluator
 from nasengine.progress import Progress
 from nasengine.rundir import prepare_output, update_marker
 from nasengine.plugins import plugins_to_record
 from nasengine.tasks import Task, open_data
-from search_spaces.storage import atomic_file
-from supernets.training import Phase, TrainSettings, distributed, get_recipe, train_supernet
-from supernets.training.loop import CHECKPOINT_EVERY_SECONDS, CHECKPOINT_EVERY_STEPS
+from nasengine.search_spaces.storage import atomic_file
+from nasengine.supernets.training import Phase, TrainSettings, distributed, get_recipe, train_supernet
+from nasengine.supernets.training.loop import CHECKPOINT_EVERY_SECONDS, CHECKPOINT_EVERY_STEPS
 
 MARKER = "train.json"
 # what a family trained from scratch gets when neither the user nor the family's train_defaults say

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from search_spaces.registry import Registry
+from nasengine.search_spaces.registry import Registry
 
 if TYPE_CHECKING:
-    from search_spaces.space import Arch, Space
+    from nasengine.search_spaces.space import Arch, Space
 
 
 class Encoding(Protocol):

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from search_spaces.choices import Choice, Condition
-from search_spaces.space import Arch, Space
+from nasengine.search_spaces.choices import Choice, Condition
+from nasengine.search_spaces.space import Arch, Space
 
 PRECISIONS = ("fp32", "int8")  # cheapest last would mislead: options run from FP32 to the quantised form
 GENE_PREFIX = "q."

@@ -6,7 +6,7 @@ from typing import Callable
 
 import numpy as np
 
-from search_spaces.space import Arch, Space
+from nasengine.search_spaces.space import Arch, Space
 
 
 def sample_unique(space: Space, n: int, seed: int = 0, include_extremes: bool = False,

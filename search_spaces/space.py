@@ -8,7 +8,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from search_spaces.choices import Choice
+from nasengine.search_spaces.choices import Choice
 
 Arch = dict[str, Any]
 
@@ -156,24 +156,24 @@ class Space:
     # ------------------------------------------------------------------ encodings
     def encode(self, arch: Mapping[str, Any], kind: str = "int") -> np.ndarray:
         """Integer (option index per gene, 0 when inactive) or one-hot (all-zero block when inactive) vector."""
-        from search_spaces.encoding import get_encoding
+        from nasengine.search_spaces.encoding import get_encoding
 
         return get_encoding(kind).encode(self, arch)
 
     def encode_many(self, archs: Iterable[Mapping[str, Any]], kind: str = "int") -> np.ndarray:
-        from search_spaces.encoding import get_encoding
+        from nasengine.search_spaces.encoding import get_encoding
 
         enc = get_encoding(kind)
         return np.stack([enc.encode(self, a) for a in archs])
 
     def decode(self, vector: Sequence[float] | np.ndarray, kind: str = "int") -> Arch:
         """Inverse of encode; integer vectors are rounded and must lie within each gene's index range."""
-        from search_spaces.encoding import get_encoding
+        from nasengine.search_spaces.encoding import get_encoding
 
         return get_encoding(kind).decode(self, vector)
 
     def encoding_width(self, kind: str = "int") -> int:
-        from search_spaces.encoding import get_encoding
+        from nasengine.search_spaces.encoding import get_encoding
 
         return get_encoding(kind).width(self)
 

@@ -9,12 +9,12 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from kernels.describe import LayerSpec
-from kernels.inputs import InputSpec, Inputs, apply_input_transform, example_inputs, image_input
-from kernels.trace import split_layers, trace_layers
-from search_spaces.choices import Condition
-from search_spaces.quantization import QuantizableLayer
-from search_spaces.space import Arch, Space
+from nasengine.kernels.describe import LayerSpec
+from nasengine.kernels.inputs import InputSpec, Inputs, apply_input_transform, example_inputs, image_input
+from nasengine.kernels.trace import split_layers, trace_layers
+from nasengine.search_spaces.choices import Condition
+from nasengine.search_spaces.quantization import QuantizableLayer
+from nasengine.search_spaces.space import Arch, Space
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Cost:
 class Supernet(nn.Module, ABC):
     """A weight-sharing network over `space`; `set_active(arch)` selects the subnet that `forward` runs.
 
-    Subclasses build their layers from `kernels` and implement `_activate`, `forward`, `input_shape`,
+    Subclasses build their layers from `nasengine.kernels` and implement `_activate`, `forward`, `input_shape`,
     `_export_active` and `config`; layer descriptions and costs are traced from the export unless a family
     overrides `_walk_active`. The arch dict is the only currency exchanged with the rest of the engine.
     """
@@ -168,7 +168,7 @@ class Supernet(nn.Module, ABC):
     @property
     @abstractmethod
     def config(self) -> dict[str, Any]:
-        """JSON constructor arguments; `supernets.create(self.name, **self.config)` rebuilds this supernet."""
+        """JSON constructor arguments; `nasengine.supernets.create(self.name, **self.config)` rebuilds this supernet."""
 
     def prepare_phase(self, tags: set[str]) -> None:
         """Hook called by training recipes when the elastic dimensions in `tags` are switched on."""

@@ -2,7 +2,7 @@
 
 `bert(checkpoint=DIR)` reads a Hugging Face-format directory (`config.json` + `model.safetensors`; never a pickle),
 loads its encoder into the largest subnet and reorders heads, intermediate units and hidden channels by
-importance (see `supernets.bert_import`), so the largest subnet computes exactly the pretrained encoder and
+importance (see `nasengine.supernets.bert_import`), so the largest subnet computes exactly the pretrained encoder and
 first-k slices keep its most important parts. Fine-tuning it with the sandwich rule and in-place distillation
 (`nasengine train bert`) makes the supernet during the fine-tuning a user does anyway.
 """
@@ -16,14 +16,14 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from kernels.inputs import InputSpec
-from kernels.ops import ElasticLinear
-from kernels.text import ElasticTokenEmbedding, Pooler, TextClassifier, check_pooling, masked_mean
-from kernels.transformer import ElasticEncoderLayer
-from search_spaces.builtin.transformer import encoder_space
-from search_spaces.space import Arch, Space
-from supernets.base import Supernet
-from supernets.registry import register
+from nasengine.kernels.inputs import InputSpec
+from nasengine.kernels.ops import ElasticLinear
+from nasengine.kernels.text import ElasticTokenEmbedding, Pooler, TextClassifier, check_pooling, masked_mean
+from nasengine.kernels.transformer import ElasticEncoderLayer
+from nasengine.search_spaces.builtin.transformer import encoder_space
+from nasengine.search_spaces.space import Arch, Space
+from nasengine.supernets.base import Supernet
+from nasengine.supernets.registry import register
 
 
 def kept_layers(depth: int, layers: int) -> list[int]:
@@ -44,7 +44,7 @@ class ElasticBert(Supernet):
     """BERT encoder + pooler + classifier; head dimension fixed, so attention width follows the number of heads.
 
     `pooling`: `cls` (BERT's dense + tanh pooler over the first token) or `mean` (masked mean over tokens, no
-    weights), as the checkpoint was trained (`supernets.bert_import.read_pooling`).
+    weights), as the checkpoint was trained (`nasengine.supernets.bert_import.read_pooling`).
     Inputs: `input_ids` and `attention_mask` (int64, `max_length` tokens; the device workload's sequence length).
     Genes `l{i}.*` configure the i-th layer the subnet runs, which is pretrained layer `kept_layers(depth)[i]`."""
 
@@ -140,7 +140,7 @@ class ElasticBert(Supernet):
 
 
 def _default_checkpoint() -> Path | None:
-    from supernets.bert_import import default_checkpoint
+    from nasengine.supernets.bert_import import default_checkpoint
 
     return default_checkpoint()
 
@@ -156,7 +156,7 @@ def bert(num_classes: int = 2, checkpoint: str | None = None, max_length: int = 
     image-task arguments (`in_channels`, `input_size`) do not apply to text and are ignored."""
     if checkpoint is None:
         return ElasticBert(num_classes=num_classes, max_length=max_length, **overrides)
-    from supernets.bert_import import load_pretrained, read_hf_config, read_pooling
+    from nasengine.supernets.bert_import import load_pretrained, read_hf_config, read_pooling
 
     dims = {**read_hf_config(Path(checkpoint)), "pooling": read_pooling(Path(checkpoint))}
     net = ElasticBert(num_classes=num_classes, max_length=max_length, **{**dims, **overrides})

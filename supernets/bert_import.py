@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from kernels.weights import first_line, read_tensors
+from nasengine.kernels.weights import read_tensors
+from nasengine.search_spaces.messages import first_line
 
 if TYPE_CHECKING:
-    from supernets.bert import ElasticBert
+    from nasengine.supernets.bert import ElasticBert
 
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
 

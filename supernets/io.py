@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
-from kernels.weights import first_line, load_weights
-from search_spaces.registry import RegistryError
-from supernets.base import Supernet
-from supernets.registry import from_config
-from supernets.training.checkpoint import atomic_write_text, save_tensors
+from nasengine.kernels.weights import load_weights
+from nasengine.search_spaces.messages import first_line
+from nasengine.search_spaces.registry import RegistryError
+from nasengine.supernets.base import Supernet
+from nasengine.supernets.registry import from_config
+from nasengine.supernets.training.checkpoint import atomic_write_text, save_tensors
 
 FORMAT = "nasengine-supernet"
 CONFIG, WEIGHTS = "config.json", "model.safetensors"

@@ -8,12 +8,12 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from kernels import ConvBNAct, ElasticLinear, ElasticMBConv, GlobalAvgPool, LayerSpec, OpSpec
-from kernels.layers import ChannelPermutable, make_divisible
-from search_spaces.builtin import elastic_mobilenet_space
-from search_spaces.space import Arch
-from supernets.base import Layer, Supernet
-from supernets.registry import register
+from nasengine.kernels import ConvBNAct, ElasticLinear, ElasticMBConv, GlobalAvgPool, LayerSpec, OpSpec
+from nasengine.kernels.layers import ChannelPermutable, make_divisible
+from nasengine.search_spaces.builtin import elastic_mobilenet_space
+from nasengine.search_spaces.space import Arch
+from nasengine.supernets.base import Layer, Supernet
+from nasengine.supernets.registry import register
 
 
 class OFAMobileNetV3(Supernet):

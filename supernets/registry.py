@@ -11,8 +11,8 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from search_spaces.registry import Registry, RegistryError
-from supernets.base import Supernet
+from nasengine.search_spaces.registry import Registry, RegistryError
+from nasengine.supernets.base import Supernet
 
 Builder = Callable[..., Supernet]
 TASK_ARGUMENTS = ("in_channels", "num_classes", "input_size")

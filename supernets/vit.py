@@ -14,12 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.transformer import ClassToken, ElasticEncoderLayer, ElasticLayerNorm, PatchEmbedding
-from kernels.ops import ElasticLinear
-from search_spaces.builtin.transformer import encoder_space
-from search_spaces.space import Arch, Space
-from supernets.base import Supernet
-from supernets.registry import register
+from nasengine.kernels.transformer import ClassToken, ElasticEncoderLayer, ElasticLayerNorm, PatchEmbedding
+from nasengine.kernels.ops import ElasticLinear
+from nasengine.search_spaces.builtin.transformer import encoder_space
+from nasengine.search_spaces.space import Arch, Space
+from nasengine.supernets.base import Supernet
+from nasengine.supernets.registry import register
 
 
 def vit_space(depths: Sequence[int], dims: Sequence[int], heads: Sequence[int], mlp_ratios: Sequence[float],

@@ -18,8 +18,8 @@ def write_tiny_checkpoint(directory: Path, hidden: int = 32, layers: int = 2, he
                           seed: int = 0, pooler: bool = True, pooling: str | None = None) -> Path:
     """A random BERT in Hugging Face layout (config.json, model.safetensors with HF names, vocab.txt); with
     `pooling`, also a sentence-transformers pooling config (`1_Pooling/config.json`) asking for it."""
-    from supernets.bert import ElasticBert
-    from supernets.bert_import import _hf_names
+    from nasengine.supernets.bert import ElasticBert
+    from nasengine.supernets.bert_import import _hf_names
 
     directory.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]

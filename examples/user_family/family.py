@@ -1,7 +1,7 @@
 """A user-defined supernet family: a small ResNet with elastic depth and width per stage (and elastic resolution).
 
 Load it with `nasengine --plugin examples/user_family/family.py ...`; importing this file registers
-`elastic_resnet`. It uses only the public API of `kernels`, `search_spaces` and `supernets`, and writes no
+`elastic_resnet`. It uses only the public API of `nasengine.kernels`, `nasengine.search_spaces` and `nasengine.supernets`, and writes no
 op descriptions: costs and per-layer latency tables are traced from `_export_active()` by the base class.
 """
 
@@ -13,9 +13,9 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-import supernets
-from kernels import ConvBNAct, ElasticLinear, GlobalAvgPool, Residual, make_divisible
-from search_spaces import Arch, Choice, Space
+from nasengine import supernets
+from nasengine.kernels import ConvBNAct, ElasticLinear, GlobalAvgPool, Residual, make_divisible
+from nasengine.search_spaces import Arch, Choice, Space
 
 
 def elastic_resnet_space(n_stages: int, depths: Sequence[int], widths: Sequence[float],

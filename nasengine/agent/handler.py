@@ -19,6 +19,7 @@ from nasengine.agent.slot import QueueTimeout
 from nasengine.devices.base import DeviceConfig
 from nasengine.devices.ort_cpu import OrtCpuDevice
 from nasengine.devices.timing import Measurement
+from nasengine.errors import first_line
 
 if TYPE_CHECKING:
     from nasengine.agent.server import AgentServer
@@ -30,11 +31,6 @@ ENDPOINTS = {"/health": "GET", "/measure": "POST"}
 
 class RejectedModel(Exception):
     """The model cannot be measured as sent (bad bytes, unsupported inputs): the client's fault, HTTP 400."""
-
-
-def _first_line(exc: BaseException, limit: int = 300) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:limit]
 
 
 STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")  # operators onnxruntime itself implements
@@ -94,7 +90,7 @@ def measure_model(onnx_bytes: bytes, settings: Mapping[str, Any]) -> Measurement
         raise RejectedModel(str(exc)) from None
     except Exception as exc:
         if type(exc).__module__.startswith("onnxruntime"):
-            raise RejectedModel(f"onnxruntime rejected the model: {_first_line(exc)}") from None
+            raise RejectedModel(f"onnxruntime rejected the model: {first_line(exc, 300)}") from None
         raise
 
 
@@ -211,7 +207,7 @@ class AgentHandler(BaseHTTPRequestHandler):
             return self._send(400, {"error": str(exc)})
         except Exception as exc:  # never let one model take the agent down
             self.server.count(False)
-            return self._send(500, {"error": f"measurement failed: {type(exc).__name__}: {_first_line(exc)}"})
+            return self._send(500, {"error": f"measurement failed: {type(exc).__name__}: {first_line(exc, 300)}"})
         self.server.count(True)
         self._note = f"seq={turn.seq} median={result.median_ms:.3f}ms wait={turn.wait_s * 1e3:.0f}ms"
         self._send(200, {**result.to_dict(), "seq": turn.seq, "started_ns": started, "finished_ns": finished,

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from kernels.describe import LayerSpec
-from kernels.inputs import SINGLE_INPUT, InputSpec, Inputs, example_inputs, image_input, to_numpy
+from nasengine.kernels.describe import LayerSpec
+from nasengine.kernels.inputs import SINGLE_INPUT, InputSpec, Inputs, example_inputs, image_input, to_numpy
 from nasengine.devices.timing import Measurement, TimingSettings
 from nasengine.errors import UserError
 

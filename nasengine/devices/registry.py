@@ -7,7 +7,7 @@ from typing import Callable
 
 from nasengine.devices.base import Device, DeviceConfig
 from nasengine.errors import UserError
-from search_spaces.registry import Registry, RegistryError
+from nasengine.search_spaces.registry import Registry, RegistryError
 
 _BACKENDS: Registry[type[Device]] = Registry("device backend")
 _DEVICES: Registry[DeviceConfig] = Registry("device")

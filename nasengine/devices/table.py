@@ -15,7 +15,7 @@ import pandas as pd
 from nasengine.devices.base import Device, DeviceConfig, Workload
 from nasengine.devices.registry import register_backend
 from nasengine.devices.timing import Measurement
-from nasengine.errors import UserError
+from nasengine.errors import UserError, first_line
 
 
 def table_key(arch: Mapping[str, Any]) -> str:
@@ -54,7 +54,7 @@ class TableDevice(Device):
         try:
             frame = pd.read_csv(self.path, dtype=str, keep_default_na=False)
         except (OSError, ValueError, UnicodeDecodeError) as exc:
-            raise UserError(f"device {self.name!r}: cannot read {self.path}: {str(exc).splitlines()[0]}") from None
+            raise UserError(f"device {self.name!r}: cannot read {self.path}: {first_line(exc)}") from None
         missing = {"arch", self.column} - set(frame.columns)
         if missing:
             raise UserError(f"device {self.name!r}: {self.path} lacks column(s) {', '.join(sorted(missing))}")

@@ -25,7 +25,7 @@ from nasengine.searching.objectives import MAXIMIZE, MINIMIZE, Constraint, Objec
 from nasengine.searching.problem import Pending, SearchProblem
 from nasengine.searching.store import Evaluate, TrialStore, open_storage, redact, row_from_trial
 from nasengine.searching.strategies import get_strategy
-from search_spaces.space import Arch, Space
+from nasengine.search_spaces.space import Arch, Space
 
 MARKER = "run.json"
 ObjectiveSpec = Callable[[Arch], float] | tuple[Callable[[Arch], float], str]

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from nasengine.errors import UserError
-from search_spaces.registry import Registry
+from nasengine.search_spaces.registry import Registry
 
 MINIMIZE, MAXIMIZE = "minimize", "maximize"
 

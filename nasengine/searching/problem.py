@@ -13,8 +13,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from nasengine.searching.objectives import Constraint, Objective, Row
-from search_spaces.encoding import IntegerEncoding
-from search_spaces.space import Arch, Space
+from nasengine.search_spaces.encoding import IntegerEncoding
+from nasengine.search_spaces.space import Arch, Space
 
 PENALTY = 1e12  # objective value of candidates left unevaluated because the budget ran out
 

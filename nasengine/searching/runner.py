@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-import supernets
+from nasengine import supernets
 from nasengine.devices import get_device
 from nasengine.errors import UserError, one_line
 from nasengine.evaluation import Evaluator

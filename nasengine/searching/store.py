@@ -31,10 +31,10 @@ from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from nasengine.errors import UserError
+from nasengine.errors import UserError, first_line
 from nasengine.searching.objectives import Objective, Row
 from nasengine.searching.problem import Pending
-from search_spaces.space import Arch, Space
+from nasengine.search_spaces.space import Arch, Space
 
 JOURNAL = "store.journal"
 _OPTUNA_TYPES = (int, float, str, bool, type(None))
@@ -104,12 +104,11 @@ def open_storage(run_dir: Path, url: str | None, repair: bool = False) -> BaseSt
             try:
                 return optuna.storages.RDBStorage(url, heartbeat_interval=None)
             except Exception as exc:  # sqlalchemy raises many kinds; all mean "cannot use this URL"
-                text = str(exc).strip()
-                if "already exists" in text and attempt < 4:  # workers creating the schema at the same moment
+                if "already exists" in str(exc) and attempt < 4:  # workers creating the schema at the same moment
                     time.sleep(0.2 * (attempt + 1))
                     continue
-                first = text.splitlines()[0] if text else type(exc).__name__
-                raise UserError(f"cannot open --storage {redact(url)}: {first.replace(url, redact(url))}") from None
+                raise UserError(f"cannot open --storage {redact(url)}: "
+                                f"{first_line(exc).replace(url, str(redact(url)))}") from None
     raise UserError(f"--storage {redact(url)!r} is not a database URL (postgresql://..., mysql://..., sqlite:///...)")
 
 

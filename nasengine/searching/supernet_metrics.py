@@ -10,15 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-import supernets
+from nasengine import supernets
 from nasengine.devices.base import Device, Workload
 from nasengine.errors import UserError
 from nasengine.evaluation import Evaluator
 from nasengine.plugins import reload_recorded
 from nasengine.searching.objectives import Metric, metric_column, register_metric
-from search_spaces.quantization import QuantizableLayer, int8_layers, split_policy, with_policy_genes
-from search_spaces.registry import Registry
-from search_spaces.space import Arch, Space
+from nasengine.search_spaces.quantization import QuantizableLayer, int8_layers, split_policy, with_policy_genes
+from nasengine.search_spaces.registry import Registry
+from nasengine.search_spaces.space import Arch, Space
 
 BYTES_PER_PARAM = 4  # float32 weights
 BUILTIN_METRICS = ("accuracy", "error", "params", "macs", "size_mb")

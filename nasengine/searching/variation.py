@@ -11,7 +11,7 @@ import numpy as np
 from pymoo.core.crossover import Crossover
 from pymoo.core.mutation import Mutation
 
-from search_spaces.space import Space
+from nasengine.search_spaces.space import Space
 
 
 class GeneLayout:

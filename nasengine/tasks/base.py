@@ -9,8 +9,8 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from kernels.inputs import Inputs, take
-from search_spaces.registry import Registry
+from nasengine.kernels.inputs import Inputs, take
+from nasengine.search_spaces.registry import Registry
 
 SPLITS = ("train", "val", "test")
 

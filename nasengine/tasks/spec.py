@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 from nasengine.errors import UserError
 from nasengine.tasks.arrays import ArrayTask, ArrayTaskOptions, SplitRule
 from nasengine.tasks.base import Task, available_tasks, named_task_factory
-from search_spaces.registry import Registry
+from nasengine.search_spaces.registry import Registry
 from nasengine.tasks.readers import DataError, ImageData, find_idx_files, read_idx_dir, read_image_folder, read_npz
 
 

@@ -6,7 +6,7 @@ gives the train split and a stratified, seeded validation split; a `dev` file, w
 (held out from training too otherwise). With `holdout="sentence"` the held-out splits are whole sentences: a
 phrase bank such as SST-2's training file lists every sub-phrase of its sentences as a row of its own, and a
 held-out row whose sub- or super-phrases are trained on is no test of generalisation, so a held-out sentence
-takes every row it contains out of training with it. Batches drop the padding no sample needs (`kernels.inputs.trim_padding`),
+takes every row it contains out of training with it. Batches drop the padding no sample needs (`nasengine.kernels.inputs.trim_padding`),
 and training batches group sentences of similar length so that little padding is left.
 The spec records every file's SHA-256, so search and export rebuild the same splits or refuse.
 """
@@ -21,7 +21,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from kernels.inputs import trim_padding
+from nasengine.kernels.inputs import trim_padding
 from nasengine.errors import UserError
 from nasengine.tasks.base import EpochBatches, Split, Task
 
@@ -262,7 +262,7 @@ def open_text(path: Path, options: Mapping[str, Any] | None) -> TextTask:
         raise UserError(f"text data takes no option {unknown[0]!r}")
     tokenizer = options.get("tokenizer")
     if tokenizer is None:  # the default checkpoint's, when installed
-        from supernets.bert_import import default_checkpoint
+        from nasengine.supernets.bert_import import default_checkpoint
 
         tokenizer = default_checkpoint()
     if tokenizer is None:

@@ -9,11 +9,11 @@ prediction is plain numpy, and saved predictors are JSON (no pickle).
 >>> model.kind, model.cv[model.kind]["kendall_tau"], model.predict(X_new)         # doctest: +SKIP
 """
 
-from predictors.accuracy.data import MIN_ROWS
-from predictors.accuracy.fitted import FittedPredictor
-from predictors.accuracy.models import MODELS, ModelSpec
-from predictors.accuracy.quality import QualityRow, quality_by_size, summarise_quality
-from predictors.accuracy.select import choose_kind, cross_validate, fit_predictor
+from nasengine.predictors.accuracy.data import MIN_ROWS
+from nasengine.predictors.accuracy.fitted import FittedPredictor
+from nasengine.predictors.accuracy.models import MODELS, ModelSpec
+from nasengine.predictors.accuracy.quality import QualityRow, quality_by_size, summarise_quality
+from nasengine.predictors.accuracy.select import choose_kind, cross_validate, fit_predictor
 
 __all__ = [
     "MIN_ROWS", "MODELS", "FittedPredictor", "ModelSpec", "QualityRow", "choose_kind", "cross_validate",

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from predictors.accuracy.data import Standardiser, check_X
-from predictors.accuracy.forms import Form, form_from_dict
-from search_spaces.storage import atomic_write
+from nasengine.predictors.accuracy.data import Standardiser, check_X
+from nasengine.predictors.accuracy.forms import Form, form_from_dict
+from nasengine.search_spaces.storage import atomic_write
 
 FORMAT = "nasengine-accuracy-predictor"
 FORMAT_VERSION = 1

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from search_spaces.registry import Registry
+from nasengine.search_spaces.registry import Registry
 
 
 class Form(Protocol):

@@ -3,7 +3,7 @@
 Every kind sees standardised inputs and standardised targets (see `data.Standardiser`), is deterministic for a
 seed, and is sized to fit ~200 rows x ~100 features in well under a second on one core, because an
 evolutionary search refits its surrogate every generation. Register more kinds in `MODELS`. scikit-learn is
-imported inside the fitting functions, so importing `predictors` stays cheap.
+imported inside the fitting functions, so importing `nasengine.predictors` stays cheap.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from predictors.accuracy.forms import Form, LinearForm, MeanForm, MLPForm, RBFKernelForm, TreesForm
-from search_spaces.registry import Registry
+from nasengine.predictors.accuracy.forms import Form, LinearForm, MeanForm, MLPForm, RBFKernelForm, TreesForm
+from nasengine.search_spaces.registry import Registry
 
 FitFn = Callable[[np.ndarray, np.ndarray, int, dict[str, Any]], Form]
 

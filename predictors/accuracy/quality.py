@@ -14,9 +14,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from predictors.accuracy.data import MIN_ROWS, check_xy
-from predictors.accuracy.models import MODELS
-from predictors.accuracy.select import AUTO, fit_predictor, scores
+from nasengine.predictors.accuracy.data import MIN_ROWS, check_xy
+from nasengine.predictors.accuracy.models import MODELS
+from nasengine.predictors.accuracy.select import AUTO, fit_predictor, scores
 
 MIN_TEST = 5
 """A size is skipped when fewer held-out rows than this would remain."""

@@ -16,11 +16,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from predictors.accuracy.data import MIN_ROWS, Standardiser, check_xy, is_constant
-from predictors.accuracy.fitted import N_PROBES, FittedPredictor
-from predictors.accuracy.forms import ConstantForm
-from predictors.accuracy.models import MODELS, base_kinds, fit_form, kind_params
-from predictors.metrics import kendall_tau, mape, spearman_rho
+from nasengine.predictors.accuracy.data import MIN_ROWS, Standardiser, check_xy, is_constant
+from nasengine.predictors.accuracy.fitted import N_PROBES, FittedPredictor
+from nasengine.predictors.accuracy.forms import ConstantForm
+from nasengine.predictors.accuracy.models import MODELS, base_kinds, fit_form, kind_params
+from nasengine.predictors.metrics import kendall_tau, mape, spearman_rho
 
 AUTO = "auto"
 

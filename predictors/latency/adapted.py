@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from predictors.latency.basis import Basis
-from predictors.latency.features import check_matrix
-from predictors.latency.persist import arrays_from_json, arrays_to_json, check_kind, load_state, save_state
+from nasengine.predictors.latency.basis import Basis
+from nasengine.predictors.latency.features import check_matrix
+from nasengine.predictors.latency.persist import arrays_from_json, arrays_to_json, check_kind, load_state, save_state
 
 KIND = "AdaptedLatencyPredictor"
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from predictors.latency.encoder import SourceEncoder
-from predictors.latency.features import FeatureMap
+from nasengine.predictors.latency.encoder import SourceEncoder
+from nasengine.predictors.latency.features import FeatureMap
 
 INTERCEPT = 3.0  # constant column; prior sd of the offset in standardized target units
 

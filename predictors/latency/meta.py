@@ -9,14 +9,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from predictors.latency.adapted import AdaptedLatencyPredictor
-from predictors.latency.basis import Basis, row_hashes
-from predictors.latency.design import greedy_d_optimal
-from predictors.latency.encoder import SourceEncoder
-from predictors.latency.features import FeatureMap, check_matrix
-from predictors.latency.head import fit_target
-from predictors.latency.persist import load_state, save_state
-from predictors.latency.tune import choose, episode_scores, mean_stats
+from nasengine.predictors.latency.adapted import AdaptedLatencyPredictor
+from nasengine.predictors.latency.basis import Basis, row_hashes
+from nasengine.predictors.latency.design import greedy_d_optimal
+from nasengine.predictors.latency.encoder import SourceEncoder
+from nasengine.predictors.latency.features import FeatureMap, check_matrix
+from nasengine.predictors.latency.head import fit_target
+from nasengine.predictors.latency.persist import load_state, save_state
+from nasengine.predictors.latency.tune import choose, episode_scores, mean_stats
 
 KIND = "MetaLatencyPredictor"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from search_spaces.storage import atomic_file, atomic_write
+from nasengine.search_spaces.storage import atomic_file, atomic_write
 
 FORMAT_VERSION = 1
 CONFIG = "config.json"

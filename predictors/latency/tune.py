@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from predictors.latency.basis import assemble, prior_mean
-from predictors.latency.design import greedy_d_optimal
-from predictors.latency.head import fit_target
+from nasengine.predictors.latency.basis import assemble, prior_mean
+from nasengine.predictors.latency.design import greedy_d_optimal
+from nasengine.predictors.latency.head import fit_target
 
 
 def mean_stats(Zr: np.ndarray, Y: np.ndarray) -> np.ndarray:

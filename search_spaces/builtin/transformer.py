@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from search_spaces.choices import Choice, Condition
-from search_spaces.space import Space
+from nasengine.search_spaces.choices import Choice, Condition
+from nasengine.search_spaces.space import Space
 
 
 def encoder_space(depths: Sequence[int], width: tuple[str, Sequence[int]],

@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from search_spaces.storage import atomic_directory, atomic_file, atomic_write
+from nasengine.search_spaces.storage import atomic_directory, atomic_file, atomic_write
 
 _NAME = re.compile(r"^epoch-(\d+)(?:-step-(\d+))?$")
 MODEL, OPTIMIZER, RNG, STATE = "model.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json"

@@ -14,13 +14,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kernels.inputs import Inputs, as_args, to_device
-from supernets.base import Supernet
-from supernets.training import distributed
-from supernets.training.checkpoint import newest_checkpoint, read_checkpoint, save_checkpoint
-from supernets.training.losses import soft_cross_entropy
-from search_spaces.space import Space
-from supernets.training.recipes import Phase, Recipe
+from nasengine.kernels.inputs import Inputs, as_args, to_device
+from nasengine.supernets.base import Supernet
+from nasengine.supernets.training import distributed
+from nasengine.supernets.training.checkpoint import newest_checkpoint, read_checkpoint, save_checkpoint
+from nasengine.supernets.training.losses import soft_cross_entropy
+from nasengine.search_spaces.space import Space
+from nasengine.supernets.training.recipes import Phase, Recipe
 
 
 class EpochData(Protocol):

@@ -9,9 +9,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from search_spaces.registry import Registry
-from search_spaces.samplers import nested_archs
-from search_spaces.space import Space
+from nasengine.search_spaces.registry import Registry
+from nasengine.search_spaces.samplers import nested_archs
+from nasengine.search_spaces.space import Space
 
 
 @dataclass(frozen=True)

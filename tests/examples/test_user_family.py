@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-import supernets
-from kernels.static import from_spec, to_spec
-from supernets.base import Supernet
+from nasengine import supernets
+from nasengine.kernels.static import from_spec, to_spec
+from nasengine.supernets.base import Supernet
 from tests.helpers import perturb
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "user_family"

@@ -15,10 +15,10 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from sklearn.datasets import load_digits
 from torch import nn
 
-import supernets
-from kernels.fake_quant import ActQuant, QuantOp, fake_quantize, quantizable_paths
-from kernels.fold import fold_batchnorm
-from kernels.static import GlobalAvgPool, Residual
+from nasengine import supernets
+from nasengine.kernels.fake_quant import ActQuant, QuantOp, fake_quantize, quantizable_paths
+from nasengine.kernels.fold import fold_batchnorm
+from nasengine.kernels.static import GlobalAvgPool, Residual
 from nasengine.onnx_writer import node_in_layer, to_onnx
 
 

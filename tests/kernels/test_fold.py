@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-import supernets
-from kernels.fold import fold_batchnorm
+from nasengine import supernets
+from nasengine.kernels.fold import fold_batchnorm
 from tests.conftest import TINY
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels.inputs import InputSpec, as_args, example_inputs, image_input, rows, specs_from_config, take, \
+from nasengine.kernels.inputs import InputSpec, as_args, example_inputs, image_input, rows, specs_from_config, take, \
     to_numpy, trim_padding
 
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from kernels import ConvBNAct, ElasticBatchNorm2d, ElasticConv2d, ElasticLinear, ElasticMBConv
+from nasengine.kernels import ConvBNAct, ElasticBatchNorm2d, ElasticConv2d, ElasticLinear, ElasticMBConv
 from tests.helpers import randomize_bn
 
 

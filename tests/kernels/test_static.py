@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from kernels.static import GlobalAvgPool, Residual, SqueezeExcite, from_spec, to_spec
+from nasengine.kernels.static import GlobalAvgPool, Residual, SqueezeExcite, from_spec, to_spec
 
 
 def test_spec_roundtrip_rebuilds_the_same_tree() -> None:
@@ -30,9 +30,9 @@ def test_unknown_types_are_refused_both_ways() -> None:
 
 def test_one_registration_gives_spec_description_and_export() -> None:
     """A user op registered once is rebuilt from its spec, described for costs (trace) and exported to ONNX."""
-    from kernels.describe import OpSpec
-    from kernels.static import register_static, static_op
-    from kernels.trace import trace_layers
+    from nasengine.kernels.describe import OpSpec
+    from nasengine.kernels.static import register_static, static_op
+    from nasengine.kernels.trace import trace_layers
     from nasengine.onnx_writer import onnx_error, to_onnx
 
     class Scale(torch.nn.Module):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.static import from_spec, to_spec
-from kernels.transformer import ElasticEncoderLayer, ElasticSelfAttention, attend
+from nasengine.kernels.static import from_spec, to_spec
+from nasengine.kernels.transformer import ElasticEncoderLayer, ElasticSelfAttention, attend
 
 
 @pytest.mark.parametrize("norm_first", [True, False])

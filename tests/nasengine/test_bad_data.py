@@ -246,7 +246,7 @@ def test_a_family_with_no_default_data_needs_data(tmp_path: Path, capsys) -> Non
 # --- plugins that cannot be loaded ------------------------------------------------------------------------
 def test_a_plugin_that_raises_on_import(tmp_path: Path, capsys) -> None:
     plugin = tmp_path / "exploding_plugin.py"
-    plugin.write_text("import supernets\n\nraise RuntimeError('the plugin author forgot something\\nsecond line')\n")
+    plugin.write_text("from nasengine import supernets\n\nraise RuntimeError('the plugin author forgot something\\nsecond line')\n")
     x, y = tiny_arrays()
     np.savez(tmp_path / "d.npz", x=x, y=y)
     out = tmp_path / "sn"
@@ -269,7 +269,7 @@ def test_a_plugin_with_a_syntax_error(tmp_path: Path, capsys) -> None:
 
 def test_a_plugin_that_registers_an_existing_supernet_name(tmp_path: Path, capsys) -> None:
     plugin = tmp_path / "clashing_plugin.py"
-    plugin.write_text("import supernets\n\n\n@supernets.register('ofa_mbv3')\ndef mine(**kwargs):\n"
+    plugin.write_text("from nasengine import supernets\n\n\n@supernets.register('ofa_mbv3')\ndef mine(**kwargs):\n"
                       "    raise AssertionError('never built')\n")
     x, y = tiny_arrays()
     np.savez(tmp_path / "d.npz", x=x, y=y)
@@ -278,9 +278,9 @@ def test_a_plugin_that_registers_an_existing_supernet_name(tmp_path: Path, capsy
                  *TRAIN_FAST])
     assert_one_line_error(capsys, code, ["clashing_plugin.py", "ofa_mbv3", "registered twice"])
     assert not out.exists()
-    import supernets
+    from nasengine import supernets
 
-    assert supernets.entry("ofa_mbv3").module == "supernets.ofa_mbv3"  # the built-in family is untouched
+    assert supernets.entry("ofa_mbv3").module == "nasengine.supernets.ofa_mbv3"  # the built-in family is untouched
 
 
 def test_a_missing_plugin_file_or_module(tmp_path: Path, capsys) -> None:

@@ -65,7 +65,7 @@ def test_retraining_a_finished_supernet_needs_overwrite(tiny_supernet_dir: Path)
 
 
 def test_export_of_a_given_arch(tmp_path, tiny_run_dir: Path) -> None:
-    import supernets
+    from nasengine import supernets
 
     run = json.loads((tiny_run_dir / "run.json").read_text())
     net, _ = supernets.load_supernet(Path(run["identity"]["supernet_dir"]))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from search_spaces.registry import RegistryError
+from nasengine.search_spaces.registry import RegistryError
 from torch import nn
 
 from nasengine.devices import DeviceConfig, Measurement, TimingSettings, Workload, get_device, time_repeated

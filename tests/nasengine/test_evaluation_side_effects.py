@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from kernels.calibration import preserved_state
+from nasengine.kernels.calibration import preserved_state
 from nasengine.evaluation import Evaluator, accuracy
 from nasengine.tasks import task_from_spec
-from supernets.io import load_supernet
+from nasengine.supernets.io import load_supernet
 
 
 def _load(directory: Path):

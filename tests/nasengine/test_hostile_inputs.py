@@ -94,7 +94,7 @@ def drop_a_weight(directory: Path) -> None:
 
 
 def weights_of_another_supernet(directory: Path) -> None:
-    import supernets
+    from nasengine import supernets
 
     other = supernets.create("ofa_mbv3_digits")  # the full-size family, not the tiny one trained here
     save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(directory / "model.safetensors"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from nasengine.tasks.base import EpochBatches, Split
-from kernels.inputs import trim_padding
+from nasengine.kernels.inputs import trim_padding
 
 
 def text_split(n: int = 2000, max_length: int = 48, seed: int = 0) -> Split:

@@ -17,7 +17,7 @@ from nasengine.reports import write_reports
 from nasengine.searching.objectives import Objective
 from nasengine.searching.problem import Pending
 from nasengine.searching.store import TrialStore, open_storage
-from search_spaces import Choice, Space
+from nasengine.search_spaces import Choice, Space
 
 
 def _global_settings() -> tuple:

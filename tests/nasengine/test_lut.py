@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-import supernets
+from nasengine import supernets
 from nasengine.devices import get_device
 from nasengine.devices.timing import TimingSettings
 from nasengine.lut import LatencyTable, _choose_linear_fit, coverage_archs, layer_dependencies, profile, signature_key

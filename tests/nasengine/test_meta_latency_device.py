@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from search_spaces.registry import RegistryError
+from nasengine.search_spaces.registry import RegistryError
 
 from nasengine.devices import registry
 from nasengine.devices.base import DeviceConfig
@@ -19,8 +19,8 @@ from nasengine.devices.registry import register_device
 from nasengine.errors import UserError
 from nasengine.meta_latency import LatencyCache, adapt_device
 from nasengine.searching.runner import SearchRequest, load_trained, search
-from search_spaces.samplers import sample_unique
-from predictors.metrics import spearman_rho
+from nasengine.search_spaces.samplers import sample_unique
+from nasengine.predictors.metrics import spearman_rho
 
 
 def board_latency(arch: dict) -> float:

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-import supernets
+from nasengine import supernets
 from nasengine.onnx_writer import supports, to_onnx
 from tests.helpers import perturb
 

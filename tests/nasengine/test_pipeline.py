@@ -18,7 +18,7 @@ from nasengine.errors import UserError
 from nasengine.export import ExportRequest, export
 from nasengine.searching.runner import SearchRequest, search
 from nasengine.searching.api import load_rows
-import supernets
+from nasengine import supernets
 
 
 def test_training_writes_a_loadable_supernet_and_log(tiny_supernet_dir: Path) -> None:
@@ -75,7 +75,7 @@ def test_export_reloads_without_supernet_and_reproduces_its_numbers(tiny_run_dir
     # a fresh interpreter that never imports supernets reproduces the test accuracy
     code = ("import json, sys, nasengine; m = nasengine.load_subnet(sys.argv[1]); "
             "assert type(m).__module__.startswith('torch'); "
-            "assert not any(k.startswith('supernets') for k in sys.modules), 'supernets imported'; "
+            "assert not any(k.startswith('nasengine.supernets') for k in sys.modules), 'supernets imported'; "
             "print(json.dumps(nasengine.evaluate_subnet(sys.argv[1])))")
     reproduced = json.loads(subprocess.run([sys.executable, "-c", code, str(out)], check=True, capture_output=True,
                                            text=True).stdout)

@@ -8,7 +8,7 @@ import onnx
 import pytest
 import torch
 
-import supernets
+from nasengine import supernets
 from nasengine.devices import get_device
 from nasengine.devices.base import Workload
 from nasengine.devices.quantize import deployed_graph

@@ -14,7 +14,7 @@ import pandas as pd
 
 from nasengine.searching.api import load_rows
 from tests.conftest import TINY
-import supernets
+from nasengine import supernets
 
 
 def start(*args: object) -> subprocess.Popen:

@@ -68,7 +68,7 @@ def test_train_search_export_reload_measure(files: dict[str, Path], tmp_path: Pa
     assert [(i.name, i.type.tensor_type.elem_type) for i in graph.graph.input] == [
         ("input_ids", onnx.TensorProto.INT64), ("attention_mask", onnx.TensorProto.INT64)]
     script = ("import sys, json, nasengine; m = nasengine.load_subnet(sys.argv[1]); "
-              "print(json.dumps([type(m).__name__, sys.modules.get('supernets') is None]))")
+              "print(json.dumps([type(m).__name__, sys.modules.get('nasengine.supernets') is None]))")
     fresh = subprocess.run([sys.executable, "-c", script, str(exp)], capture_output=True, text=True, check=True)
     assert json.loads(fresh.stdout) == ["TextClassifier", True]
     code, out, err = run_cli(capsys, "evaluate", exp)
@@ -101,7 +101,7 @@ def test_text_errors_are_one_line(files: dict[str, Path], tmp_path: Path, capsys
 def test_per_layer_latency_table_covers_text_layers(files: dict[str, Path]) -> None:
     """Per-layer profiling times the embedding layer on token ids and the others on features, so lookup-table
     latency works for text subnets too."""
-    import supernets
+    from nasengine import supernets
     from nasengine.devices import get_device
     from nasengine.devices.timing import TimingSettings
     from nasengine.lut import profile

@@ -177,7 +177,7 @@ def test_outputs_have_the_usual_permissions(exported: Path, tiny_run_dir: Path, 
 
 
 def test_atomic_directory_follows_the_umask(tmp_path: Path) -> None:
-    from search_spaces.storage import atomic_directory, atomic_file
+    from nasengine.search_spaces.storage import atomic_directory, atomic_file
 
     previous = os.umask(0o027)
     try:

@@ -23,7 +23,7 @@ def test_train_search_export_and_reload(tmp_path: Path, capsys) -> None:
     manifest = json.loads((tmp_path / "exp" / "manifest.json").read_text())
     assert manifest["onnx_max_abs_error"] <= 1e-4
     script = ("import sys, torch, nasengine, json; m = nasengine.load_subnet(sys.argv[1]); "
-              "print(json.dumps([type(m).__name__, sys.modules.get('supernets') is None]))")
+              "print(json.dumps([type(m).__name__, sys.modules.get('nasengine.supernets') is None]))")
     fresh = subprocess.run([sys.executable, "-c", script, str(tmp_path / "exp")], capture_output=True, text=True,
                            check=True)
     assert json.loads(fresh.stdout) == ["Sequential", True]  # a plain module, no supernet code imported

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from predictors import fit_predictor as exported_fit_predictor
-from predictors.accuracy import (
+from nasengine.predictors import fit_predictor as exported_fit_predictor
+from nasengine.predictors.accuracy import (
     MIN_ROWS, MODELS, FittedPredictor, choose_kind, cross_validate, fit_predictor, quality_by_size, summarise_quality,
 )
-from predictors.accuracy import models as models_module
-from predictors.metrics import kendall_tau
-from search_spaces import sample_unique
-from search_spaces.builtin import elastic_mobilenet_space
+from nasengine.predictors.accuracy import models as models_module
+from nasengine.predictors.metrics import kendall_tau
+from nasengine.search_spaces import sample_unique
+from nasengine.search_spaces.builtin import elastic_mobilenet_space
 
 KINDS = ["ridge", "svr", "gbr", "mlp", "ensemble"]
 N_TRAIN = 150

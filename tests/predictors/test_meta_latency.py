@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from predictors.latency import AdaptedLatencyPredictor, MetaLatencyPredictor
+from nasengine.predictors.latency import AdaptedLatencyPredictor, MetaLatencyPredictor
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "latency"
 

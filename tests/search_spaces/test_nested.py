@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import supernets
-from search_spaces.samplers import nested_archs
-from search_spaces.quantization import QuantizableLayer, with_policy_genes
-from supernets.training.loop import step_archs
-from supernets.training.recipes import get_recipe
+from nasengine import supernets
+from nasengine.search_spaces.samplers import nested_archs
+from nasengine.search_spaces.quantization import QuantizableLayer, with_policy_genes
+from nasengine.supernets.training.loop import step_archs
+from nasengine.supernets.training.recipes import get_recipe
 from tests.conftest import TINY
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from search_spaces import Choice, Space
-from search_spaces.choices import Condition
-from search_spaces.quantization import QuantizableLayer, int8_layers, split_policy, uniform_policy, \
+from nasengine.search_spaces import Choice, Space
+from nasengine.search_spaces.choices import Condition
+from nasengine.search_spaces.quantization import QuantizableLayer, int8_layers, split_policy, uniform_policy, \
     with_policy_genes
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from search_spaces.registry import Registry, RegistryError
-from search_spaces.storage import atomic_directory, atomic_file, atomic_write
+from nasengine.search_spaces.registry import Registry, RegistryError
+from nasengine.search_spaces.storage import atomic_directory, atomic_file, atomic_write
 
 
 def test_registry_refuses_duplicates_and_names_what_is_available() -> None:
@@ -27,19 +27,19 @@ def test_registry_refuses_duplicates_and_names_what_is_available() -> None:
 
 
 def test_every_engine_registry_uses_the_one_helper() -> None:
-    import kernels.static
+    import nasengine.kernels.static as static
     import nasengine.devices.registry as devices
     import nasengine.searching.objectives as objectives
     import nasengine.searching.strategies.base as strategies
     import nasengine.tasks.base as tasks
     import nasengine.tasks.spec as spec
-    import search_spaces.encoding as encoding
-    import supernets.registry as supernets_registry
-    import supernets.training.recipes as recipes
+    import nasengine.search_spaces.encoding as encoding
+    import nasengine.supernets.registry as supernets_registry
+    import nasengine.supernets.training.recipes as recipes
 
     tables = [supernets_registry._REGISTRY, recipes.RECIPES, tasks._TASKS, spec.DATA_KINDS, strategies._STRATEGIES,
               objectives.METRICS, devices._BACKENDS, devices._DEVICES, devices._RESOLVERS, encoding.ENCODINGS,
-              kernels.static._BUILDERS]
+              static._BUILDERS]
     assert all(isinstance(t, Registry) for t in tables)
     for table in tables:  # one error type for an unknown name, whatever the table
         with pytest.raises(RegistryError, match="unknown"):

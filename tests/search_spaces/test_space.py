@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from search_spaces import Choice, Condition, Space, read_archs, sample_unique, write_archs
-from search_spaces.builtin import elastic_mobilenet_space
+from nasengine.search_spaces import Choice, Condition, Space, read_archs, sample_unique, write_archs
+from nasengine.search_spaces.builtin import elastic_mobilenet_space
 
 
 @pytest.fixture

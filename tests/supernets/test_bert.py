@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import supernets
-from kernels.inputs import as_args
+from nasengine import supernets
+from nasengine.kernels.inputs import as_args
 from nasengine.onnx_writer import onnx_error, to_onnx
-from supernets.bert_import import load_pretrained, read_hf_config, read_pooling
+from nasengine.supernets.bert_import import load_pretrained, read_hf_config, read_pooling
 from tests.text_data import write_tiny_checkpoint
 
 
@@ -125,7 +125,7 @@ def test_max_subnet_reproduces_the_pretrained_minilm() -> None:
     """The default checkpoint (MiniLM-L6) loaded into the supernet: hidden states of the largest subnet equal the
     reference implementation's (transformers' BertModel) to 1e-4, up to the importance permutation of channels."""
     transformers = pytest.importorskip("transformers")
-    from supernets.bert_import import default_checkpoint
+    from nasengine.supernets.bert_import import default_checkpoint
 
     ckpt = default_checkpoint()
     if ckpt is None:

@@ -27,12 +27,12 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file
 from torch import nn
 
-import supernets
+from nasengine import supernets
 from nasengine.tasks import get_task
-from search_spaces.storage import atomic_write
-from supernets.training import Sandwich, TrainSettings, train_supernet
-from supernets.training import loop as training_loop
-from supernets.training.checkpoint import save_tensors
+from nasengine.search_spaces.storage import atomic_write
+from nasengine.supernets.training import Sandwich, TrainSettings, train_supernet
+from nasengine.supernets.training import loop as training_loop
+from nasengine.supernets.training.checkpoint import save_tensors
 from tests.conftest import TINY
 
 BATCH = 64  # per rank; one process uses 2 * BATCH (1,078 digits: 8 steps per epoch)

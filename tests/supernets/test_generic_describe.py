@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-import supernets
-from kernels import GlobalAvgPool, Residual, SqueezeExcite, layer_kind, trace_layers
-from supernets.base import Supernet
+from nasengine import supernets
+from nasengine.kernels import GlobalAvgPool, Residual, SqueezeExcite, layer_kind, trace_layers
+from nasengine.supernets.base import Supernet
 from tests.conftest import TINY
 from tests.helpers import perturb
 

@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
-import supernets
-from kernels.static import from_spec, to_spec
-from supernets.base import Supernet
+from nasengine import supernets
+from nasengine.kernels.static import from_spec, to_spec
+from nasengine.supernets.base import Supernet
 from tests.helpers import perturb
 
 
@@ -34,7 +34,7 @@ def test_extracted_subnets_match_the_supernet_for_20_random_archs(default_net: S
         static = default_net.extract(arch)
         worst = max(worst, float((default_net(x) - static(x)).abs().max()))
         assert default_net.cost(arch).params == sum(p.numel() for p in static.parameters())
-        assert not any(type(m).__module__.startswith(("supernets", "kernels.ops", "kernels.layers"))
+        assert not any(type(m).__module__.startswith(("nasengine.supernets", "nasengine.kernels.ops", "nasengine.kernels.layers"))
                        for m in static.modules())
     assert worst <= 1e-5
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-import supernets
-from kernels.trace import split_layers
-from search_spaces import Choice, Space
-from supernets.base import Supernet
+from nasengine import supernets
+from nasengine.kernels.trace import split_layers
+from nasengine.search_spaces import Choice, Space
+from nasengine.supernets.base import Supernet
 from tests.conftest import TINY
 
 

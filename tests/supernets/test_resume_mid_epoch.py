@@ -16,10 +16,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import supernets
+from nasengine import supernets
 from nasengine.tasks import get_task
-from supernets.training import Sandwich, TrainSettings, train_supernet
-from supernets.training.checkpoint import complete_checkpoints
+from nasengine.supernets.training import Sandwich, TrainSettings, train_supernet
+from nasengine.supernets.training.checkpoint import complete_checkpoints
 from tests.conftest import TINY
 
 SETTINGS = TrainSettings(epochs=2, seed=3, n_random=1)

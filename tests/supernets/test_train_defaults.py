@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from nasengine.training import GENERIC_DEFAULTS, TrainRequest
-from search_spaces.registry import RegistryError
-from supernets import register
-from supernets.training import TrainSettings
-from supernets.training.loop import _lr_factor
+from nasengine.search_spaces.registry import RegistryError
+from nasengine.supernets import register
+from nasengine.supernets.training import TrainSettings
+from nasengine.supernets.training.loop import _lr_factor
 from tests.cli_helpers import one_line_error, run_cli
 
 

@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-import supernets
+from nasengine import supernets
 from nasengine.tasks import get_task
-from search_spaces.builtin import elastic_mobilenet_space
-from supernets.training import ProgressiveShrinking, Sandwich, TrainSettings, train_supernet
-from supernets.training.loop import step_archs
+from nasengine.search_spaces.builtin import elastic_mobilenet_space
+from nasengine.supernets.training import ProgressiveShrinking, Sandwich, TrainSettings, train_supernet
+from nasengine.supernets.training.loop import step_archs
 
 
 class Crash(Exception):
@@ -72,7 +72,7 @@ def test_progressive_shrinking_trains(tiny_kwargs) -> None:
 
 
 def test_single_arch_recipe_trains_exactly_one_subnet() -> None:
-    from supernets.training import SingleArch
+    from nasengine.supernets.training import SingleArch
 
     space = elastic_mobilenet_space(2, depths=(1, 2), resolutions=(8, 12))
     arch = space.sample(seed=3)

@@ -6,8 +6,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-import supernets
-from kernels.static import from_spec, to_spec
+from nasengine import supernets
+from nasengine.kernels.static import from_spec, to_spec
 from nasengine.onnx_writer import to_onnx
 
 

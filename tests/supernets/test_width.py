@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-import supernets
-from supernets.base import Supernet
-from supernets.training import Sandwich, train_step
+from nasengine import supernets
+from nasengine.supernets.base import Supernet
+from nasengine.supernets.training import Sandwich, train_step
 from tests.helpers import perturb
 
 # stage 1 continues stage 0's stream (stride 1, equal widths); stage 2 is stride 1 but wider
@@ -124,8 +124,8 @@ def test_width_elastic_net_trains_one_sandwich_step() -> None:
 
 
 def test_progressive_shrinking_opens_width_last() -> None:
-    from search_spaces.builtin import elastic_mobilenet_space
-    from supernets.training import ProgressiveShrinking
+    from nasengine.search_spaces.builtin import elastic_mobilenet_space
+    from nasengine.supernets.training import ProgressiveShrinking
 
     space = elastic_mobilenet_space(2, depths=(1, 2), resolutions=(8, 12), widths=(0.5, 1.0))
     phases = ProgressiveShrinking().phases(space, 5)

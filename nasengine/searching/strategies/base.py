@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Callable
 
-from search_spaces.registry import Registry
+from nasengine.search_spaces.registry import Registry
 from nasengine.searching.problem import SearchProblem
 
 

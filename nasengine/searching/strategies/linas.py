@@ -20,8 +20,8 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 from nasengine.searching.problem import SearchProblem
 from nasengine.searching.strategies.base import Strategy, register_strategy
 from nasengine.searching.variation import GeneCrossover, GeneLayout, GeneMutation
-from predictors.accuracy import fit_predictor
-from search_spaces.encoding import OneHotEncoding
+from nasengine.predictors.accuracy import fit_predictor
+from nasengine.search_spaces.encoding import OneHotEncoding
 
 
 class _Predicted(Problem):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nasengine.searching.problem import SearchProblem
 from nasengine.searching.strategies.base import Strategy, register_strategy
-from search_spaces.samplers import nested_archs
+from nasengine.search_spaces.samplers import nested_archs
 
 
 @register_strategy("members")

@@ -17,7 +17,7 @@ from optuna.study import StudyDirection
 
 from nasengine.searching.problem import SearchProblem
 from nasengine.searching.strategies.base import Strategy, register_strategy
-from search_spaces.space import Arch
+from nasengine.search_spaces.space import Arch
 
 CONSTRAINTS_ATTR = "constraint_violations"
 

@@ -108,7 +108,7 @@ def test_a_run_directory_holds_reports_and_resumes_without_reevaluating(tmp_path
 
 @pytest.mark.parametrize("strategy", ["nsga2", "nsga3", "linas", "tpe", "random"])
 def test_a_space_smaller_than_the_budget_is_exhausted_cleanly(strategy: str) -> None:
-    from search_spaces import Choice, Space
+    from nasengine.search_spaces import Choice, Space
 
     space = Space([Choice("a", [1, 2]), Choice("b", ["x", "y"]), Choice("c", [3, 4])])
     result = nasengine.search(space, {"f": lambda a: a["a"] + a["c"], "g": lambda a: -a["a"] * (a["b"] == "x")},

@@ -119,8 +119,8 @@ def test_a_device_specific_constraint_bounds_that_device_only(tiny_supernet_dir:
 
 
 def test_members_strategy_evaluates_the_nested_members_only(tiny_supernet_dir, tmp_path, capsys) -> None:
-    from search_spaces.samplers import nested_archs
-    from supernets.io import load_supernet
+    from nasengine.search_spaces.samplers import nested_archs
+    from nasengine.supernets.io import load_supernet
 
     code, out, err = run_cli(capsys, "search", tiny_supernet_dir, "--out", tmp_path / "run", "--strategy", "members",
                              "--evals", 20, "--quiet")

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from search_spaces import Choice, Space
+from nasengine.search_spaces import Choice, Space
 
 SPACE = Space([Choice("depth", [1, 2, 3]), Choice("width", [8, 16, 32, 64]), Choice("kernel", [3, 5, 7]),
                Choice("act", ["relu", "gelu", "swish"]), Choice("norm", ["bn", "ln"])], name="toy")
