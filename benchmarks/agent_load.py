@@ -1,6 +1,6 @@
 """Load test of the remote measurement agent: concurrent clients, strictly serial measurements, agent vs local.
 
-Starts `python -m nasengine.agent` on loopback (a separate process, as on a real target), fires CLIENTS threads
+Starts `python -m nasengine.measurement.agent` on loopback (a separate process, as on a real target), fires CLIENTS threads
 with REQUESTS measurements each, then checks from the agent's own timestamps that no two measurements
 overlapped, and compares one reference model measured via the agent with the same bytes measured locally.
 
@@ -31,11 +31,11 @@ import onnxruntime  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from nasengine.agent.protocol import TOKEN_ENV  # noqa: E402
-from nasengine.devices.base import DeviceConfig  # noqa: E402
-from nasengine.devices.ort_cpu import OrtCpuDevice  # noqa: E402
-from nasengine.devices.remote import RemoteDevice  # noqa: E402
-from nasengine.onnx_writer import to_onnx  # noqa: E402
+from nasengine.measurement.agent.protocol import TOKEN_ENV  # noqa: E402
+from nasengine.measurement.devices.base import DeviceConfig  # noqa: E402
+from nasengine.measurement.devices.ort_cpu import OrtCpuDevice  # noqa: E402
+from nasengine.measurement.devices.remote import RemoteDevice  # noqa: E402
+from nasengine.graphs.onnx_writer import to_onnx  # noqa: E402
 
 LOAD_TIMING = {"warmup_runs": 3, "warmup_seconds": 0.0, "min_repeats": 10, "min_seconds": 0.02, "max_repeats": 2000}
 
@@ -50,7 +50,7 @@ def conv_net(width: int) -> nn.Module:
 def start_agent_process(token: str) -> tuple[subprocess.Popen, str]:
     """The agent as its own process on a free loopback port; returns it and its URL."""
     env = {**os.environ, TOKEN_ENV: token, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "nasengine.agent", "--port", "0", "--quiet"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "nasengine.measurement.agent", "--port", "0", "--quiet"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline() if proc.stdout else ""
     if "listening on" not in line:
@@ -180,7 +180,7 @@ def main() -> int:
         f"onnxruntime {onnxruntime.__version__}, {time.strftime('%Y-%m-%d %H:%M')}, load average before the run "
         f"{load_before:.2f} (other work on the machine makes absolute numbers noisy).",
         "",
-        "Agent: `python -m nasengine.agent` as its own process on loopback, 1 intra-op thread. Load requests: three "
+        "Agent: `python -m nasengine.measurement.agent` as its own process on loopback, 1 intra-op thread. Load requests: three "
         f"small CNNs (64x64 input, widths 16/32/48), timing {LOAD_TIMING}. Reference: the width-32 CNN with the "
         "default timing settings, alternately via the idle agent and locally in the client process.",
         "Intervals are the agent's `started_ns`/`finished_ns` (monotonic clock) around each measurement.",

@@ -25,8 +25,8 @@ from pathlib import Path
 import pandas as pd
 
 from nasengine import supernets
-from nasengine.devices import get_device
-from nasengine.subnet import subnet_workload
+from nasengine.measurement.devices import get_device
+from nasengine.exporting.subnet import subnet_workload
 
 
 def _cli(*args: object) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from nasengine import supernets
-from nasengine.devices.timing import TimingSettings, time_repeated
+from nasengine.measurement.devices.timing import TimingSettings, time_repeated
 
 
 def infer(model: torch.nn.Module, x: torch.Tensor):

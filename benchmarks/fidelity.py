@@ -23,8 +23,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from nasengine.evaluation import Evaluator
-from nasengine.onnx_writer import to_onnx
+from nasengine.evaluation.evaluator import Evaluator
+from nasengine.graphs.onnx_writer import to_onnx
 from nasengine.tasks import get_task
 from nasengine.supernets.io import load_supernet
 

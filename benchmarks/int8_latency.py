@@ -3,7 +3,7 @@
 Layer grid: single static layers from the engine's own vocabulary (ConvBNAct-style conv -> BN -> activation,
 depthwise kxk, full 3x3, the MobileNet inverted block `ElasticMBConv.export()`, Linear), batch 1, timed on
 `ort-cpu-1t` (FP32, BN folded by the ONNX writer) and `ort-cpu-1t-int8` (every layer static QDQ INT8 by
-`nasengine.quantization.quantize_layers`), i.e. through `device.measure(workload)` exactly as a search measures.
+`nasengine.graphs.quantization.quantize_layers`), i.e. through `device.measure(workload)` exactly as a search measures.
 BN gets random non-trivial statistics so folding changes the weights. Single layers have no data: their INT8
 ranges are calibrated on standard-normal inputs. A single-layer INT8 graph also pays one input QuantizeLinear and
 one output DequantizeLinear that consecutive INT8 layers of a network share.
@@ -46,12 +46,12 @@ from torch import nn
 
 from nasengine.kernels.layers import ElasticMBConv
 from nasengine.kernels.trace import trace_layers
-from nasengine.devices import Workload, get_device
-from nasengine.devices.ort_cpu import OrtCpuDevice
-from nasengine.devices.timing import Measurement, TimingSettings
+from nasengine.measurement.devices import Workload, get_device
+from nasengine.measurement.devices.ort_cpu import OrtCpuDevice
+from nasengine.measurement.devices.timing import Measurement, TimingSettings
 from nasengine.errors import UserError
-from nasengine.onnx_writer import INPUT_NAME, to_onnx
-from nasengine.quantization import calibration_feeds, quantize_layers, with_batch
+from nasengine.graphs.onnx_writer import INPUT_NAME, to_onnx
+from nasengine.graphs.quantization import calibration_feeds, quantize_layers, with_batch
 from nasengine.supernets import Supernet
 
 LAYER_COLUMNS = ("layer", "kind", "shape", "macs", "fp32_ms", "int8_ms", "ratio", "ratio_min", "ratio_max",
@@ -249,7 +249,7 @@ def subnet_graphs(module: nn.Module, example: torch.Tensor, calibration: np.ndar
 
 def load_subnet_part(supernet_dir: Path) -> tuple[Supernet, torch.Tensor]:
     """The trained supernet and its first training images, or a one-line UserError."""
-    from nasengine.searching.supernet_metrics import load_trained
+    from nasengine.training.loading import load_trained
     from nasengine.tasks import task_from_spec
 
     net, config = load_trained(supernet_dir)

@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from latency_meta import KS, full_label_reference, most_similar, rho, ridge_on_sources  # noqa: E402
 
-from nasengine.devices import get_device  # noqa: E402
-from nasengine.meta_latency import DATA_DIR, LatencyCache, _measure_pool, arch_features  # noqa: E402
+from nasengine.measurement.devices import get_device  # noqa: E402
+from nasengine.measurement.adapt import DATA_DIR, LatencyCache, _measure_pool, arch_features  # noqa: E402
 from nasengine.progress import Progress  # noqa: E402
-from nasengine.searching.runner import load_trained  # noqa: E402
+from nasengine.training.loading import load_trained  # noqa: E402
 from nasengine.predictors.latency import MetaLatencyPredictor  # noqa: E402
 from nasengine.search_spaces.samplers import sample_unique  # noqa: E402
 

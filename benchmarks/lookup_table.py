@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from nasengine.profiling import profile_device
+from nasengine.measurement.profiling import profile_device
 
 
 def main() -> None:

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from nasengine import supernets
-from nasengine.devices import Workload, get_device
-from nasengine.onnx_writer import to_onnx
+from nasengine.measurement.devices import Workload, get_device
+from nasengine.graphs.onnx_writer import to_onnx
 
 
 def torch_export_seconds(module: torch.nn.Module, x: torch.Tensor) -> float:

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import kendalltau
 
-from nasengine.evaluation import Evaluator
-from nasengine.searching.supernet_metrics import load_trained
+from nasengine.evaluation.evaluator import Evaluator
+from nasengine.training.loading import load_trained
 from nasengine.tasks import task_from_spec
 from nasengine.search_spaces.quantization import int8_layers, split_policy, with_policy_genes
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nasengine.fronts import pareto_mask
+from nasengine.reporting.fronts import pareto_mask
 from nasengine.searching.api import load_rows
 from nasengine.searching.hypervolume import normalised_hypervolume
 from nasengine.searching.runner import SearchRequest, search

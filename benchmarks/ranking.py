@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from nasengine import supernets
-from nasengine.evaluation import Evaluator
-from nasengine.searching.runner import load_trained
+from nasengine.evaluation.evaluator import Evaluator
+from nasengine.training.loading import load_trained
 from nasengine.tasks import task_from_spec
 from nasengine.predictors.metrics import kendall_tau, spearman_rho
 from nasengine.search_spaces.samplers import sample_unique

@@ -27,7 +27,7 @@ from nasengine import supernets
 from nasengine.searching.api import run_search
 from nasengine.searching.hypervolume import hypervolume_by_evaluation, normalised_hypervolume
 from nasengine.searching.objectives import Objective
-from nasengine.fronts import pareto_mask
+from nasengine.reporting.fronts import pareto_mask
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tabular import restricted  # noqa: E402

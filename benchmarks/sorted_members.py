@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from nasengine import supernets
-from nasengine.evaluation import Evaluator
+from nasengine.evaluation.evaluator import Evaluator
 from nasengine.searching.runner import SearchRequest, search
 from nasengine.tasks import task_from_spec
 

@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
-from nasengine.devices import Workload, get_device
-from nasengine.evaluation import Evaluator
-from nasengine.searching.supernet_metrics import load_trained
+from nasengine.measurement.devices import Workload, get_device
+from nasengine.evaluation.evaluator import Evaluator
+from nasengine.training.loading import load_trained
 from nasengine.tasks import task_from_spec
 from nasengine.search_spaces.samplers import sample_unique
 from nasengine.search_spaces.space import Space

@@ -174,7 +174,7 @@ def quantizable_paths(module: nn.Module) -> list[str]:
 
 def _int8_paths(layers: list[tuple[str, nn.Module]], int8_layers: Collection[str]) -> list[str]:
     """The listed layers plus the weightless ones after an INT8 layer (a pooling goes with the layer feeding it),
-    as `nasengine.quantization.nodes_of_layers` picks ONNX nodes; ValueError for names that are no layer."""
+    as `nasengine.graphs.quantization.nodes_of_layers` picks ONNX nodes; ValueError for names that are no layer."""
     wanted = set(int8_layers)
     unknown = sorted(wanted - {path for path, _ in layers})
     if unknown:

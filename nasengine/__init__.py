@@ -16,7 +16,7 @@ __all__ = ["__version__", "evaluate_subnet", "load_subnet", "search"]
 def __getattr__(name: str) -> Any:
     """Import the heavy parts on first use, so `import nasengine` and the CLI start fast."""
     if name in ("load_subnet", "evaluate_subnet"):
-        from nasengine import subnet
+        from nasengine.exporting import subnet
 
         return getattr(subnet, name)
     if name == "search":

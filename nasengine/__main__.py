@@ -2,6 +2,6 @@
 
 import sys
 
-from nasengine.cli import main
+from nasengine.cli.main import main
 
 sys.exit(main())

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from nasengine.cli import main
+from nasengine.cli.main import main
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: Any) -> tuple[int, str, str]:

@@ -75,7 +75,7 @@ def pareto_rows(rows: Sequence[Row], objectives: Sequence[Objective], constraint
     pool = [r for r in rows if all(c.holds(r.metrics[c.column]) for c in constraints)]
     if not pool:
         return []
-    from nasengine.fronts import pareto_mask  # fronts and reports build on this package: imported when used
+    from nasengine.reporting.fronts import pareto_mask  # fronts and reports build on this package: imported when used
 
     mask = pareto_mask([[o.cost(r.metrics[o.column]) for o in objectives] for r in pool])
     front = [r for r, keep in zip(pool, mask) if keep]
@@ -258,7 +258,7 @@ def _run(space: Space, objectives: list[Objective], constraints: list[Constraint
                "resumed": resumed, "seconds": round(time.perf_counter() - started, 1)}
     result = SearchResult(rows, front, objectives, constraints, out, summary)
     if out is not None:
-        from nasengine import reports  # reports build on this package: imported when used
+        from nasengine.reporting import reports  # reports build on this package: imported when used
 
         result.results_frame, result.pareto_frame = reports.write_reports(out, rows, objectives, constraints)
         result.summary.update(reports.summary(rows, objectives, constraints))

@@ -12,19 +12,19 @@ from typing import Any
 import torch
 
 from nasengine import supernets
-from nasengine.devices import get_device
+from nasengine.measurement.devices import get_device
 from nasengine.errors import UserError, one_line
-from nasengine.evaluation import Evaluator
+from nasengine.evaluation.evaluator import Evaluator
 from nasengine.plugins import load_plugin
+from nasengine.training.loading import load_trained
 from nasengine.searching.api import MARKER, SearchResult, run_search
 from nasengine.searching.objectives import METRICS, Constraint, bind_objectives, metric_column, parse_bound, \
     parse_constraint
-from nasengine.searching.supernet_metrics import BUILTIN_METRICS, SUPERNET_METRICS, Quantization, SupernetMetrics, \
-    load_trained
-from nasengine.quantization import SCHEME
+from nasengine.searching.supernet_metrics import BUILTIN_METRICS, SUPERNET_METRICS, Quantization, SupernetMetrics
+from nasengine.graphs.quantization import SCHEME
 from nasengine.tasks import task_from_spec
 
-__all__ = ["MARKER", "SearchRequest", "load_trained", "search"]
+__all__ = ["MARKER", "SearchRequest", "search"]
 DEFAULT_DEVICE = "ort-cpu-1t"
 MEASURE_LOCK = ".measure.lock"  # workers on one machine take turns timing (a measurement wants the CPU alone)
 

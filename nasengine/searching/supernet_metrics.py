@@ -10,11 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from nasengine import supernets
-from nasengine.devices.base import Device, Workload
+from nasengine.measurement.devices.base import Device, Workload
 from nasengine.errors import UserError
-from nasengine.evaluation import Evaluator
-from nasengine.plugins import reload_recorded
+from nasengine.evaluation.evaluator import Evaluator
 from nasengine.searching.objectives import Metric, metric_column, register_metric
 from nasengine.search_spaces.quantization import QuantizableLayer, int8_layers, split_policy, with_policy_genes
 from nasengine.search_spaces.registry import Registry
@@ -24,20 +22,6 @@ BYTES_PER_PARAM = 4  # float32 weights
 BUILTIN_METRICS = ("accuracy", "error", "params", "macs", "size_mb")
 QUANTIZATION_MODES = ("none", "int8", "search")
 QUANT_ACCURACY = ("real", "estimate")
-
-
-def load_trained(supernet_dir: Path) -> tuple[supernets.Supernet, dict[str, Any]]:
-    """The trained supernet of a `nasengine train` directory (re-importing the plugins it was built with),
-    or a one-line UserError."""
-    try:
-        config = supernets.io.read_config(Path(supernet_dir))
-        if not isinstance(config.get("task"), dict):
-            raise ValueError(f"{Path(supernet_dir) / supernets.io.CONFIG} records no task (its 'task' entry is "
-                             f"missing or not an object); train the supernet again")
-        reload_recorded(config.get("plugins", []))
-        return supernets.load_supernet(Path(supernet_dir))
-    except (FileNotFoundError, ValueError) as exc:
-        raise UserError(str(exc)) from None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nasengine.training import TrainRequest, train
+from nasengine.training.run import TrainRequest, train
 from tests.conftest import TINY
 
 REPO = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ from nasengine import supernets
 from nasengine.kernels.fake_quant import ActQuant, QuantOp, fake_quantize, quantizable_paths
 from nasengine.kernels.fold import fold_batchnorm
 from nasengine.kernels.static import GlobalAvgPool, Residual
-from nasengine.onnx_writer import node_in_layer, to_onnx
+from nasengine.graphs.onnx_writer import node_in_layer, to_onnx
 
 
 class _Feeds(CalibrationDataReader):

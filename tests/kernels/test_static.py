@@ -33,7 +33,7 @@ def test_one_registration_gives_spec_description_and_export() -> None:
     from nasengine.kernels.describe import OpSpec
     from nasengine.kernels.static import register_static, static_op
     from nasengine.kernels.trace import trace_layers
-    from nasengine.onnx_writer import onnx_error, to_onnx
+    from nasengine.graphs.onnx_writer import onnx_error, to_onnx
 
     class Scale(torch.nn.Module):
         def __init__(self, channels: int):

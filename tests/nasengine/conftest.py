@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from nasengine.searching.runner import SearchRequest, search
-from nasengine.training import TrainRequest, train
+from nasengine.training.run import TrainRequest, train
 from tests.conftest import TINY
 
 

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from nasengine.cli import main
+from nasengine.cli.main import main
 from tests.conftest import TINY
 
 TINY_SETS = [f"--set={k}={json.dumps(v)}" for k, v in {**TINY, "resolutions": [8]}.items()]

@@ -22,8 +22,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from nasengine.cli import main
-from nasengine.export import ExportRequest, export
+from nasengine.cli.main import main
+from nasengine.exporting.exporter import ExportRequest, export
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from nasengine.onnx_writer import to_onnx
-from nasengine.quantization import calibration_feeds, quantize_layers
-from nasengine.reports import write_reports
+from nasengine.graphs.onnx_writer import to_onnx
+from nasengine.graphs.quantization import calibration_feeds, quantize_layers
+from nasengine.reporting.reports import write_reports
 from nasengine.searching.objectives import Objective
 from nasengine.searching.problem import Pending
 from nasengine.searching.store import TrialStore, open_storage
@@ -42,7 +42,7 @@ def test_quantize_store_and_plots_change_no_global_setting(tmp_path: Path) -> No
     assert _global_settings() == before
 
 
-@pytest.mark.parametrize("module", ["nasengine.fronts", "nasengine.plots", "nasengine.reports", "nasengine.export",
+@pytest.mark.parametrize("module", ["nasengine.reporting.fronts", "nasengine.reporting.plots", "nasengine.reporting.reports", "nasengine.exporting.exporter",
                                     "nasengine.searching", "nasengine.searching.runner"])
 def test_each_module_imports_first_in_a_fresh_process(module: str) -> None:
     """No import cycle depends on which module a program happens to import first."""

@@ -49,7 +49,7 @@ TOKEN = "hostile-token"
 
 @pytest.fixture(scope="module")
 def agent() -> Iterator[Any]:
-    from nasengine.agent import start_agent
+    from nasengine.measurement.agent import start_agent
 
     fast = {"warmup_runs": 1, "warmup_seconds": 0.0, "min_repeats": 3, "min_seconds": 0.0, "max_repeats": 10}
     running = start_agent(TOKEN, defaults={"timing": fast}, max_bytes=100_000, queue_timeout_s=10, log=None)

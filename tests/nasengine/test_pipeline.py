@@ -15,7 +15,7 @@ import torch
 
 import nasengine
 from nasengine.errors import UserError
-from nasengine.export import ExportRequest, export
+from nasengine.exporting.exporter import ExportRequest, export
 from nasengine.searching.runner import SearchRequest, search
 from nasengine.searching.api import load_rows
 from nasengine import supernets

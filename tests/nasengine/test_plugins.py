@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from nasengine.cli import main
+from nasengine.cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "user_family"

@@ -11,7 +11,7 @@ import onnx
 import pandas as pd
 import pytest
 
-from nasengine.quantization import is_quantized
+from nasengine.graphs.quantization import is_quantized
 from tests.cli_helpers import one_line_error, run_cli
 
 
@@ -56,7 +56,7 @@ def test_export_writes_the_int8_graph_and_reproduces_it_in_a_fresh_process(quant
     graph = (tmp_path / "exp" / "model.int8.onnx").read_bytes()
     assert is_quantized(graph) and not is_quantized((tmp_path / "exp" / "model.onnx").read_bytes())
     onnx.checker.check_model(onnx.load_model_from_string(graph))
-    script = ("import json,sys; from nasengine.subnet import score_subnet; "
+    script = ("import json,sys; from nasengine.exporting.subnet import score_subnet; "
               "print(json.dumps(score_subnet(sys.argv[1])))")
     fresh = subprocess.run([sys.executable, "-c", script, str(tmp_path / "exp")], capture_output=True, text=True,
                            check=True)
@@ -68,7 +68,7 @@ def test_export_writes_the_int8_graph_and_reproduces_it_in_a_fresh_process(quant
 
 
 def run_fp32_accuracy(path: Path) -> float:
-    from nasengine.subnet import evaluate_subnet
+    from nasengine.exporting.subnet import evaluate_subnet
 
     return evaluate_subnet(path, graph="fp32")
 

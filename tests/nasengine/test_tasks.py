@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from nasengine.cli import main
+from nasengine.cli.main import main
 from nasengine.errors import UserError
 from nasengine.tasks import SPLITS, open_data
 

@@ -102,9 +102,9 @@ def test_per_layer_latency_table_covers_text_layers(files: dict[str, Path]) -> N
     """Per-layer profiling times the embedding layer on token ids and the others on features, so lookup-table
     latency works for text subnets too."""
     from nasengine import supernets
-    from nasengine.devices import get_device
-    from nasengine.devices.timing import TimingSettings
-    from nasengine.lut import profile
+    from nasengine.measurement.devices import get_device
+    from nasengine.measurement.devices.timing import TimingSettings
+    from nasengine.measurement.lut import profile
 
     net = supernets.create("bert", checkpoint=str(files["ckpt"]), max_length=12)
     device = get_device("ort-cpu-1t")

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from nasengine.agent import start_agent
+from nasengine.measurement.agent import start_agent
 from tests.cli_helpers import one_line_error, run_cli
 
 TOKEN = "right-token"
@@ -121,7 +121,7 @@ def test_health_checks_a_token_only_when_one_is_sent(agent: Any) -> None:
 # -- export resumes like every other command ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def exported(tiny_run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from nasengine.export import ExportRequest, export
+    from nasengine.exporting.exporter import ExportRequest, export
 
     out = tmp_path_factory.mktemp("tripups") / "exp"
     previous = os.umask(0o022)
@@ -228,8 +228,8 @@ def test_token_is_checked_on_agents_that_predate_token_checks_on_health() -> Non
     import http.server
     import threading
 
-    from nasengine.devices import DeviceConfig
-    from nasengine.devices.remote import RemoteDevice
+    from nasengine.measurement.devices import DeviceConfig
+    from nasengine.measurement.devices.remote import RemoteDevice
 
     class OldAgent(http.server.BaseHTTPRequestHandler):
         def _answer(self, code: int, payload: dict[str, Any]) -> None:
@@ -265,8 +265,8 @@ def test_token_is_checked_on_agents_that_predate_token_checks_on_health() -> Non
 
 
 def test_a_failed_or_interrupted_training_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import nasengine.training as training
-    from nasengine.training import TrainRequest, train
+    import nasengine.training.run as training
+    from nasengine.training.run import TrainRequest, train
     from tests.conftest import TINY
 
     request = TrainRequest("ofa_mbv3_digits", tmp_path / "sn", epochs=1, batch_size=256, progress=False,

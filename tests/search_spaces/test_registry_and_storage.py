@@ -28,7 +28,7 @@ def test_registry_refuses_duplicates_and_names_what_is_available() -> None:
 
 def test_every_engine_registry_uses_the_one_helper() -> None:
     import nasengine.kernels.static as static
-    import nasengine.devices.registry as devices
+    import nasengine.measurement.devices.registry as devices
     import nasengine.searching.objectives as objectives
     import nasengine.searching.strategies.base as strategies
     import nasengine.tasks.base as tasks

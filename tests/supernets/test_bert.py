@@ -10,7 +10,7 @@ import torch
 
 from nasengine import supernets
 from nasengine.kernels.inputs import as_args
-from nasengine.onnx_writer import onnx_error, to_onnx
+from nasengine.graphs.onnx_writer import onnx_error, to_onnx
 from nasengine.supernets.bert_import import load_pretrained, read_hf_config, read_pooling
 from tests.text_data import write_tiny_checkpoint
 

@@ -87,8 +87,8 @@ class _Plain(nn.Module):
 def test_a_module_that_is_one_layer_is_quantized_whole() -> None:
     import numpy as np
 
-    from nasengine.onnx_writer import to_onnx
-    from nasengine.quantization import calibration_feeds, is_quantized, quantize_layers
+    from nasengine.graphs.onnx_writer import to_onnx
+    from nasengine.graphs.quantization import calibration_feeds, is_quantized, quantize_layers
 
     net = _OneModule()
     (layer,) = net.quantizable_layers()

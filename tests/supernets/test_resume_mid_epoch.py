@@ -133,7 +133,7 @@ def _train_command(out: Path, every: int) -> list[str]:
     request through nasengine.training (the CLI maps its options onto TrainRequest one to one)."""
     import argparse
 
-    from nasengine.cli import build_parser
+    from nasengine.cli.main import build_parser
 
     sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={json.dumps(v)}")]
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
@@ -158,7 +158,7 @@ def _newest(root: Path) -> str | None:
 def test_sigkill_at_random_moments_then_rerun_gives_the_uninterrupted_model(tmp_path) -> None:
     """Each run is killed at a seeded random moment after it has written a checkpoint of its own (so every
     run makes progress and the kills land anywhere: mid-step, mid-write, mid-evaluation), then run again."""
-    from nasengine.training import TrainRequest, train
+    from nasengine.training.run import TrainRequest, train
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = tmp_path / "killed"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nasengine.training import GENERIC_DEFAULTS, TrainRequest
+from nasengine.training.run import GENERIC_DEFAULTS, TrainRequest
 from nasengine.search_spaces.registry import RegistryError
 from nasengine.supernets import register
 from nasengine.supernets.training import TrainSettings

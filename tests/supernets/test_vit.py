@@ -8,7 +8,7 @@ import torch
 
 from nasengine import supernets
 from nasengine.kernels.static import from_spec, to_spec
-from nasengine.onnx_writer import to_onnx
+from nasengine.graphs.onnx_writer import to_onnx
 
 
 def test_supernet_extraction_and_onnx_agree() -> None:

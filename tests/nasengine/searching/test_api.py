@@ -11,7 +11,7 @@ import pytest
 
 import nasengine
 from nasengine.errors import UserError
-from nasengine.fronts import pareto_mask
+from nasengine.reporting.fronts import pareto_mask
 from nasengine.searching import available_strategies
 from nasengine.searching.api import load_rows
 from tests.nasengine.searching import toy

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from tests.cli_helpers import run_cli
-from nasengine.fronts import pareto_mask
+from nasengine.reporting.fronts import pareto_mask
 from nasengine.searching.api import load_rows
 
 

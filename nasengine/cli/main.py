@@ -1,0 +1,376 @@
+"""The `nasengine` command line: train, search, export, evaluate, devices, supernets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable, NoReturn, Sequence
+
+from nasengine.cli.argtypes import image_size, positive_float, positive_int, positive_or_zero_float, whole_number
+from nasengine.cli.devices import add_device_commands
+from nasengine.errors import UserError, one_line
+from nasengine.search_spaces.registry import RegistryError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit code 2) instead of usage dumps."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """`--set key=JSON` pairs as constructor overrides (values parsed as JSON, bare words as strings)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key] = text
+    return out
+
+
+def _check_overrides(supernet: str, overrides: dict[str, Any]) -> None:
+    """A `--set` key the family's constructor does not take: one line listing the keys it does take."""
+    if not overrides:
+        return
+    import inspect
+
+    from nasengine import supernets
+
+    params = inspect.signature(supernets.entry(supernet).builder).parameters  # RegistryError: unknown family
+    keys = {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        try:  # the builder forwards **kwargs: its default supernet's config names every constructor argument
+            keys |= set(supernets.create(supernet).config)
+        except Exception:
+            return  # it cannot be built without arguments: the build itself reports bad keys
+    unknown = sorted(set(overrides) - keys)
+    if unknown:
+        raise UserError(f"--set {unknown[0]}: {supernet} takes no such argument; its constructor keys are "
+                        f"{', '.join(sorted(keys))} (`nasengine supernets` lists the families)")
+
+
+def _data_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Split rule, augmentation and image size given on the command line (overriding the data set's own)."""
+    given = {k: getattr(args, k) for k in ("val_fraction", "test_fraction", "split_seed", "max_train", "augment",
+                                            "image_size", "dev", "max_length", "holdout") if getattr(args, k, None) is not None}
+    if "dev" in given:
+        given["dev"] = str(Path(given["dev"]).resolve())
+    if "augment" in given:
+        given["augment"] = tuple(a.strip() for a in given["augment"].split(",") if a.strip() and a.strip() != "none")
+    return given or None
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dev", default=None, metavar="TSV",
+                   help="text data: a TSV scored as the test split (default: a share of --data held out)")
+    p.add_argument("--max-length", type=positive_int, default=None,
+                   help="text data: tokens per sequence, truncated and padded (default 64); the devices time "
+                        "subnets at this length")
+    p.add_argument("--holdout", choices=("row", "sentence"), default=None,
+                   help="text data: hold out single rows (default), or whole sentences with every row they "
+                        "contain, for phrase banks such as SST-2's training file whose rows include each "
+                        "sentence's sub-phrases")
+    p.add_argument("--val-fraction", type=positive_float, default=None,
+                   help="share of the training files held out for validation when the files define no "
+                        "validation split (default 0.1)")
+    p.add_argument("--test-fraction", type=float, default=None,
+                   help="share held out for testing when the files define no test split (default 0.15)")
+    p.add_argument("--split-seed", type=whole_number, default=None, help="seed of the stratified splits (default 0)")
+    p.add_argument("--max-train", type=positive_int, default=None,
+                   help="train on a stratified subset of this many images (default: all)")
+    p.add_argument("--augment", default=None,
+                   help="comma-separated training augmentations: affine, hflip, or none (default affine)")
+    p.add_argument("--image-size", type=image_size, default=None, metavar="HxW",
+                   help="resize the images of an image folder to this size (default: their own, if all agree)")
+
+
+def _cmd_data(args: argparse.Namespace) -> None:
+    from nasengine.tasks import open_data
+
+    task = open_data(args.data, _data_options(args))
+    spec = task.spec
+    if args.json:
+        print(json.dumps(spec, indent=2))
+        return
+    sizes = spec.get("split", {}).get("sizes") or {s: len(task.split(s)) for s in ("train", "val", "test")}
+    if "inputs" in spec:  # named inputs, e.g. token ids and an attention mask
+        shape = f"{', '.join(spec['inputs'])} of {'x'.join(map(str, spec['input_shape']))} tokens"
+    else:
+        shape = f"{'x'.join(map(str, spec['input_shape']))} (C x H x W)"
+    print(f"{task.name}: {spec['num_classes']} classes, inputs {shape}")
+    print("  splits: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()))
+    if spec.get("classes"):
+        print("  classes: " + ", ".join(spec["classes"]))
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from nasengine.training.run import TrainRequest, train
+
+    given = {k: getattr(args, k) for k in ("epochs", "seed", "recipe", "batch_size", "lr", "warmup", "n_random",
+                                            "checkpoint_every", "checkpoint_seconds")
+             if getattr(args, k) is not None}  # unset options take TrainRequest's defaults
+    overrides = _overrides(args.set)
+    _check_overrides(args.supernet, overrides)
+    result = train(TrainRequest(args.supernet, Path(args.out), overwrite=args.overwrite, progress=not args.quiet,
+                                overrides=overrides, data=args.data, data_options=_data_options(args),
+                                init_from=Path(args.init_from) if args.init_from else None,
+                                checkpoint=Path(args.checkpoint) if args.checkpoint else None, **given))
+    if result.get("rank", 0) != 0:  # under torchrun, rank 0 reports for all
+        return
+    acc = result["final_accuracy"]
+    print(f"trained {args.supernet} in {result['seconds']:.0f}s -> {args.out}")
+    for name in ("max", "min"):
+        print(f"  {name} subnet: val {acc[name]['val']:.2%}  test {acc[name]['test']:.2%}")
+
+
+def _cmd_search(args: argparse.Namespace) -> None:
+    from nasengine.searching.runner import SearchRequest, search
+
+    objectives = tuple(o.strip() for o in args.objectives.split(",") if o.strip())
+    plugins = (*getattr(args, "plugins_global", []), *getattr(args, "plugins_local", []))
+    result = search(SearchRequest(Path(args.supernet_dir), Path(args.out), tuple(args.device or ()), args.evals,
+                                  args.latency_budget, objectives, args.strategy, args.seed, args.overwrite,
+                                  not args.quiet, tuple(args.constraint or ()), args.storage, args.study,
+                                  args.workers, plugins, args.quantization, args.quant_accuracy))
+    print(f"searched {result['evaluated']} subnets ({result['new_this_session']} new) in {result['seconds']:.0f}s "
+          f"-> {args.out}")
+    pareto = result["pareto"]
+    objectives_text = ", ".join(str(c) for c in result.get("objectives", []))
+    for device, front in pareto.groupby("device", sort=False, dropna=False):
+        where = f"{device}: " if isinstance(device, str) and device else ""
+        line = f"  {where}{len(front)} Pareto subnets"
+        if "accuracy" in front:
+            line += f", accuracy {front['accuracy'].min():.2%}-{front['accuracy'].max():.2%}"
+        column = f"latency_ms:{device}"
+        if isinstance(device, str) and column in front:
+            low, high = front[column].min(), front[column].max()
+            line += f", {low:.3f}-{high:.3f} ms ({high / low:.1f}x)"
+        print(line + (f" ({objectives_text})" if objectives_text else ""))
+    hypervolume = result.get("hypervolume")
+    if isinstance(hypervolume, dict) and hypervolume.get("value") is not None:
+        print(f"  hypervolume {hypervolume['value']:.4f} of the objectives normalised to the run's range "
+              f"(reference {hypervolume.get('reference')}; per round in {args.out}/hypervolume.csv)")
+    if pareto.empty:
+        print("  no evaluated subnet meets the constraints")
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from nasengine.exporting.exporter import ExportRequest, export
+
+    arch = None
+    if args.arch is not None:
+        from nasengine.search_spaces.archs import arch_from_json
+
+        try:
+            text = Path(args.arch[1:]).read_text() if args.arch.startswith("@") else args.arch
+            arch = arch_from_json(text)
+        except OSError as exc:
+            raise UserError(f"--arch: cannot read {args.arch[1:]}: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise UserError(f"--arch: {exc}") from None
+    manifest = export(ExportRequest(Path(args.run), Path(args.out), args.latency_budget, args.device, args.overwrite,
+                                    arch))
+    searched = manifest["search_latency_ms"]
+    head = (f"{args.out} already holds this export (same run and options; nothing redone)" if manifest.get("resumed")
+            else f"exported -> {args.out}")
+    print(f"{head}: test accuracy {manifest['accuracy']:.2%}, {manifest['latency_ms']:.3f} ms on "
+          f"{manifest['device']} (search split: {manifest['search_accuracy']:.2%}"
+          + (f", {searched:.3f} ms" if searched is not None else "") + f"), {manifest['params']:,} params")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from nasengine.exporting.subnet import score_subnet
+
+    try:
+        score = score_subnet(Path(args.subnet), args.split, args.graph)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    print(f"{args.subnet}: top-1 accuracy {score['accuracy']:.2%} on the {score['split']} split "
+          f"({score['n']:,} samples) with {score['graph']}")
+
+
+def _cmd_supernets(args: argparse.Namespace) -> None:
+    from nasengine import supernets
+
+    for name in supernets.available():
+        entry = supernets.entry(name)
+        data = f"data={entry.task}" if entry.task else "--data required"
+        print(f"{name:<20} {data:<16} {entry.summary}  [{entry.module}]")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nasengine", description="Hardware-aware neural architecture search.")
+    parser.add_argument("--plugin", action="append", dest="plugins_global", default=[], metavar="FILE.py|MODULE",
+                        help=PLUGIN_HELP)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("data", help="show how the engine reads a data set (classes, input shape, splits)")
+    p.add_argument("data", help="a built-in name (digits, fashion-mnist) or a path to an .npz, IDX folder or "
+                                "image folder")
+    _add_data_options(p)
+    p.add_argument("--json", action="store_true", help="print the task spec that config.json would record")
+    p.set_defaults(handler=_cmd_data)
+
+    p = sub.add_parser("train", help="train a weight-sharing supernet once")
+    p.add_argument("supernet", help="registered supernet name (see `nasengine supernets`)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--data", default=None,
+                   help="data set: a built-in name (digits, fashion-mnist) or a path to an .npz (x, y[, x_val, "
+                        "y_val, x_test, y_test]), a folder of MNIST-style IDX files, or a folder with one "
+                        "sub-folder of PNG/JPEG images per class (default: the family's own, if it names one)")
+    _add_data_options(p)
+    p.add_argument("--epochs", type=positive_int, help="default 20 (families grown from a checkpoint: their own, "
+                                                       "bert 2)")
+    p.add_argument("--seed", type=whole_number, help="default 0")
+    p.add_argument("--recipe", help="sandwich (default), progressive or sorted (nested members, search-free picks)")
+    p.add_argument("--batch-size", type=positive_int, help="default 32")
+    p.add_argument("--lr", type=positive_float, help="default 0.004, bert 1e-4 (AdamW, cosine schedule)")
+    p.add_argument("--warmup", type=positive_or_zero_float, default=None,
+                   help="linear warm-up as a share of all steps, 0..0.5 (default: one epoch but at most half the "
+                        "run; bert 0.06)")
+    p.add_argument("--n-random", type=whole_number, help="random subnets per step besides max and min (default 1)")
+    p.add_argument("--checkpoint-every", type=whole_number, default=None,
+                   help="checkpoint within an epoch every N steps (default 200; 0: only at epoch ends)")
+    p.add_argument("--checkpoint-seconds", type=positive_or_zero_float, default=None,
+                   help="... or every S seconds of training, whichever comes first (default 120; 0: off)")
+    p.add_argument("--set", action="append", metavar="KEY=JSON",
+                   help="override a supernet constructor argument, e.g. --set head_width=128 (repeatable; an "
+                        "unknown key lists the keys the family takes)")
+    p.add_argument("--checkpoint", default=None, metavar="DIR",
+                   help="pretrained Hugging Face-format directory (config.json, model.safetensors, tokenizer.json or "
+                        "vocab.txt) for families grown from one (bert; default: the installed MiniLM-L6)")
+    p.add_argument("--init-from", default=None, metavar="SN",
+                   help="start from the weights of a trained supernet with the same parameter shapes (e.g. fine-"
+                        "tune it with other strides, resolutions or data) instead of a random initialisation")
+    p.set_defaults(handler=_cmd_train)
+
+    p = sub.add_parser("search", help="search a trained supernet for one or more devices")
+    p.add_argument("supernet_dir", help="directory written by `nasengine train`")
+    p.add_argument("--device", action="append",
+                   help="target device (repeatable; default ort-cpu-1t when an objective or constraint is a "
+                        "latency); see `nasengine devices`")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--evals", type=positive_int, default=200, help="distinct subnets to evaluate (default 200)")
+    p.add_argument("--latency-budget", type=positive_float, default=None, metavar="MS",
+                   help="only subnets at most this many milliseconds on every searched device count (the same "
+                        "as --constraint latency<=MS)")
+    p.add_argument("--objectives", default="error,latency",
+                   help="comma-separated metrics: error, accuracy, latency (one per device), params, macs, "
+                        "size_mb, or one a plugin registers (default error,latency)")
+    p.add_argument("--constraint", action="append", metavar="METRIC<=X",
+                   help="bound a metric, e.g. latency<=2.5, size_mb<=1, accuracy>=0.8 (repeatable)")
+    p.add_argument("--strategy", default="nsga2",
+                   help="random, nsga2 (default), agemoea, nsga3, tpe, optuna-nsga2, linas, or a plugin's")
+    p.add_argument("--seed", type=whole_number, default=0, help="seed of the search strategy (default 0)")
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help="optuna RDB for the trial store, shared by workers on several machines (e.g. "
+                        "postgresql+psycopg2://user@host/db); default: RUN/store.journal")
+    p.add_argument("--study", default=None, help="study name in the store (default: derived from the settings, "
+                                                 "so the same command on another machine joins the same study)")
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help="processes evaluating subnets at once against the same store (default 1)")
+    p.add_argument("--quantization", choices=["none", "int8", "search"], default="none",
+                   help="none: FP32 subnets (default); int8: every layer INT8; search: a precision (fp32/int8) per "
+                        "layer searched with the architecture. INT8 graphs are onnxruntime QDQ, calibrated on "
+                        "training images; their accuracy and latency are measured on the quantized graph")
+    p.add_argument("--quant-accuracy", choices=["real", "estimate"], default="real",
+                   help="accuracy of quantized subnets: real (onnxruntime runs the INT8 graph on the split, "
+                        "default) or estimate (fake quantization in torch; see BENCHMARKS.md for its agreement)")
+    p.set_defaults(handler=_cmd_search)
+
+    p = sub.add_parser("export", help="export a Pareto subnet as a standalone checkpoint and ONNX")
+    p.add_argument("run", help="run directory written by `nasengine search`")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--latency-budget", type=positive_float, default=None, metavar="MS",
+                   help="export the most accurate Pareto subnet at most this many milliseconds on --device "
+                        "(default: the most accurate of all)")
+    p.add_argument("--device", default=None,
+                   help="device whose Pareto set to pick from (default: the run's first device)")
+    p.add_argument("--arch", default=None, help="export this arch (JSON, or @file.json) instead of choosing one")
+    p.set_defaults(handler=_cmd_export)
+
+    p = sub.add_parser("evaluate", help="accuracy of an exported subnet on its task split")
+    p.add_argument("subnet", help="directory written by `nasengine export`")
+    p.add_argument("--split", default=None, choices=["train", "val", "test"],
+                   help="split to score (default: the one recorded in manifest.json, normally test)")
+    p.add_argument("--graph", choices=["fp32", "int8"], default=None,
+                   help="score the FP32 model or model.int8.onnx (default: the graph the export deployed)")
+    p.set_defaults(handler=_cmd_evaluate)
+
+    add_device_commands(sub, _Parser)
+
+    p = sub.add_parser("supernets", help="list the registered supernets")
+    p.set_defaults(handler=_cmd_supernets)
+
+    for sp in sub.choices.values():
+        sp.add_argument("--plugin", action="append", dest="plugins_local", default=[], metavar="FILE.py|MODULE",
+                        help=PLUGIN_HELP)
+    for name in ("train", "search", "export"):
+        sp = sub.choices[name]
+        sp.add_argument("--overwrite", action="store_true", help="replace the output directory")
+        sp.add_argument("--quiet", action="store_true", help="no progress output")
+    for name in ("train", "search", "export", "evaluate", "measure"):
+        sub.choices[name].add_argument("--threads", type=positive_int, default=None,
+                                       help="torch threads for training and evaluation (default: all cores); "
+                                            "device thread counts are set by the device")
+    return parser
+
+
+PLUGIN_HELP = ("import this Python file or module first, so the supernets, data sets, devices and strategies it "
+               "registers are usable (repeatable)")
+
+
+def _load_plugins(args: argparse.Namespace) -> None:
+    from nasengine.plugins import begin_command, load_entry_point_plugins, load_plugin
+
+    begin_command()
+    load_entry_point_plugins()
+    for ref in [*getattr(args, "plugins_global", []), *getattr(args, "plugins_local", [])]:
+        load_plugin(ref, given=True)
+
+
+def _quiet_libraries() -> None:
+    """Third-party logging as a command-line user wants it (library code never changes these settings)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("onnxruntime.quantization").setLevel(logging.ERROR)  # (its root-logger advice is filtered
+    # by nasengine.graphs.quantization while it quantizes)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    handler: Callable[[argparse.Namespace], Any] = args.handler
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        _load_plugins(args)
+        handler(args)
+    except (UserError, RegistryError) as exc:
+        print(f"nasengine: error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user named: a bug or an outage, keep the traceback
+            raise
+        print(f"nasengine: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nasengine: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""The one subnet-evaluation path: BN recalibration on training images, then top-1 accuracy on a split."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from nasengine.kernels.calibration import preserved_state, recalibrate_bn
+from nasengine.kernels.inputs import Inputs, as_args, pack, rows, take, to_numpy
+from nasengine.tasks.base import Split, Task
+
+if TYPE_CHECKING:  # exported subnets are scored without importing any supernet code
+    from nasengine.supernets.base import Supernet
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, split: Split, prepare: Any = None, batch_size: int = 256) -> float:
+    """Top-1 accuracy of `model` on `split`; `prepare(x)` maps task inputs to model inputs (e.g. resizing)."""
+    model.eval()
+    correct = 0
+    for x, y in split.batches(batch_size):
+        logits = model(*as_args(prepare(x) if prepare is not None else x))
+        correct += int((logits.argmax(dim=-1) == y).sum())
+    return correct / len(split)
+
+
+def onnx_accuracy(onnx_bytes: bytes, split: Split, prepare: Any = None, batch_size: int = 256) -> float:
+    """Top-1 accuracy of an ONNX graph (FP32 or quantized) run by onnxruntime on `split`: how a deployed graph
+    scores, with the same batches and input preparation as `accuracy`."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, torch.get_num_threads())
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+    names = [arg.name for arg in session.get_inputs()]
+    correct = 0
+    for x, y in split.batches(batch_size, collate=False):  # graphs have the stored sequence length
+        feed = to_numpy(prepare(x) if prepare is not None else x)
+        if len(names) == 1 and len(feed) == 1:
+            feed = {names[0]: next(iter(feed.values()))}
+        logits = session.run(None, feed)[0]
+        correct += int((logits.argmax(axis=-1) == y.numpy()).sum())
+    return correct / len(split)
+
+
+def calibration_indices(n_train: int, samples: int = 512) -> torch.Tensor:
+    """The fixed training images BN statistics and INT8 ranges are calibrated on (the first 128 for INT8): the
+    same for a search, its export and a reloaded export."""
+    gen = torch.Generator().manual_seed(1234)
+    return torch.randperm(n_train, generator=gen)[: min(samples, n_train)]
+
+
+QUANTIZATION_SAMPLES = 128
+
+
+def quantization_images(task: Task, samples: int = QUANTIZATION_SAMPLES) -> Inputs:
+    """The fixed training samples INT8 ranges are calibrated on, as task inputs (resize them for a subnet)."""
+    train = task.split("train")
+    # at their stored shape: INT8 graphs are written for the full sequence length
+    return take(train.inputs, calibration_indices(len(train))[:samples])
+
+
+class Evaluator:
+    """Accuracy of any arch of any supernet: activate, recalibrate BN on a fixed training subset, score a split.
+
+    Deterministic for a given arch (the calibration subset and order are fixed), so repeated
+    evaluations and resumed searches agree. `evaluate` and `extract` leave the supernet exactly as they found
+    it (every parameter and buffer, the active arch, the train/eval mode), so evaluations do not depend on
+    one another and a supernet stays usable for other archs, or for training, afterwards.
+    """
+
+    def __init__(self, supernet: "Supernet", task: Task, split: str = "val", calibration_samples: int = 512,
+                 batch_size: int = 256, quantization_samples: int = QUANTIZATION_SAMPLES):
+        self.supernet, self.task = supernet, task
+        self.split = task.split(split)
+        train = task.split("train")
+        self.calibration = train.subset(calibration_indices(len(train), calibration_samples), "calibration")
+        self.batch_size = batch_size
+        self.quantization_samples = min(quantization_samples, len(self.calibration))
+
+    def calibrate(self, arch: Mapping[str, Any]) -> dict[str, Any]:
+        """Activate `arch` and re-estimate its BN statistics; returns the canonical arch.
+
+        This changes the supernet's shared state (it leaves `arch` active and the BN statistics of every other
+        subnet reset); use `calibrated(arch)`, `evaluate` or `extract` to have the supernet restored.
+        """
+        canonical = self.supernet.set_active(arch)
+        batches = (as_args(self.supernet.adapt_input(x, canonical)) for x, _ in self.calibration.batches(self.batch_size))
+        recalibrate_bn(self.supernet, batches)
+        return canonical
+
+    @contextmanager
+    def calibrated(self, arch: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        """`with evaluator.calibrated(arch) as canonical:` the supernet runs `arch` in eval mode with its
+        recalibrated BN statistics; on leaving, the supernet is restored exactly (see `preserved_state`)."""
+        with preserved_state(self.supernet):
+            yield self.calibrate(arch)
+
+    def evaluate(self, arch: Mapping[str, Any], split: Split | None = None) -> float:
+        """Top-1 accuracy of `arch` with recalibrated BN on the evaluator's split (or the one given)."""
+        with self.calibrated(arch) as canonical:
+            return accuracy(self.supernet, split or self.split, lambda x: self.supernet.adapt_input(x, canonical),
+                            self.batch_size)
+
+    def extract(self, arch: Mapping[str, Any]) -> nn.Module:
+        """A static subnet of `arch` with its recalibrated BN statistics baked in (the supernet is restored)."""
+        with self.calibrated(arch):
+            return self.supernet.extract(arch)
+
+    def quantization_inputs(self, arch: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """The fixed training samples INT8 ranges are calibrated on (the first of the BN calibration subset),
+        prepared for `arch`, as an onnxruntime feed."""
+        canonical = self.supernet.space.validate(arch)
+        batch = take(self.calibration.inputs, slice(0, self.quantization_samples))
+        return to_numpy(self.supernet.adapt_input(batch, canonical))
+
+    def deployed_graph(self, arch: Mapping[str, Any], int8_layers: Sequence[str], module: nn.Module | None = None
+                       ) -> bytes:
+        """The ONNX graph (symbolic batch) of `arch` as deployed with `int8_layers` in INT8: the BN-recalibrated
+        subnet (or `module`, its extraction) written by the ONNX writer, quantized by onnxruntime on training images."""
+        from nasengine.graphs.onnx_writer import to_onnx
+        from nasengine.graphs.quantization import quantized_graph
+
+        canonical = self.supernet.space.validate(arch)
+        module = module if module is not None else self.extract(canonical)
+        graph = to_onnx(module, self.supernet.example_inputs(canonical, 1), dynamic_batch=True)
+        every = [layer.path for layer in self.supernet.quantizable_layers()]
+        return quantized_graph(graph, self.quantization_inputs(canonical), list(int8_layers), every)
+
+    def quantized(self, arch: Mapping[str, Any], int8_layers: Sequence[str], split: Split | None = None
+                  ) -> tuple[float, bytes]:
+        """(accuracy, graph) of `arch` deployed with `int8_layers` in INT8, the graph run by onnxruntime on the
+        evaluator's split (or the one given): the real quantized accuracy."""
+        canonical = self.supernet.space.validate(arch)
+        graph = self.deployed_graph(canonical, int8_layers)
+        score = onnx_accuracy(graph, split or self.split, lambda x: self.supernet.adapt_input(x, canonical),
+                              self.batch_size)
+        return score, graph
+
+    def fake_quantized(self, arch: Mapping[str, Any], int8_layers: Sequence[str], split: Split | None = None) -> float:
+        """Estimated accuracy of `arch` with `int8_layers` in INT8, by fake quantization in torch (no onnxruntime):
+        weights per channel, activation ranges observed on the same training images the real quantizer uses."""
+        from nasengine.kernels.fake_quant import fake_quantize
+
+        canonical = self.supernet.space.validate(arch)
+        inputs = {k: torch.from_numpy(v) for k, v in self.quantization_inputs(canonical).items()}
+        model = fake_quantize(self.extract(canonical), list(int8_layers),
+                              [take(pack(inputs), slice(i, i + self.batch_size))
+                               for i in range(0, rows(pack(inputs)), self.batch_size)])
+        return accuracy(model, split or self.split, lambda x: self.supernet.adapt_input(x, canonical), self.batch_size)

@@ -1,0 +1,288 @@
+"""`nasengine export`: pick a Pareto subnet of a run and write it as a standalone directory.
+
+EXP/config.json (module spec, input shape and transform), EXP/model.safetensors, EXP/model.onnx (FP32, BN folded),
+EXP/model.int8.onnx when the subnet's quantization policy runs any layer in INT8, and EXP/manifest.json (arch,
+policy, accuracy of the deployed graph on a recorded split, latency re-measured on the device, provenance).
+`nasengine.exporting.subnet.load_subnet(EXP)` rebuilds it as a plain torch module, with no supernet code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import save_file
+
+from nasengine import supernets
+from nasengine.kernels.inputs import apply_input_transform, take
+from nasengine.kernels.static import to_spec
+from nasengine.measurement.devices import Workload, get_device
+from nasengine.errors import UserError
+from nasengine.evaluation.evaluator import Evaluator, accuracy, onnx_accuracy
+from nasengine.graphs.onnx_writer import onnx_error, to_onnx
+from nasengine.exporting.subnet import FORMAT
+from nasengine.reporting.fronts import ACCURACY_COLUMNS, frame_costs, frame_feasible, front, group_constraints, latency_column
+from nasengine.reporting.reports import mark_exported, objectives_from_identity
+from nasengine.searching.objectives import Constraint, Objective
+from nasengine.searching.runner import DEFAULT_DEVICE, MARKER
+from nasengine.training.loading import load_trained
+from nasengine.searching.supernet_metrics import Quantization
+from nasengine.search_spaces.quantization import int8_layers
+from nasengine.rundir import check_creatable
+from nasengine.tasks import task_from_spec
+from nasengine.search_spaces.storage import atomic_directory, atomic_file, atomic_write
+
+ONNX_TOLERANCE = 1e-4  # largest |ONNX - torch| accepted on real inputs
+EXPORT_FILES = ("config.json", "manifest.json", "model.onnx", "model.safetensors")
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    run_dir: Path
+    out: Path
+    latency_budget_ms: float | None = None
+    device: str | None = None
+    overwrite: bool = False
+    arch: dict[str, Any] | None = None  # export this arch instead of choosing from the Pareto set
+
+
+def _read_run(run_dir: Path) -> dict[str, Any]:
+    marker = Path(run_dir) / MARKER
+    if not marker.is_file():
+        raise UserError(f"{run_dir} is not a search run directory (no {MARKER})")
+    try:
+        run = json.loads(marker.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        run = None
+    if not isinstance(run, dict) or not isinstance(run.get("identity"), dict) \
+            or not isinstance(run["identity"].get("devices"), list):
+        raise UserError(f"{marker} is unreadable or not a nasengine run record")
+    if run.get("status") == "failed":
+        raise UserError(f"the search in {run_dir} failed ({run.get('error') or 'no reason recorded'}); fix that and "
+                        f"run the same `nasengine search` command again")
+    if run.get("status") != "complete" or not (Path(run_dir) / "results.csv").is_file():
+        raise UserError(f"the search in {run_dir} is not complete; resume it with the same `nasengine search` command")
+    return run
+
+
+def _file_sha1(path: Path) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+def _export_options(request: ExportRequest, run: dict[str, Any], device_name: str) -> dict[str, Any]:
+    """What decides the exported subnet: recorded in manifest.json, compared when exporting into it again."""
+    return {"run": str(Path(request.run_dir).resolve()), "device": device_name,
+            "latency_budget_ms": request.latency_budget_ms, "arch": request.arch,
+            "results_sha1": _file_sha1(Path(request.run_dir) / "results.csv"),
+            "supernet_weights_sha1": run["identity"].get("supernet_weights_sha1")}
+
+
+def _existing_export(out: Path, options: dict[str, Any]) -> dict[str, Any] | None:
+    """The manifest of a complete export in `out` made with `options`; None when `out` does not exist;
+    UserError when it holds something else."""
+    if not out.exists():
+        return None
+    manifest_path = out / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        manifest = None
+    complete = isinstance(manifest, dict) and all((out / name).is_file() for name in EXPORT_FILES)
+    if not complete:
+        raise UserError(f"{out} already exists and is not an export; choose another --out or pass --overwrite")
+    recorded = manifest.get("options")
+    if not isinstance(recorded, dict):
+        raise UserError(f"{out} already exists and holds an export that does not record its options; choose "
+                        f"another --out or pass --overwrite to replace it")
+    for key in options:
+        if recorded.get(key) != options[key]:
+            what = {"results_sha1": "an earlier state of the run's results",
+                    "supernet_weights_sha1": "other supernet weights"}.get(key, f"{key}={recorded.get(key)!r} "
+                                                                             f"(now {options[key]!r})")
+            raise UserError(f"{out} already exists and holds an export made with {what}; choose another --out "
+                            f"or pass --overwrite to replace it")
+    return manifest
+
+
+def choose_subnet(results: pd.DataFrame, objectives: list[Objective], constraints: list[Constraint],
+                  device: str, latency_budget_ms: float | None = None) -> pd.Series:
+    """The subnet to export for `device`, following the run's objectives: among the rows feasible under the
+    run's constraints for `device` (and within `latency_budget_ms` on it), take the Pareto front over the
+    device-independent objectives and `device`'s own; then the most accurate member when accuracy or error is
+    an objective (ties: the better on the next objective), else the best on the first objective."""
+    group = [o for o in objectives if o.device in (None, device)]
+    if not group:
+        searched = sorted({o.device for o in objectives if o.device})
+        raise UserError(f"the run's objectives are all measured on other devices ({', '.join(searched)}); "
+                        f"choose one of them with --device")
+    bounds = group_constraints(constraints, device)
+    if latency_budget_ms is not None:
+        column = latency_column(device)
+        if column not in results.columns:
+            raise UserError(f"the run recorded no latency on {device}, so --latency-budget cannot be applied there")
+        bounds = [*bounds, Constraint(column, "<=", latency_budget_ms, device)]
+    missing = [o.column for o in group if o.column not in results.columns]
+    if missing:
+        raise UserError(f"the run's results have no column {', '.join(missing)}; search again")
+    candidates = front(results, group, bounds)
+    if candidates.empty:
+        feasible = results[frame_feasible(results, group_constraints(constraints, device))]
+        if latency_budget_ms is not None and len(feasible):
+            fastest = pd.to_numeric(feasible[latency_column(device)], errors="coerce").min()
+            raise UserError(f"no evaluated subnet runs within {latency_budget_ms:g} ms on {device} "
+                            f"(fastest evaluated: {fastest:.3f} ms)")
+        what = ", ".join(str(c) for c in bounds) or "its objectives recorded"
+        raise UserError(f"no evaluated subnet of this run qualifies for export on {device} ({what})")
+    accuracy_first = next((o for o in group if o.column in ACCURACY_COLUMNS), None)
+    order = group if accuracy_first is None else [accuracy_first, *(o for o in group if o is not accuracy_first)]
+    costs = frame_costs(candidates, order)
+    return candidates.iloc[int(np.lexsort(costs.T[::-1])[0])]
+
+
+def export(request: ExportRequest) -> dict[str, Any]:
+    """Choose, extract, verify and write the subnet; the output appears atomically, complete or not at all."""
+    if request.latency_budget_ms is not None and not request.latency_budget_ms > 0:
+        raise UserError(f"--latency-budget must be a positive number of ms, got {request.latency_budget_ms}")
+    out = Path(request.out)
+    check_creatable(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} exists and is not a directory; choose another --out")
+    run = _read_run(Path(request.run_dir))
+    identity = run["identity"]
+    searched_devices = list(identity["devices"])
+    # a search that measured no latency (e.g. objectives error,params) exports for the device named here
+    device_name = request.device or (searched_devices[0] if searched_devices else DEFAULT_DEVICE)
+    if searched_devices and device_name not in searched_devices:
+        raise UserError(f"device {device_name!r} was not searched in this run (searched: {', '.join(searched_devices)})")
+    options = _export_options(request, run, device_name)
+    if not request.overwrite:
+        existing = _existing_export(out, options)
+        if existing is not None:
+            return {**existing, "resumed": True}
+    results = pd.read_csv(Path(request.run_dir) / "results.csv")
+    objectives, constraints = objectives_from_identity(identity)
+    net, config = load_trained(Path(identity["supernet_dir"]))
+    if supernets.weights_digest(Path(identity["supernet_dir"])) != identity["supernet_weights_sha1"]:
+        raise UserError(f"the supernet in {identity['supernet_dir']} changed since this search; search again")
+    task = task_from_spec(config["task"])
+    evaluator = Evaluator(net, task, "val")
+    quant_info = identity.get("quantization") or {"mode": "none"}
+    try:
+        layers = tuple(net.quantizable_layers()) if quant_info["mode"] != "none" else ()
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    quantization = Quantization(quant_info["mode"], layers, quant_info.get("accuracy", "real"))
+    space = quantization.space(net.space)
+    if request.arch is not None:
+        try:
+            full_arch = space.validate(request.arch)
+        except ValueError as exc:
+            raise UserError(f"--arch is not in the search space: {exc}") from None
+        known = results[results["arch"] == json.dumps(full_arch, separators=(",", ":"))]
+        row = known.iloc[0] if len(known) else pd.Series({"accuracy": float("nan"),
+                                                           latency_column(device_name): float("nan")})
+    else:
+        row = choose_subnet(results, objectives, constraints, device_name, request.latency_budget_ms)
+        full_arch = json.loads(row["arch"])
+    arch, policy = quantization.policy(full_arch)
+    int8 = int8_layers(policy)
+    module = evaluator.extract(arch)
+    transform = net.input_transform(arch)
+    test = task.split("test")
+    prepare = (lambda x: apply_input_transform(x, transform))
+    fp32_accuracy = accuracy(module, test, prepare)
+    files = {"model.onnx": to_onnx(module, net.example_inputs(arch, 1), dynamic_batch=True)}
+    # real inputs at their stored shape: the ONNX graph must compute what torch does
+    probe = net.adapt_input(take(test.inputs, slice(0, 8)), arch)
+    error = onnx_error(module, files["model.onnx"], probe)
+    if not error <= ONNX_TOLERANCE:
+        raise UserError(f"the ONNX graph of this subnet differs from the torch module by {error:.2e} (more than "
+                        f"{ONNX_TOLERANCE:g}); nothing was exported")
+    int8_graph = evaluator.deployed_graph(arch, int8, module) if int8 else None
+    if int8_graph is not None:
+        files["model.int8.onnx"] = int8_graph
+    search_accuracy = float(row["accuracy"])
+    if np.isnan(search_accuracy):  # an --arch the search never evaluated: score it as the search would have
+        search_accuracy = evaluator.quantized(arch, int8)[0] if int8 else evaluator.evaluate(arch)
+    device = get_device(device_name, supernet_dir=identity["supernet_dir"])
+    input_shape = list(net.input_shape(arch))
+    inputs = [spec.to_dict() for spec in net.input_specs(arch)]
+
+    def workload(graph: bytes, quantized: bool) -> Workload:
+        """The shipped file as devices time it: `measure` on the export later times the very same bytes."""
+        return Workload(arch, net.space.key(arch), lambda: module, net.input_specs(arch),
+                        describe=lambda: net.describe(arch), calibration=lambda: evaluator.quantization_inputs(arch),
+                        dynamic_onnx=graph, policy=policy if quantized else None)
+
+    measurement = device.measure(workload(int8_graph, True) if int8_graph is not None
+                                 else workload(files["model.onnx"], False))
+    cost = net.cost(arch)
+    searched = row.get(latency_column(device_name), float("nan"))
+    subnet_config = {"format": FORMAT, "version": 1, "module": to_spec(module), "input_shape": input_shape,
+                     "inputs": inputs,
+                     "input_transform": transform, "task": config["task"], "arch": arch,
+                     "requires_modules": required_modules(module), "plugins": config.get("plugins", [])}
+    manifest = {
+        "format": FORMAT, "arch": arch, "graph": "model.int8.onnx" if int8_graph is not None else "model.onnx",
+        "accuracy": onnx_accuracy(int8_graph, test, prepare) if int8_graph is not None else fp32_accuracy,
+        "accuracy_split": test.identity,
+        "search_accuracy": search_accuracy, "search_split": task.split("val").identity,
+        "latency_ms": measurement.median_ms, "latency": measurement.to_dict(),
+        "search_latency_ms": None if pd.isna(searched) else float(searched),
+        "device": device_name, "device_config": device.describe(),
+        "latency_budget_ms": request.latency_budget_ms, "params": cost.params, "macs": cost.macs,
+        "onnx_max_abs_error": error,
+        "input_shape": input_shape, "inputs": inputs, "input_transform": transform,
+        "preprocessing": task.preprocessing,
+        "supernet": {"name": config["supernet"], "dir": identity["supernet_dir"],
+                     "weights_sha1": identity["supernet_weights_sha1"]},
+        "run": str(Path(request.run_dir).resolve()), "options": options,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if quantization.mode != "none":
+        manifest["quant_policy"] = policy
+        manifest["quantization"] = quant_info
+        manifest["fp32"] = {"graph": "model.onnx", "accuracy": fp32_accuracy,
+                            "latency_ms": device.measure(workload(files["model.onnx"], False)).median_ms
+                            if int8_graph is not None
+                            else measurement.median_ms}
+    files = {"config.json": json.dumps(subnet_config, indent=2).encode(),
+             "manifest.json": json.dumps(manifest, indent=2).encode(), **files,
+             **{name: path.read_bytes() for name, path in task.assets().items()}}
+    _write_atomically(out, request.overwrite, files, module.state_dict())
+    _mark_exported(Path(request.run_dir), device_name, row)
+    return {**manifest, "resumed": False}
+
+
+def _mark_exported(run_dir: Path, device: str, row: pd.Series) -> None:
+    """Star the exported subnet on the run's pareto.png (and record it in RUN/exported.json). Only a decoration:
+    a run directory that cannot be written (someone else's, read-only) leaves the export as it is."""
+    number = row.get("number")
+    if number is None or pd.isna(number):
+        return  # an --arch that the search never evaluated: nothing to mark
+    try:
+        mark_exported(run_dir, device, int(number))
+    except OSError:
+        pass
+
+
+def required_modules(module: torch.nn.Module) -> list[str]:
+    """Modules outside torch and nasengine.kernels that define static types of `module` (user families' own ops):
+    `load_subnet` names them if they are not imported when the subnet is loaded."""
+    return sorted({type(m).__module__ for m in module.modules()
+                   if not type(m).__module__.startswith(("torch.", "nasengine.kernels."))})
+
+
+def _write_atomically(out: Path, overwrite: bool, files: dict[str, bytes], state: dict[str, torch.Tensor]) -> None:
+    with atomic_directory(out, overwrite) as tmp:
+        for name, data in files.items():
+            atomic_write(tmp / name, data)
+        with atomic_file(tmp / "model.safetensors") as weights:  # usual permissions (safetensors writes 0600)
+            save_file({k: v.contiguous() for k, v in state.items()}, str(weights))
