@@ -35,7 +35,7 @@ import torch.multiprocessing as mp
 from nasengine import supernets
 from nasengine.tasks import get_task
 from nasengine.search_spaces.storage import atomic_write
-from nasengine.supernets.training import Sandwich, TrainSettings, train_supernet
+from nasengine.supernets.training import Checkpointing, Sandwich, TrainSettings, TrainHooks, train_supernet
 from nasengine.supernets.training.checkpoint import complete_checkpoints
 from nasengine.supernets.training.loop import CHECKPOINT_EVERY_SECONDS, CHECKPOINT_EVERY_STEPS, _save
 
@@ -49,9 +49,9 @@ def _step_times(batch: int, steps: int, checkpoint_root: Path | None = None) -> 
     data = get_task("digits").train_data(batch, seed=0)
     epochs = -(-(steps + 2) // data.steps_per_epoch)
     stamps: list[float] = []
-    train_supernet(net, Sandwich(), data, TrainSettings(epochs=epochs, n_random=1), checkpoint_root,
-                   on_step=lambda e, s, loss: stamps.append(time.perf_counter()), checkpoint_every=None,
-                   checkpoint_seconds=None)
+    train_supernet(net, Sandwich(), data, TrainSettings(epochs=epochs, n_random=1),
+                   Checkpointing(checkpoint_root, every_steps=None, every_seconds=None),
+                   hooks=TrainHooks(on_step=lambda e, s, loss: stamps.append(time.perf_counter())))
     return list(np.diff(stamps)[2:2 + steps])
 
 

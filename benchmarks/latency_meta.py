@@ -16,7 +16,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # o
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
-from scipy import stats  # noqa: E402
+from nasengine.predictors.metrics import spearman_rho  # noqa: E402
 from sklearn.linear_model import RidgeCV  # noqa: E402
 from sklearn.model_selection import KFold, cross_val_predict  # noqa: E402
 
@@ -42,7 +42,7 @@ HELP_SPLITS = {
 
 def rho(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman rank correlation."""
-    return float(stats.spearmanr(a, b).statistic)
+    return spearman_rho(a, b)
 
 
 def most_similar(src: np.ndarray, idx: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import kendalltau
 
 from nasengine.evaluation.evaluator import Evaluator
+from nasengine.predictors.metrics import kendall_tau
 from nasengine.training.loading import load_trained
 from nasengine.tasks import task_from_spec
 from nasengine.search_spaces.quantization import int8_layers, split_policy, with_policy_genes
@@ -72,11 +72,11 @@ def main() -> None:
     summary = {
         "pairs": len(rows), "split": evaluator.split.name, "split_size": len(evaluator.split),
         "mean_abs_diff": float(np.abs(real - estimate).mean()), "max_abs_diff": float(np.abs(real - estimate).max()),
-        "kendall_tau_estimate": float(kendalltau(real, estimate)[0]),
-        "kendall_tau_fp32": float(kendalltau(real, fp32)[0]),
+        "kendall_tau_estimate": kendall_tau(real, estimate),
+        "kendall_tau_fp32": kendall_tau(real, fp32),
         "mean_abs_diff_fp32": float(np.abs(real - fp32).mean()),
         "mean_drop_real": float((fp32 - real).mean()), "mean_drop_estimate": float((fp32 - estimate).mean()),
-        "drop_tau": float(kendalltau(fp32 - real, fp32 - estimate)[0]),
+        "drop_tau": kendall_tau(fp32 - real, fp32 - estimate),
         "real_s": float(np.median([r["real_s"] for r in rows])),
         "estimate_s": float(np.median([r["estimate_s"] for r in rows])),
     }

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from nasengine import supernets
-from nasengine.searching.api import run_search
+from nasengine.searching.api import RunSettings, SearchPlan, run_search
 from nasengine.searching.hypervolume import hypervolume_by_evaluation, normalised_hypervolume
 from nasengine.searching.objectives import Objective
 from nasengine.reporting.fronts import pareto_mask
@@ -58,9 +58,8 @@ def run_one(space: Any, table: dict[str, dict[str, float]], strategy: str, seed:
         return dict(table[space.key(arch)]), {}
 
     started = time.perf_counter()
-    result = run_search(space, objectives, [], evaluate, strategy=strategy, budget=budget, seed=seed, out=None,
-                        storage=None, study_name=None, identity={"benchmark": "tabular"}, overwrite=False,
-                        progress=False, label=strategy)
+    result = run_search(space, objectives, [], evaluate, SearchPlan(strategy, budget, seed),
+                        RunSettings(identity={"benchmark": "tabular"}, label=strategy))
     seconds = time.perf_counter() - started
     curve = hypervolume_by_evaluation(result.rows, objectives, (), ideal, nadir) / true_hv
     reached = np.flatnonzero(curve >= TARGET)

@@ -11,13 +11,14 @@ from nasengine.kernels.transformer import ClassToken, ElasticEncoderLayer, Elast
     EncoderLayer, PatchEmbedding, SelfAttention
 from nasengine.kernels.text import ElasticTokenEmbedding, Pooler, TextClassifier, TokenEmbedding
 from nasengine.kernels.describe import LayerSpec, OpSpec, conv_out_hw, total_macs, total_params
-from nasengine.kernels.layers import ConvBNAct, ElasticMBConv, ElasticSqueezeExcite, activation, make_divisible
+from nasengine.kernels.activations import ACTIVATIONS, activation
+from nasengine.kernels.layers import ConvBNAct, ElasticMBConv, ElasticSqueezeExcite, make_divisible
 from nasengine.kernels.ops import ElasticBatchNorm2d, ElasticConv2d, ElasticLinear
 from nasengine.kernels.static import GlobalAvgPool, Residual, SqueezeExcite, from_spec, register_static, to_spec
 from nasengine.kernels.trace import TracedLayer, layer_kind, trace_layers
 
 __all__ = [
-    "ClassToken", "ElasticEncoderLayer", "ElasticLayerNorm", "ElasticSelfAttention", "EncoderLayer",
+    "ACTIVATIONS", "ClassToken", "ElasticEncoderLayer", "ElasticLayerNorm", "ElasticSelfAttention", "EncoderLayer",
     "PatchEmbedding", "SelfAttention", "ElasticTokenEmbedding", "Pooler", "TextClassifier", "TokenEmbedding",
     "ConvBNAct", "ElasticBatchNorm2d", "ElasticConv2d", "ElasticLinear", "ElasticMBConv", "ElasticSqueezeExcite",
     "GlobalAvgPool", "LayerSpec", "OpSpec", "Residual", "SqueezeExcite", "activation", "conv_out_hw",

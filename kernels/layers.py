@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasengine.kernels.activations import activation
 from nasengine.kernels.describe import OpSpec
 from nasengine.kernels.ops import ElasticBatchNorm2d, ElasticConv2d
 from nasengine.kernels.static import Residual, SqueezeExcite
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "hswish": nn.Hardswish, "silu": nn.SiLU}
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -32,11 +32,6 @@ class ChannelPermutable(Protocol):
     def permute_outputs(self, order: torch.Tensor) -> None: ...
 
 
-def activation(name: str) -> nn.Module:
-    try:
-        return ACTIVATIONS[name]()
-    except KeyError:
-        raise ValueError(f"unknown activation {name!r}; known: {sorted(ACTIVATIONS)}") from None
 
 
 def _act_spec(name: str, channels: int, hw: tuple[int, int]) -> OpSpec:

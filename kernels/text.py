@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasengine.kernels.quant_nodes import quantize_children
 from nasengine.kernels.static import register_static
 from nasengine.kernels.transformer import ElasticLayerNorm, EncoderLayer
 
@@ -154,7 +155,7 @@ def _classifier_spec(m: TextClassifier) -> dict[str, Any]:
 
 register_static("TokenEmbedding", TokenEmbedding, lambda m: {
     "vocab_size": m.word.num_embeddings, "dim": m.word.embedding_dim, "max_positions": m.position.num_embeddings,
-    "eps": m.norm.eps})
+    "eps": m.norm.eps}, quantize=quantize_children)  # its own segment vector stays FP32
 register_static("Pooler", Pooler, lambda m: {"dim": m.dense.in_features})
 register_static("MeanPooler", MeanPooler, lambda m: {}, short="mean_pool")
 register_static("TextClassifier", TextClassifier, _classifier_spec)

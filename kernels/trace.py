@@ -13,8 +13,7 @@ from torch import nn
 
 from nasengine.kernels.describe import LayerSpec, OpSpec, shape_channels, shape_hw, shape_tokens
 from nasengine.kernels.inputs import Inputs, as_args
-from nasengine.kernels.transformer import SelfAttention
-from nasengine.kernels.static import Residual, SqueezeExcite, static_op
+from nasengine.kernels.static import static_op
 
 
 class TracedLayer(NamedTuple):
@@ -48,14 +47,12 @@ def leaf_op(module: nn.Module, x: torch.Size, y: torch.Size) -> OpSpec | None:
 
 def layer_kind(module: nn.Module) -> str:
     """A short structural signature, e.g. `conv_bn_relu` or `res(conv_bn_relu_conv_bn)_relu`."""
-    if isinstance(module, Residual):
-        return f"res({layer_kind(module.body)})"
     if isinstance(module, nn.Sequential):
         return "_".join(k for k in (layer_kind(c) for c in module.children()) if k)
     if isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels:
         return "dwconv"
     op = static_op(type(module))
-    return op.short if op is not None else type(module).__name__.lower()
+    return op.kind(module, layer_kind) if op is not None else type(module).__name__.lower()
 
 
 def _is_block_group(module: nn.Module) -> bool:
@@ -84,10 +81,9 @@ def split_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
 
 @torch.no_grad()
 def trace_layers(module: nn.Module, example: Inputs) -> list[TracedLayer]:
-    """Run `module` on `example` (batch 1 is enough) and describe each layer by the ops its leaf modules ran.
-
-    Residual adds an `add` op after its body; SqueezeExcite records its pooling and gating multiply.
-    """
+    """Run `module` on `example` (batch 1 is enough) and describe each layer by the ops its leaf modules ran, plus
+    what each registered composite adds itself (`describe`, `describe_input` of its registration: a residual's
+    add after its body, SqueezeExcite's pooling before and gating multiply after, attention's score products)."""
     layers = split_layers(module)
     shapes: list[tuple[int, ...]] = [() for _ in layers]
     dtypes: list[str] = ["float32" for _ in layers]
@@ -110,39 +106,29 @@ def trace_layers(module: nn.Module, example: Inputs) -> list[TracedLayer]:
     def leaf(m: nn.Module, args: tuple[Any, ...], out: Any) -> None:
         record(leaf_op(m, _first_tensor(args).shape, _first_tensor(out).shape))
 
-    def se_enter(m: nn.Module, args: tuple[Any, ...]) -> None:
-        x = _first_tensor(args).shape
-        record(OpSpec("global_pool", shape_channels(x), shape_channels(x), shape_hw(x), (1, 1)))
-
-    def attention(m: nn.Module, args: tuple[Any, ...], out: Any) -> None:
-        y = _first_tensor(out).shape
-        record(OpSpec("attention", shape_channels(y), shape_channels(y),
-                      extra=(*shape_tokens(y), ("heads", int(m.heads)), ("head_dim", int(m.head_dim)))))
+    def describe_with(describe: Any, before: bool) -> Callable[..., None]:
+        """A hook recording what a registered op adds itself: before its children run (on its input), or after."""
+        def hook(m: nn.Module, args: tuple[Any, ...], out: Any = None) -> None:
+            x = _first_tensor(args).shape
+            record(describe(m, x, x if before else _first_tensor(out).shape))
+        return hook
 
     def free_parameters(count: int) -> Callable[..., None]:
         def hook(_: nn.Module, args: tuple[Any, ...]) -> None:
             record(OpSpec("free_parameters", 0, 0, extra=(("count", count),)))
         return hook
 
-    def combine(kind: str) -> Callable[..., None]:
-        def hook(_: nn.Module, args: tuple[Any, ...], out: Any) -> None:
-            y = _first_tensor(out).shape
-            record(OpSpec(kind, shape_channels(y), shape_channels(y), shape_hw(y), shape_hw(y)))
-        return hook
-
     try:
         for index, (_, layer) in enumerate(layers):
             handles.append(layer.register_forward_pre_hook(enter(index)))
         for sub in module.modules():
-            if isinstance(sub, Residual):
-                handles.append(sub.register_forward_hook(combine("add")))
-            elif isinstance(sub, SqueezeExcite):
-                handles.append(sub.register_forward_pre_hook(se_enter))
-                handles.append(sub.register_forward_hook(combine("mul")))
-            elif not any(True for _ in sub.children()):
+            op = static_op(type(sub))
+            if op is not None and op.describe_input is not None:
+                handles.append(sub.register_forward_pre_hook(describe_with(op.describe_input, before=True)))
+            if not any(True for _ in sub.children()):
                 handles.append(sub.register_forward_hook(leaf))
-            elif isinstance(sub, SelfAttention):
-                handles.append(sub.register_forward_hook(attention))
+            elif op is not None and op.describe is not None:
+                handles.append(sub.register_forward_hook(describe_with(op.describe, before=False)))
             own = sum(p.numel() for p in sub.parameters(recurse=False))
             if own and any(True for _ in sub.children()):
                 handles.append(sub.register_forward_pre_hook(free_parameters(own)))

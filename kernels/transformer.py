@@ -15,19 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasengine.kernels.activations import activation as make_activation
+from nasengine.kernels.describe import OpSpec, shape_channels, shape_tokens
 from nasengine.kernels.ops import ElasticLinear
+from nasengine.kernels.quant_nodes import quantize_children
 from nasengine.kernels.static import register_static
-
-# "gelu" is the tanh approximation (ViT); "gelu_erf" the exact form BERT checkpoints are trained with
-ACTIVATIONS = {"gelu": lambda: nn.GELU(approximate="tanh"), "gelu_erf": nn.GELU, "relu": nn.ReLU}
-
-
-def _activation(name: str) -> nn.Module:
-    try:
-        return ACTIVATIONS[name]()
-    except KeyError:
-        raise ValueError(f"unknown activation {name!r}; known: {sorted(ACTIVATIONS)}") from None
-
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, head_dim: int,
            mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -96,7 +88,7 @@ class EncoderLayer(nn.Module):
         self.norm_first, self.activation = norm_first, activation
         self.attn = SelfAttention(embed_dim, heads, head_dim)
         self.ln1, self.ln2 = nn.LayerNorm(embed_dim, eps=eps), nn.LayerNorm(embed_dim, eps=eps)
-        self.mlp = nn.Sequential(nn.Linear(embed_dim, hidden), _activation(activation), nn.Linear(hidden, embed_dim))
+        self.mlp = nn.Sequential(nn.Linear(embed_dim, hidden), make_activation(activation), nn.Linear(hidden, embed_dim))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return encoder_residuals(x, mask, self.attn, self.mlp, self.ln1, self.ln2, self.norm_first)
@@ -183,7 +175,7 @@ class ElasticEncoderLayer(nn.Module):
         self.fc1, self.fc2 = ElasticLinear(max_embed, max_hidden), ElasticLinear(max_hidden, max_embed)
         nn.init.xavier_uniform_(self.fc1.weight)
         nn.init.xavier_uniform_(self.fc2.weight)
-        self.act = _activation(activation)
+        self.act = make_activation(activation)
         self.hidden = max_hidden
 
     def set_active(self, embed_dim: int, heads: int, head_dim: int, hidden: int) -> None:
@@ -210,12 +202,19 @@ class ElasticEncoderLayer(nn.Module):
         return layer.eval()
 
 
+def _describe_attention(m: SelfAttention, x: torch.Size, y: torch.Size) -> OpSpec:
+    """The score products q.k^T and scores.v (the projections are its Linear children)."""
+    return OpSpec("attention", shape_channels(y), shape_channels(y),
+                  extra=(*shape_tokens(y), ("heads", int(m.heads)), ("head_dim", int(m.head_dim))))
+
+
 register_static("SelfAttention", SelfAttention, lambda m: {"embed_dim": m.embed_dim, "heads": m.heads,
-                                                           "head_dim": m.head_dim}, short="attn")
+                                                           "head_dim": m.head_dim}, short="attn",
+                describe=_describe_attention, quantize=quantize_children)
 register_static("EncoderLayer", EncoderLayer, lambda m: {
     "embed_dim": m.attn.embed_dim, "heads": m.attn.heads, "head_dim": m.attn.head_dim,
     "hidden": m.mlp[0].out_features, "norm_first": m.norm_first, "activation": m.activation, "eps": m.ln1.eps})
 register_static("PatchEmbedding", PatchEmbedding, lambda m: {
     "in_channels": m.proj.in_channels, "dim": m.proj.out_channels, "patch": m.proj.kernel_size[0],
-    "tokens": m.pos.shape[1] - 1})
+    "tokens": m.pos.shape[1] - 1}, quantize=quantize_children)  # its own class token and positions stay FP32
 register_static("ClassToken", ClassToken, lambda m: {})

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.2.0"
-__all__ = ["__version__", "evaluate_subnet", "load_subnet", "search"]
+__all__ = ["SearchOptions", "__version__", "evaluate_subnet", "load_subnet", "search"]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,8 +19,8 @@ def __getattr__(name: str) -> Any:
         from nasengine.exporting import subnet
 
         return getattr(subnet, name)
-    if name == "search":
-        from nasengine.searching.api import search
+    if name in ("search", "SearchOptions"):
+        from nasengine.searching import api
 
-        return search
+        return getattr(api, name)
     raise AttributeError(f"module 'nasengine' has no attribute {name!r}")

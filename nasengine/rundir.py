@@ -6,10 +6,11 @@ import json
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
-from nasengine.errors import UserError
+from nasengine.errors import UserError, one_line
 from nasengine.supernets.training.checkpoint import atomic_write_text
 
 
@@ -79,6 +80,27 @@ def check_creatable(path: Path, option: str = "--out") -> None:
         raise UserError(f"{option} {path} cannot be created: {ancestor} is a file, not a directory")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise UserError(f"{option} {path} cannot be created: no permission to write in {ancestor}")
+
+
+def failure_text(exc: BaseException) -> str:
+    """How a run records why it failed: a user error as it was said, anything else with its type in front."""
+    return one_line(str(exc)) if isinstance(exc, UserError) else one_line(f"{type(exc).__name__}: {exc}")
+
+
+@contextmanager
+def recorded_status(marker: Path, enabled: bool = True) -> Iterator[None]:
+    """The one run-status writer: a run whose block raises is marked `interrupted` (Ctrl-C) or `failed` with the
+    reason in its marker file, then the exception goes on (`enabled` False: another process writes the marker)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if enabled:
+            update_marker(marker, status="interrupted")
+        raise
+    except Exception as exc:
+        if enabled:
+            update_marker(marker, status="failed", error=failure_text(exc))
+        raise
 
 
 def write_marker(path: Path, data: Mapping[str, Any]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 import torch
@@ -11,7 +11,9 @@ from torch import nn
 
 from nasengine.kernels.describe import LayerSpec
 from nasengine.kernels.inputs import InputSpec, Inputs, apply_input_transform, example_inputs, image_input
-from nasengine.kernels.trace import split_layers, trace_layers
+from nasengine.kernels.fake_quant import quantizable_paths
+from nasengine.kernels.static import check_static
+from nasengine.kernels.trace import trace_layers
 from nasengine.search_spaces.choices import Condition
 from nasengine.search_spaces.quantization import QuantizableLayer
 from nasengine.search_spaces.space import Arch, Space
@@ -38,6 +40,20 @@ class Cost:
 
     params: int
     macs: int
+
+
+@dataclass(frozen=True)
+class FamilyConfig:
+    """Base of a family's constructor settings (a frozen dataclass of plain JSON values): the registry hands a
+    builder only the keys its config declares, `--set KEY=JSON` overrides one, and unknown keys are refused."""
+
+    def values(self) -> tuple[Any, ...]:
+        """The fields in declaration order (a constructor unpacks them)."""
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
 
 
 class Supernet(nn.Module, ABC):
@@ -103,15 +119,29 @@ class Supernet(nn.Module, ABC):
         """Static module (kernels.static vocabulary) holding copies of the active subnet's weights."""
 
     @torch.no_grad()
+    def static_active(self) -> nn.Module:
+        """`_export_active()` without touching the caller's torch random state (building static modules runs
+        their random initialisation, which the copied weights then replace)."""
+        with torch.random.fork_rng(devices=[]):
+            return self._export_active()
+
+    @torch.no_grad()
     def extract(self, arch: Mapping[str, Any]) -> nn.Module:
         """A standalone static module of `arch` in eval mode; the supernet's active arch is restored."""
         previous = self._active
         self.set_active(arch)
         try:
-            module = self._export_active()
+            module = self.static_active()
         finally:
             self.set_active(previous)
         return module.eval()
+
+    def check_export(self) -> None:
+        """TypeError naming the first module of the largest or smallest subnet's export that the engine cannot
+        handle (outside the static vocabulary, or holding weights without a cost or quantization rule; see
+        kernels.static.check_static): a family is refused before it trains, not when its first subnet exports."""
+        for arch in (self.space.max(), self.space.min()):
+            check_static(self.extract(arch))
 
     @torch.no_grad()
     def _walk_active(self, export: bool) -> list[Layer]:
@@ -119,7 +149,7 @@ class Supernet(nn.Module, ABC):
 
         Derived by tracing `_export_active()` on a batch-1 example (see kernels.trace); families may override it.
         """
-        module = self._export_active().eval()
+        module = self.static_active().eval()
         traced = trace_layers(module, self.example_inputs(self._active, 1))
         return [Layer(t.spec, t.input_shape, t.module if export else None, t.input_dtype) for t in traced]
 
@@ -177,12 +207,7 @@ class Supernet(nn.Module, ABC):
 def _weight_layers(net: Supernet, arch: Mapping[str, Any]) -> list[str]:
     """Module paths of the layers of `arch`'s export that hold a conv or linear weight."""
     net.set_active(arch)
-    module = net._export_active()
-    if not isinstance(module, nn.Sequential) and not hasattr(module, "named_layers"):
-        # one layer: the whole module, whose nodes all lie under path ""
-        return [""] if any(isinstance(m, (nn.Conv2d, nn.Linear)) for m in module.modules()) else []
-    return [path for path, layer in split_layers(module)
-            if any(isinstance(m, (nn.Conv2d, nn.Linear)) for m in layer.modules())]
+    return quantizable_paths(net.static_active())
 
 
 def _infer_layer_conditions(net: Supernet, probes: int) -> list[QuantizableLayer]:

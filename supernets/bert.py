@@ -10,6 +10,7 @@ first-k slices keep its most important parts. Fine-tuning it with the sandwich r
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -22,7 +23,7 @@ from nasengine.kernels.text import ElasticTokenEmbedding, Pooler, TextClassifier
 from nasengine.kernels.transformer import ElasticEncoderLayer
 from nasengine.search_spaces.builtin.transformer import encoder_space
 from nasengine.search_spaces.space import Arch, Space
-from nasengine.supernets.base import Supernet
+from nasengine.supernets.base import FamilyConfig, Supernet
 from nasengine.supernets.registry import register
 
 
@@ -40,6 +41,28 @@ def bert_space(depths: Sequence[int], dims: Sequence[int], heads: Sequence[int],
                          name)
 
 
+@dataclass(frozen=True)
+class BertConfig(FamilyConfig):
+    """What builds an ElasticBert: the pretrained sizes (read from a checkpoint's config.json), the task's classes
+    and sequence length, and the elastic options (None: derived from the pretrained sizes)."""
+
+    vocab_size: int = 30522
+    hidden: int = 384
+    layers: int = 6
+    heads: int = 12
+    intermediate: int = 1536
+    max_positions: int = 512
+    num_classes: int = 2
+    eps: float = 1e-12
+    max_length: int = 64
+    depths: Sequence[int] | None = None
+    dims: Sequence[int] | None = None
+    head_options: Sequence[int] | None = None
+    intermediates: Sequence[int] | None = None
+    pad_token_id: int = 0
+    pooling: str = "cls"
+
+
 class ElasticBert(Supernet):
     """BERT encoder + pooler + classifier; head dimension fixed, so attention width follows the number of heads.
 
@@ -48,11 +71,9 @@ class ElasticBert(Supernet):
     Inputs: `input_ids` and `attention_mask` (int64, `max_length` tokens; the device workload's sequence length).
     Genes `l{i}.*` configure the i-th layer the subnet runs, which is pretrained layer `kept_layers(depth)[i]`."""
 
-    def __init__(self, vocab_size: int = 30522, hidden: int = 384, layers: int = 6, heads: int = 12,
-                 intermediate: int = 1536, max_positions: int = 512, num_classes: int = 2, eps: float = 1e-12,
-                 max_length: int = 64, depths: Sequence[int] | None = None, dims: Sequence[int] | None = None,
-                 head_options: Sequence[int] | None = None, intermediates: Sequence[int] | None = None,
-                 pad_token_id: int = 0, pooling: str = "cls"):
+    def __init__(self, config: BertConfig = BertConfig()):
+        (vocab_size, hidden, layers, heads, intermediate, max_positions, num_classes, eps, max_length, depths, dims,
+         head_options, intermediates, pad_token_id, pooling) = config.values()
         check_pooling(pooling)
         if hidden % heads:
             raise ValueError(f"hidden size {hidden} is not a multiple of {heads} heads")
@@ -146,7 +167,8 @@ def _default_checkpoint() -> Path | None:
 
 
 # fine-tuning a pretrained encoder: a small step, a short warm-up, two passes over the data
-@register("bert", pretrained=_default_checkpoint, train_defaults={"epochs": 2, "lr": 1e-4, "warmup": 0.06})
+@register("bert", pretrained=_default_checkpoint, train_defaults={"epochs": 2, "lr": 1e-4, "warmup": 0.06},
+          config=BertConfig)
 def bert(num_classes: int = 2, checkpoint: str | None = None, max_length: int = 64, in_channels: int | None = None,
          input_size: Any = None, **overrides: Any) -> ElasticBert:
     """Elastic BERT from a pretrained Hugging Face-format checkpoint (layers, hidden, heads, intermediate size).
@@ -155,10 +177,10 @@ def bert(num_classes: int = 2, checkpoint: str | None = None, max_length: int = 
     `pooling=` overrides it. Without `checkpoint` the weights are random (as when a trained supernet is rebuilt from its config.json);
     image-task arguments (`in_channels`, `input_size`) do not apply to text and are ignored."""
     if checkpoint is None:
-        return ElasticBert(num_classes=num_classes, max_length=max_length, **overrides)
+        return ElasticBert(BertConfig(num_classes=num_classes, max_length=max_length, **overrides))
     from nasengine.supernets.bert_import import load_pretrained, read_hf_config, read_pooling
 
     dims = {**read_hf_config(Path(checkpoint)), "pooling": read_pooling(Path(checkpoint))}
-    net = ElasticBert(num_classes=num_classes, max_length=max_length, **{**dims, **overrides})
+    net = ElasticBert(BertConfig(num_classes=num_classes, max_length=max_length, **{**dims, **overrides}))
     load_pretrained(net, Path(checkpoint))
     return net

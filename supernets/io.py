@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
+import torch
+
 
 from nasengine.kernels.weights import load_weights
 from nasengine.search_spaces.messages import first_line
@@ -62,7 +64,8 @@ def build_from_config(config: Mapping[str, Any], path: Path | str = CONFIG) -> S
 def load_supernet(directory: Path) -> tuple[Supernet, dict[str, Any]]:
     """Rebuild the supernet from config.json and load its weights; returns (net, config)."""
     config = read_config(directory)
-    net = build_from_config(config, Path(directory) / CONFIG)
+    with torch.random.fork_rng(devices=[]):  # the initial weights drawn while building are replaced by the saved ones
+        net = build_from_config(config, Path(directory) / CONFIG)
     load_weights(net, Path(directory) / WEIGHTS, f"supernet {config['supernet']!r} as built from {CONFIG}")
     net.eval()
     return net, config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -12,8 +13,29 @@ from nasengine.kernels import ConvBNAct, ElasticLinear, ElasticMBConv, GlobalAvg
 from nasengine.kernels.layers import ChannelPermutable, make_divisible
 from nasengine.search_spaces.builtin import elastic_mobilenet_space
 from nasengine.search_spaces.space import Arch
-from nasengine.supernets.base import Layer, Supernet
+from nasengine.supernets.base import FamilyConfig, Layer, Supernet
 from nasengine.supernets.registry import register
+
+
+@dataclass(frozen=True)
+class OFAConfig(FamilyConfig):
+    """What builds an OFAMobileNetV3 (config.json's `kwargs`, `--set KEY=JSON` on the command line)."""
+
+    in_channels: int = 1
+    num_classes: int = 10
+    stem_width: int = 16
+    stage_widths: Sequence[int] = (24, 40, 64, 96)
+    stage_strides: Sequence[int] = (2, 2, 2, 1)
+    stage_acts: Sequence[str] = ("relu", "hswish", "hswish", "hswish")
+    stage_se: Sequence[bool] = (False, True, False, True)
+    head_width: int = 192
+    depths: Sequence[int] = (1, 2, 3, 4)
+    kernels: Sequence[int] = (3, 5, 7)
+    expands: Sequence[float] = (3, 4, 6)
+    resolutions: Sequence[int] = (8, 12, 16, 20, 24, 28, 32)
+    stem_stride: int = 2
+    dropout: float = 0.1
+    widths: Sequence[float] = (1.0,)
 
 
 class OFAMobileNetV3(Supernet):
@@ -22,13 +44,9 @@ class OFAMobileNetV3(Supernet):
     With several `widths`, gene `s{i}.width` picks a multiplier of stage i's output width (first-k channels).
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, stem_width: int = 16,
-                 stage_widths: Sequence[int] = (24, 40, 64, 96), stage_strides: Sequence[int] = (2, 2, 2, 1),
-                 stage_acts: Sequence[str] = ("relu", "hswish", "hswish", "hswish"),
-                 stage_se: Sequence[bool] = (False, True, False, True), head_width: int = 192,
-                 depths: Sequence[int] = (1, 2, 3, 4), kernels: Sequence[int] = (3, 5, 7),
-                 expands: Sequence[float] = (3, 4, 6), resolutions: Sequence[int] = (8, 12, 16, 20, 24, 28, 32),
-                 stem_stride: int = 2, dropout: float = 0.1, widths: Sequence[float] = (1.0,)):
+    def __init__(self, config: OFAConfig = OFAConfig()):
+        (in_channels, num_classes, stem_width, stage_widths, stage_strides, stage_acts, stage_se, head_width, depths,
+         kernels, expands, resolutions, stem_stride, dropout, widths) = config.values()
         n = len(stage_widths)
         if not (len(stage_strides) == len(stage_acts) == len(stage_se) == n):
             raise ValueError("stage_widths, stage_strides, stage_acts and stage_se need one entry per stage")
@@ -192,17 +210,17 @@ def default_resolutions(native: int, count: int = 5) -> list[int]:
     return options
 
 
-@register("ofa_mbv3")
+@register("ofa_mbv3", config=OFAConfig)
 def ofa_mbv3(in_channels: int = 3, num_classes: int = 10, input_size: tuple[int, int] | None = None,
              **overrides: Any) -> OFAMobileNetV3:
     """MobileNetV3-style once-for-all CNN for any image task (elastic resolution up to the data's size, and width)."""
     if "resolutions" not in overrides and input_size is not None:
         overrides["resolutions"] = default_resolutions(min(int(s) for s in input_size))
     overrides.setdefault("widths", (0.5, 0.75, 1.0))
-    return OFAMobileNetV3(in_channels=in_channels, num_classes=num_classes, **overrides)
+    return OFAMobileNetV3(OFAConfig(in_channels=in_channels, num_classes=num_classes, **overrides))
 
 
-@register("ofa_mbv3_digits", task="digits")
+@register("ofa_mbv3_digits", task="digits", config=OFAConfig)
 def ofa_mbv3_digits(input_size: tuple[int, int] | None = None, **overrides: Any) -> OFAMobileNetV3:
     """MobileNetV3-style once-for-all CNN for 8x8 digits at 8-32 px (elastic r/depth/kernel/expand)."""
-    return OFAMobileNetV3(**overrides)
+    return OFAMobileNetV3(OFAConfig(**overrides))

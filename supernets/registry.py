@@ -8,6 +8,7 @@ names a data set; a family may still name a default data set (`task=`) for `nase
 from __future__ import annotations
 
 import inspect
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -29,6 +30,17 @@ class Entry:
     # training defaults of the family (epochs, lr, warmup share) where the generic ones do not fit: fine-tuning
     # a pretrained model wants a small learning rate and one or two epochs
     train_defaults: Mapping[str, Any] = field(default_factory=dict)
+    # the family's constructor settings (a FamilyConfig dataclass), when the builder forwards **kwargs to it
+    config: type | None = None
+
+    def arguments(self) -> set[str] | None:
+        """The keyword arguments the builder takes: its named parameters plus its config's fields; None when it
+        forwards **kwargs and declares no config (then any key may be meant)."""
+        params = inspect.signature(self.builder).parameters
+        named = {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if self.config is not None:
+            return named | {f.name for f in dataclasses.fields(self.config)}
+        return None if any(p.kind is p.VAR_KEYWORD for p in params.values()) else named
 
     @property
     def module(self) -> str:
@@ -44,12 +56,14 @@ TRAIN_DEFAULT_KEYS = ("epochs", "lr", "warmup")
 
 def register(name: str, task: str | None = None, summary: str = "",
              pretrained: Callable[[], Any] | None = None,
-             train_defaults: Mapping[str, Any] | None = None) -> Callable[[Builder], Builder]:
+             train_defaults: Mapping[str, Any] | None = None, config: type | None = None) -> Callable[[Builder], Builder]:
     """Decorator: make `builder(**kwargs) -> Supernet` available as `create(name)`.
 
     `task` optionally names the data set used when `nasengine train NAME` is given no `--data`. A family grown
     from a pretrained checkpoint takes `checkpoint=DIR` and names with `pretrained()` its default directory.
     `train_defaults` sets the family's own defaults for `epochs`, `lr` and `warmup` (a share of all steps).
+    `config` names the dataclass (a FamilyConfig) a builder taking **kwargs builds from, so only its keys are
+    handed over and `--set` can list them.
     """
     unknown = sorted(set(train_defaults or {}) - set(TRAIN_DEFAULT_KEYS))
     if unknown:
@@ -61,7 +75,7 @@ def register(name: str, task: str | None = None, summary: str = "",
             raise RegistryError(f"supernet {name!r} is registered twice (first by {first.module})")
         doc = (builder.__doc__ or "").strip().splitlines()
         _REGISTRY.add(name, Entry(name, builder, task, summary or (doc[0] if doc else ""), pretrained,
-                                  dict(train_defaults or {})))
+                                  dict(train_defaults or {}), config))
         return builder
 
     return wrap
@@ -87,10 +101,8 @@ def create_for_task(name: str, in_channels: int, num_classes: int, input_size: t
     Task arguments the builder does not accept are left out, so a builder may ignore `input_size`.
     """
     given = {"in_channels": in_channels, "num_classes": num_classes, "input_size": input_size}
-    builder = entry(name).builder
-    params = inspect.signature(builder).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    task_kwargs = {k: v for k, v in given.items() if v is not None and (takes_any or k in params)}
+    accepted = entry(name).arguments()
+    task_kwargs = {k: v for k, v in given.items() if v is not None and (accepted is None or k in accepted)}
     return create(name, **{**task_kwargs, **overrides})
 
 

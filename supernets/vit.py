@@ -8,6 +8,7 @@ layers, the first embedding channels, the first heads and the first hidden units
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -18,7 +19,7 @@ from nasengine.kernels.transformer import ClassToken, ElasticEncoderLayer, Elast
 from nasengine.kernels.ops import ElasticLinear
 from nasengine.search_spaces.builtin.transformer import encoder_space
 from nasengine.search_spaces.space import Arch, Space
-from nasengine.supernets.base import Supernet
+from nasengine.supernets.base import FamilyConfig, Supernet
 from nasengine.supernets.registry import register
 
 
@@ -29,12 +30,26 @@ def vit_space(depths: Sequence[int], dims: Sequence[int], heads: Sequence[int], 
                          name)
 
 
+@dataclass(frozen=True)
+class ViTConfig(FamilyConfig):
+    """What builds an ElasticViT (config.json's `kwargs`, `--set KEY=JSON` on the command line)."""
+
+    in_channels: int = 1
+    num_classes: int = 10
+    image_size: int = 16
+    patch: int = 4
+    depths: Sequence[int] = (2, 3, 4)
+    dims: Sequence[int] = (32, 48, 64)
+    heads: Sequence[int] = (2, 3, 4)
+    head_dim: int = 16
+    mlp_ratios: Sequence[float] = (2.0, 3.0, 4.0)
+
+
 class ElasticViT(Supernet):
     """ViT supernet; head dimension is fixed, so attention width follows the number of heads."""
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 16, patch: int = 4,
-                 depths: Sequence[int] = (2, 3, 4), dims: Sequence[int] = (32, 48, 64),
-                 heads: Sequence[int] = (2, 3, 4), head_dim: int = 16, mlp_ratios: Sequence[float] = (2.0, 3.0, 4.0)):
+    def __init__(self, config: ViTConfig = ViTConfig()):
+        in_channels, num_classes, image_size, patch, depths, dims, heads, head_dim, mlp_ratios = config.values()
         if image_size % patch:
             raise ValueError(f"image_size {image_size} is not a multiple of the patch size {patch}")
         super().__init__(vit_space(depths, dims, heads, mlp_ratios))
@@ -101,7 +116,7 @@ class ElasticViT(Supernet):
         return dict(self._config)
 
 
-@register("vit")
+@register("vit", config=ViTConfig)
 def vit(in_channels: int = 3, num_classes: int = 10, input_size: tuple[int, int] | None = None,
         **overrides: Any) -> ElasticViT:
     """Elastic ViT for any image task (elastic depth, embedding dim, heads and MLP ratio per layer)."""
@@ -109,10 +124,10 @@ def vit(in_channels: int = 3, num_classes: int = 10, input_size: tuple[int, int]
         side = min(int(s) for s in input_size)
         patch = int(overrides.get("patch", 4))
         overrides["image_size"] = max(patch, side // patch * patch)
-    return ElasticViT(in_channels=in_channels, num_classes=num_classes, **overrides)
+    return ElasticViT(ViTConfig(in_channels=in_channels, num_classes=num_classes, **overrides))
 
 
-@register("vit_digits", task="digits")
+@register("vit_digits", task="digits", config=ViTConfig)
 def vit_digits(input_size: tuple[int, int] | None = None, **overrides: Any) -> ElasticViT:
     """Elastic ViT for 8x8 digits upsampled to 16 px, 4x4 patches (the digits default of the ViT family)."""
-    return ElasticViT(**overrides)
+    return ElasticViT(ViTConfig(**overrides))

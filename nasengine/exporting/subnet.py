@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import nn
 
 from nasengine.kernels.inputs import apply_input_transform, specs_from_config, to_numpy
@@ -54,7 +55,8 @@ def load_subnet(path: str | Path) -> nn.Module:
     """The exported subnet as a plain torch module in eval mode (built from torch.nn and kernels.static only)."""
     config = read_subnet_config(Path(path))
     try:
-        module = from_spec(config["module"])
+        with torch.random.fork_rng(devices=[]):  # building the modules draws initial weights: not from the caller's
+            module = from_spec(config["module"])
     except ValueError as exc:
         needs = config.get("requires_modules") or []
         if not needs:

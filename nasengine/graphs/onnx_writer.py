@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import warnings
-from typing import Callable
 
 import numpy as np
 import onnx
@@ -19,7 +18,8 @@ from torch import nn
 
 from nasengine.kernels.fold import foldable, folded_conv_params
 from nasengine.kernels.inputs import SINGLE_INPUT, Inputs, as_args, named, to_numpy
-from nasengine.kernels.static import GlobalAvgPool, Residual, SqueezeExcite, set_onnx_converter, static_op
+from nasengine.kernels.onnx_ops import child_path, conv_node
+from nasengine.kernels.static import static_op
 
 OPSET = 17
 INPUT_NAME, OUTPUT_NAME = SINGLE_INPUT, "logits"
@@ -54,8 +54,10 @@ class _Graph:
         self.nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
         return out
 
+    def convert(self, module: nn.Module, x: str, path: str = "") -> str:
+        """Add the nodes computing `module` on `x`; its output's name (for converters of composite ops)."""
+        return _convert(self, module, x, path)
 
-Converter = Callable[[_Graph, nn.Module, str, str], str]
 
 
 def node_in_layer(node_name: str, layer_path: str) -> bool:
@@ -66,80 +68,20 @@ def node_in_layer(node_name: str, layer_path: str) -> bool:
     return node_name == layer_path or node_name.startswith((f"{layer_path}.", f"{layer_path}/", f"{layer_path}:"))
 
 
-def _conv_node(g: _Graph, m: nn.Conv2d, x: str, path: str, weight: torch.Tensor, bias: torch.Tensor | None) -> str:
-    k, s, p = m.kernel_size, m.stride, m.padding
-    inputs = [x, g.const(weight, f"{path}.weight")] + ([g.const(bias, f"{path}.bias")] if bias is not None else [])
-    return g.node("Conv", inputs, path, kernel_shape=list(k), strides=list(s), pads=[p[0], p[1], p[0], p[1]],
-                  group=m.groups, dilations=list(m.dilation))
-
-
-def _conv(g: _Graph, m: nn.Conv2d, x: str, path: str) -> str:
-    return _conv_node(g, m, x, path, m.weight, m.bias)
-
-
-def _bn(g: _Graph, m: nn.BatchNorm2d, x: str, path: str) -> str:
-    inputs = [x, g.const(m.weight, f"{path}.weight"), g.const(m.bias, f"{path}.bias"),
-              g.const(m.running_mean, f"{path}.running_mean"), g.const(m.running_var, f"{path}.running_var")]
-    return g.node("BatchNormalization", inputs, path, epsilon=float(m.eps))
-
-
-def _linear(g: _Graph, m: nn.Linear, x: str, path: str) -> str:
-    inputs = [x, g.const(m.weight, f"{path}.weight")] + ([g.const(m.bias, f"{path}.bias")] if m.bias is not None else [])
-    return g.node("Gemm", inputs, path, transB=1)
-
-
-def _se(g: _Graph, m: SqueezeExcite, x: str, path: str) -> str:
-    s = g.node("GlobalAveragePool", [x], f"{path}/squeeze")
-    s = g.node("Relu", [_conv(g, m.reduce, s, f"{path}.reduce")], f"{path}.act")
-    s = g.node("HardSigmoid", [_conv(g, m.expand, s, f"{path}.expand")], f"{path}.gate", alpha=1.0 / 6.0, beta=0.5)
-    return g.node("Mul", [x, s], f"{path}/excite")
-
-
-def _silu(g: _Graph, m: nn.Module, x: str, path: str) -> str:
-    return g.node("Mul", [x, g.node("Sigmoid", [x], f"{path}/sigmoid")], path)
-
-
-def _pool(g: _Graph, m: nn.Module, x: str, path: str) -> str:
-    return g.node("Flatten", [g.node("GlobalAveragePool", [x], f"{path}/pool")], path, axis=1)
-
-
-_CONVERTERS: dict[type, Converter] = {
-    nn.Conv2d: _conv,
-    nn.BatchNorm2d: _bn,
-    nn.Linear: _linear,
-    nn.ReLU: lambda g, m, x, path: g.node("Relu", [x], path),
-    nn.Hardswish: lambda g, m, x, path: g.node("HardSwish", [x], path),
-    nn.Hardsigmoid: lambda g, m, x, path: g.node("HardSigmoid", [x], path, alpha=1.0 / 6.0, beta=0.5),
-    nn.SiLU: _silu,
-    nn.Identity: lambda g, m, x, path: x,
-    nn.Dropout: lambda g, m, x, path: x,
-    GlobalAvgPool: _pool,
-    SqueezeExcite: _se,
-}
-for _cls, _converter in _CONVERTERS.items():  # one registry of static ops: the writer's part of each entry
-    set_onnx_converter(_cls, _converter)
-
-
-def _child(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
-
-
 def _convert(g: _Graph, m: nn.Module, x: str, path: str = "") -> str:
-    if isinstance(m, nn.Sequential):
+    if type(m) is nn.Sequential:
         children = list(m.named_children())
         i = 0
         while i < len(children):
             name, child = children[i]
             if g.fold and i + 1 < len(children) and foldable(child, children[i + 1][1]):
                 weight, bias = folded_conv_params(child, children[i + 1][1])  # BN folded into its conv
-                x = _conv_node(g, child, x, _child(path, name), weight, bias)
+                x = conv_node(g, child, x, child_path(path, name), weight, bias)
                 i += 2
                 continue
-            x = _convert(g, child, x, _child(path, name))
+            x = _convert(g, child, x, child_path(path, name))
             i += 1
         return x
-    if isinstance(m, Residual):
-        return g.node("Add", [_convert(g, m.body, x, _child(path, "body")), x], f"{path}/add" if path else "add")
     op = static_op(type(m))
     converter = op.onnx if op is not None else None
     if converter is None:

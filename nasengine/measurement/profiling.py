@@ -27,7 +27,7 @@ def profile_device(device_name: str, supernet_dir: Path, out: Path | None = None
     net, config = load_trained(supernet_dir)
     images = quantization_images(task_from_spec(config["task"]))  # INT8 devices calibrate on training images
     device = get_device(device_name, supernet_dir=supernet_dir)
-    if device.backend in ("lut", "table"):
+    if not device.runs_models:
         raise UserError(f"device {device_name!r} does not run models; profile a device that measures")
     reason = device.availability()
     if reason is not None:

@@ -17,9 +17,9 @@ from typing import Any, Callable, Mapping, Sequence
 import optuna
 import pandas as pd
 
-from nasengine.errors import UserError, one_line
+from nasengine.errors import UserError
 from nasengine.progress import Progress
-from nasengine.rundir import prepare_output, update_marker
+from nasengine.rundir import prepare_output, recorded_status, update_marker
 from nasengine.searching.objectives import MAXIMIZE, MINIMIZE, Constraint, Objective, Row, \
     objective_from_callable_name, parse_bound
 from nasengine.searching.problem import Pending, SearchProblem
@@ -44,9 +44,49 @@ class SearchResult:
     results_frame: pd.DataFrame | None = None
     pareto_frame: pd.DataFrame | None = None
 
-    def to_frame(self) -> pd.DataFrame:
-        """One row per evaluation: the arch (JSON) and every metric."""
-        return pd.DataFrame([{"number": r.number, "arch": r.key, **r.metrics} for r in self.rows])
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How a Python-API search runs beyond its plan: extra `metrics` recorded in every row (name -> callable),
+    `storage` (an optuna RDB URL shared by workers, with `study_name`), `overwrite` an existing `out`, a
+    `progress` bar, and how long a silent worker's claim stands (`claim_timeout_s`)."""
+
+    metrics: Mapping[str, Callable[[Arch], float]] = field(default_factory=dict)
+    storage: str | None = None
+    study_name: str | None = None
+    overwrite: bool = False
+    progress: bool = False
+    claim_timeout_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """What a search does: the strategy, the number of real evaluations, the seed."""
+
+    strategy: str
+    budget: int
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Where and how a search runs. `out`: the run directory (None: in memory); `storage`/`study_name`: the trial
+    store shared by workers; `identity`: settings a resumed run must repeat; `role` "main" prepares `out` and writes
+    the reports, "worker" only shares the store of a run a main process prepared; `start_workers(study)` starts
+    extra worker processes once the store exists; `on_row(row, bar)` reports each new row."""
+
+    out: Path | None = None
+    storage: str | None = None
+    study_name: str | None = None
+    identity: Mapping[str, Any] = field(default_factory=dict)
+    overwrite: bool = False
+    progress: bool = False
+    label: str = "search"
+    role: str = "main"
+    worker: str | None = None
+    on_row: Callable[[Row, Progress], None] | None = None
+    start_workers: Callable[[str], list[Any]] | None = None
+    claim_timeout_s: float = 600.0
 
 
 def load_rows(run_dir: str | Path) -> list[Row]:
@@ -107,30 +147,28 @@ def _callables(objectives: Mapping[str, ObjectiveSpec],
 
 
 def search(space: Space, objectives: Mapping[str, ObjectiveSpec], *, strategy: str = "nsga2", budget: int = 100,
-           seed: int = 0, out: str | Path | None = None, constraints: Sequence[Constraint | str] = (),
-           metrics: Mapping[str, Callable[[Arch], float]] | None = None, storage: str | None = None,
-           study_name: str | None = None, overwrite: bool = False, progress: bool = False,
-           claim_timeout_s: float = 600.0) -> SearchResult:
+           seed: int = 0, constraints: Sequence[Constraint | str] = (), out: str | Path | None = None,
+           options: SearchOptions | None = None) -> SearchResult:
     """Search `space` for the archs that trade off `objectives` best; no supernet involved.
 
     objectives: name -> callable(arch) -> float, minimised unless the name is a registered metric that is
     maximised (e.g. "accuracy") or the value is `(callable, "maximize")`. constraints: `Constraint`s or text
-    like "latency_ms<=2" on any objective or metric. metrics: extra quantities recorded in every row.
-    out: a run directory (results.csv, pareto.csv/.png, hypervolume.csv/.png, the trial store); the same
-    call again resumes it (a larger budget continues the same trajectory). storage: an optuna RDB URL shared
-    by workers: run the same call, with the same `study_name`, in several processes or on several machines
-    to share the work; a worker whose claim is older than `claim_timeout_s` without a heartbeat counts as
-    dead. Returns the evaluated rows in order and the Pareto set.
+    like "latency_ms<=2" on any objective or metric. out: a run directory (results.csv, pareto.csv/.png,
+    hypervolume.csv/.png, the trial store); the same call again resumes it (a larger budget continues the same
+    trajectory). `options` (SearchOptions): extra metrics to record, a storage URL and study name shared by
+    workers in several processes or on several machines, overwrite, progress. Returns the evaluated rows in
+    order and the Pareto set.
     """
-    bound, evaluate = _callables(objectives, dict(metrics or {}))
-    if storage is not None and study_name is None:
+    options = options or SearchOptions()
+    bound, evaluate = _callables(objectives, dict(options.metrics))
+    if options.storage is not None and options.study_name is None:
         raise UserError("with storage=URL give study_name= as well: it is what several workers share, and "
                         "the callables themselves cannot tell one problem from another")
     parsed = [c if isinstance(c, Constraint) else Constraint(*parse_bound(c)) for c in constraints]
-    return run_search(space, bound, parsed, evaluate, strategy=strategy, budget=budget, seed=seed,
-                      out=None if out is None else Path(out), storage=storage, study_name=study_name,
-                      identity={"api": "python"}, overwrite=overwrite, progress=progress, label="search",
-                      claim_timeout_s=claim_timeout_s)
+    run = RunSettings(out=None if out is None else Path(out), storage=options.storage, study_name=options.study_name,
+                      identity={"api": "python"}, overwrite=options.overwrite, progress=options.progress,
+                      claim_timeout_s=options.claim_timeout_s)
+    return run_search(space, bound, parsed, evaluate, SearchPlan(strategy, budget, seed), run)
 
 
 def _checked(evaluate: Evaluate, needed: Sequence[str]) -> Evaluate:
@@ -153,53 +191,47 @@ def default_study_name(identity: Mapping[str, Any]) -> str:
 
 
 def run_search(space: Space, objectives: Sequence[Objective], constraints: Sequence[Constraint],
-               evaluate: Evaluate, *, strategy: str, budget: int, seed: int, out: Path | None,
-               storage: str | None, study_name: str | None, identity: Mapping[str, Any], overwrite: bool,
-               progress: bool, label: str, worker: str | None = None,
-               on_row: Callable[[Row, Progress], None] | None = None, role: str = "main",
-               start_workers: Callable[[str], list[Any]] | None = None,
-               claim_timeout_s: float = 600.0) -> SearchResult:
-    """The search behind the API and the CLI: run directory, trial store, strategy, reports.
-
-    role "main" prepares `out` (run.json, resume checks) and writes the reports; role "worker" only shares
-    the store of a run that a main process prepared (`out` then just locates its journal). `start_workers`
-    is called with the study name once the store exists; the processes it returns are joined before the
-    reports are written (and terminated if this process fails).
+               evaluate: Evaluate, plan: SearchPlan, run: RunSettings) -> SearchResult:
+    """The search behind the API and the CLI: run directory, trial store, strategy, reports (see RunSettings).
 
     Strategies size themselves (population, rounds) from the budget of the run's first session, recorded in
     run.json, so a later session with a larger budget continues the same trajectory."""
-    if budget < 2:
-        raise UserError(f"the budget must be at least 2 evaluations, got {budget}")
+    if plan.budget < 2:
+        raise UserError(f"the budget must be at least 2 evaluations, got {plan.budget}")
     evaluate = _checked(evaluate, [c.column for c in constraints])
-    chosen = get_strategy(strategy)
+    strategy = get_strategy(plan.strategy)
     full_identity = {"space": space.to_dict(), "objectives": [o.to_dict() for o in objectives],
-                     "constraints": [c.to_dict() for c in constraints], "strategy": strategy, "seed": seed,
-                     "storage": redact(storage), **dict(identity)}
+                     "constraints": [c.to_dict() for c in constraints], "strategy": plan.strategy, "seed": plan.seed,
+                     "storage": redact(run.storage), **dict(run.identity)}
     # paths and storage URLs differ between machines; the weights' digest, the space and the options do not
-    name = study_name or default_study_name({k: v for k, v in full_identity.items()
-                                             if k not in ("out", "supernet_dir", "storage")})
-    if out is None or role != "main":
-        backend = _open(out, storage, repair=False)
-        plan = _recorded_plan(out) if out is not None else budget
-        return _run(space, list(objectives), list(constraints), evaluate, chosen, budget, plan, seed, None, backend,
-                    name, progress, label, worker, on_row, False, None, claim_timeout_s)
-    if overwrite and storage is not None:
-        _delete_study(storage, name)
-    existing = prepare_output(out, MARKER, full_identity, overwrite, "search run")
-    try:
-        backend = _open(out, storage, repair=True)
-        plan = int(existing.get("plan_budget", budget)) if existing else budget
-        update_marker(out / MARKER, status="running", evals=budget, plan_budget=plan, error=None, study=name,
-                      storage=redact(storage))
-        return _run(space, list(objectives), list(constraints), evaluate, chosen, budget, plan, seed, out, backend,
-                    name, progress, label, worker, on_row, existing is not None, start_workers, claim_timeout_s)
-    except KeyboardInterrupt:
-        update_marker(out / MARKER, status="interrupted")
-        raise
-    except Exception as exc:
-        update_marker(out / MARKER, status="failed", error=one_line(str(exc)) if isinstance(exc, UserError)
-                      else one_line(f"{type(exc).__name__}: {exc}"))
-        raise
+    name = run.study_name or default_study_name({k: v for k, v in full_identity.items()
+                                                 if k not in ("out", "supernet_dir", "storage")})
+    problem = _Problem(space, list(objectives), list(constraints), evaluate, strategy)
+    if run.out is None or run.role != "main":
+        backend = _open(run.out, run.storage, repair=False)
+        planned = _recorded_plan(run.out) if run.out is not None else plan.budget
+        return _run(problem, plan, planned, replace(run, out=None, start_workers=None),
+                    backend, name, resumed=False)
+    if run.overwrite and run.storage is not None:
+        _delete_study(run.storage, name)
+    existing = prepare_output(run.out, MARKER, full_identity, run.overwrite, "search run")
+    with recorded_status(run.out / MARKER):
+        backend = _open(run.out, run.storage, repair=True)
+        planned = int(existing.get("plan_budget", plan.budget)) if existing else plan.budget
+        update_marker(run.out / MARKER, status="running", evals=plan.budget, plan_budget=planned, error=None,
+                      study=name, storage=redact(run.storage))
+        return _run(problem, plan, planned, run, backend, name, resumed=existing is not None)
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """What is searched: the space, objectives, constraints, the evaluation and the strategy object."""
+
+    space: Space
+    objectives: list[Objective]
+    constraints: list[Constraint]
+    evaluate: Evaluate
+    strategy: Any
 
 
 def _open(out: Path | None, storage: str | None, repair: bool) -> Any:
@@ -225,44 +257,47 @@ def _delete_study(storage: str, name: str) -> None:
         pass
 
 
-def _run(space: Space, objectives: list[Objective], constraints: list[Constraint], evaluate: Evaluate,
-         strategy: Any, budget: int, plan: int, seed: int, out: Path | None, backend: Any, study_name: str,
-         progress: bool, label: str, worker: str | None, on_row: Callable[[Row, Progress], None] | None,
-         resumed: bool, start_workers: Callable[[str], list[Any]] | None, claim_timeout_s: float) -> SearchResult:
-    store = TrialStore(backend, study_name, space, objectives, worker=worker, claim_timeout_s=claim_timeout_s)
+def _run(problem: _Problem, plan: SearchPlan, planned: int, run: RunSettings, backend: Any, study_name: str,
+         resumed: bool) -> SearchResult:
+    """Evaluate `plan.budget` subnets in the store's study (strategies sized by the `planned` budget), then write the
+    reports when the run has a directory."""
+    objectives, constraints = problem.objectives, problem.constraints
+    store = TrialStore(backend, study_name, problem.space, objectives, worker=run.worker,
+                       claim_timeout_s=run.claim_timeout_s)
     started = time.perf_counter()
-    helpers = start_workers(study_name) if start_workers is not None else []
+    helpers = run.start_workers(study_name) if run.start_workers is not None else []
     failed = True
-    with Progress(budget, label, "subnet", progress) as bar:
+    with Progress(plan.budget, run.label, "subnet", run.progress) as bar:
         if resumed or store.completed:
-            bar.write(f"{label}: {len(store.completed)} evaluations already in the store")
+            bar.write(f"{run.label}: {len(store.completed)} evaluations already in the store")
 
         def evaluate_round(items: Sequence[Pending]) -> list[Row]:
-            rows = store.evaluate(items, evaluate)
+            rows = store.evaluate(items, problem.evaluate)
             for row in rows:  # every row joins the trajectory once: the bar reaches the budget
-                if on_row is not None:
-                    on_row(row, bar)
+                if run.on_row is not None:
+                    run.on_row(row, bar)
                 else:
                     bar.update(1, **{o.column: f"{row.metrics[o.column]:.4g}" for o in objectives[:3]})
             return rows
 
-        problem = SearchProblem(space, objectives, constraints, budget, evaluate_round, plan=plan)
+        search_problem = SearchProblem(problem.space, objectives, constraints, plan.budget, evaluate_round,
+                                       plan=planned)
         try:
-            strategy.run(problem, seed)
+            problem.strategy.run(search_problem, plan.seed)
             failed = False
         finally:
             _finish_workers(helpers, terminate=failed, write=bar.write)
-    rows = [replace(row, number=i) for i, row in enumerate(problem.history)]  # numbered by trajectory position
+    rows = [replace(row, number=i) for i, row in enumerate(search_problem.history)]  # numbered by trajectory
     front = pareto_rows(rows, objectives, constraints)
-    summary = {"evaluated": len(rows), "new_this_session": store.new_evaluations, "rounds": problem.round,
+    summary = {"evaluated": len(rows), "new_this_session": store.new_evaluations, "rounds": search_problem.round,
                "resumed": resumed, "seconds": round(time.perf_counter() - started, 1)}
-    result = SearchResult(rows, front, objectives, constraints, out, summary)
-    if out is not None:
+    result = SearchResult(rows, front, objectives, constraints, run.out, summary)
+    if run.out is not None:
         from nasengine.reporting import reports  # reports build on this package: imported when used
 
-        result.results_frame, result.pareto_frame = reports.write_reports(out, rows, objectives, constraints)
+        result.results_frame, result.pareto_frame = reports.write_reports(run.out, rows, objectives, constraints)
         result.summary.update(reports.summary(rows, objectives, constraints))
-        update_marker(out / MARKER, status="complete", summary=result.summary, error=None)
+        update_marker(run.out / MARKER, status="complete", summary=result.summary, error=None)
     return result
 
 

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from nasengine.errors import UserError
-from nasengine.search_spaces.registry import Registry
+from nasengine.search_spaces.registry import Registry, RegistryError
 
 MINIMIZE, MAXIMIZE = "minimize", "maximize"
 
@@ -133,7 +133,7 @@ class Row:
 def _metric(name: str) -> Metric:
     try:
         return METRICS.get(name)
-    except Exception:
+    except RegistryError:
         raise UserError(f"unknown metric {name!r}; known: {', '.join(sorted(METRICS.names()))}") from None
 
 
@@ -196,8 +196,7 @@ def objective_from_callable_name(name: str, direction: str | None) -> Objective:
     """An objective of the Python API: a registered metric keeps its direction, others minimise by default."""
     if direction is not None:
         return Objective(name, direction, name)
-    try:
-        metric = METRICS.get(name)
-        return Objective(name, metric.direction, metric.label or name)
-    except Exception:
+    metric = METRICS.find(name)
+    if metric is None:
         return Objective(name, MINIMIZE, name)
+    return Objective(name, metric.direction, metric.label or name)

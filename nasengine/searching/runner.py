@@ -17,7 +17,7 @@ from nasengine.errors import UserError, one_line
 from nasengine.evaluation.evaluator import Evaluator
 from nasengine.plugins import load_plugin
 from nasengine.training.loading import load_trained
-from nasengine.searching.api import MARKER, SearchResult, run_search
+from nasengine.searching.api import MARKER, RunSettings, SearchPlan, SearchResult, run_search
 from nasengine.searching.objectives import METRICS, Constraint, bind_objectives, metric_column, parse_bound, \
     parse_constraint
 from nasengine.searching.supernet_metrics import BUILTIN_METRICS, SUPERNET_METRICS, Quantization, SupernetMetrics
@@ -120,12 +120,12 @@ def search(request: SearchRequest, role: str = "main") -> dict[str, Any]:
 
     start = (lambda study: _start_workers(request, study)) if role == "main" and request.workers > 1 else None
     with torch.no_grad():
-        result = run_search(quantization.space(net.space), objectives, constraints, evaluate, strategy=request.strategy,
-                            budget=request.evals, seed=request.seed, out=Path(request.out), storage=request.storage,
-                            study_name=request.study, identity=identity, overwrite=request.overwrite,
-                            progress=request.progress and role == "main",
-                            label=f"search {','.join(devices_named) or 'supernet'}", on_row=on_row, role=role,
-                            start_workers=start)
+        run = RunSettings(out=Path(request.out), storage=request.storage, study_name=request.study, identity=identity,
+                          overwrite=request.overwrite, progress=request.progress and role == "main",
+                          label=f"search {','.join(devices_named) or 'supernet'}", role=role, on_row=on_row,
+                          start_workers=start)
+        result = run_search(quantization.space(net.space), objectives, constraints, evaluate,
+                            SearchPlan(request.strategy, request.evals, request.seed), run)
     return _summary(result, devices_named)
 
 

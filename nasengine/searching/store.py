@@ -14,6 +14,7 @@ the evaluations it had in flight.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -37,6 +38,7 @@ from nasengine.searching.problem import Pending
 from nasengine.search_spaces.space import Arch, Space
 
 JOURNAL = "store.journal"
+LOG = logging.getLogger("nasengine.searching")
 _OPTUNA_TYPES = (int, float, str, bool, type(None))
 Evaluate = Callable[[Arch], tuple[dict[str, float], dict[str, Any]]]  # arch -> (metrics, details)
 
@@ -144,9 +146,11 @@ class TrialStore:
     """One search's evaluations: cached by arch key, claimed before evaluation, completed as optuna trials."""
 
     def __init__(self, storage: BaseStorage, study_name: str, space: Space, objectives: Sequence[Objective],
-                 worker: str | None = None, claim_timeout_s: float = 1800.0, poll_s: float = 0.2):
+                 worker: str | None = None, claim_timeout_s: float = 1800.0, poll_s: float = 0.2,
+                 heartbeat_s: float = 60.0):
         self.storage, self.space, self.objectives = storage, space, list(objectives)
         self.study_name, self.claim_timeout_s, self.poll_s = study_name, claim_timeout_s, poll_s
+        self.heartbeat_s, self.heartbeat_failures = heartbeat_s, 0
         self.host, self.pid = host_identity(), os.getpid()
         self.token = _process_start(self.pid)
         self.worker = worker or f"{socket.gethostname()}:{self.pid}"
@@ -284,16 +288,26 @@ class TrialStore:
             self.storage.set_trial_state_values(trial_id, TrialState.COMPLETE, values)
         except UpdateFinishedTrialError:
             # another worker took the claim over meanwhile (it looked dead): keep this result all the same
+            LOG.warning("trial %d was taken over by another worker while it ran here; its result is kept as a new "
+                        "trial", trial_id)
             self._add_complete(item, key, values, attrs)
         return Row(item.arch, key, metrics, dict(details), item.index, item.round, self.worker)
 
-    def _heartbeat(self, trial_id: int, stop: threading.Event, every_s: float = 60.0) -> None:
-        while not stop.wait(every_s):
+    def _heartbeat(self, trial_id: int, stop: threading.Event) -> None:
+        """Refresh the claim's time every `heartbeat_s` while its evaluation runs. A claim someone else finished
+        ends the beat (this result is still kept); a store that cannot be written is logged on every failed beat,
+        since after claim_timeout_s without a beat another machine takes the evaluation over."""
+        while not stop.wait(self.heartbeat_s):
             try:
                 claim = {"host": self.host, "pid": self.pid, "token": self.token, "time": time.time()}
                 self.storage.set_trial_user_attr(trial_id, "claim", claim)
-            except Exception:  # the trial was finished by someone else; the evaluation goes on regardless
+            except (UpdateFinishedTrialError, RuntimeError):  # finished or failed by the worker that took it over
                 return
+            except Exception as exc:  # a database or file error: keep evaluating, and say what may happen
+                self.heartbeat_failures += 1
+                LOG.warning("cannot refresh the claim of trial %d (%s); if the store stays unwritable for %.0f s, "
+                            "another worker may evaluate the same subnet", trial_id, first_line(exc, 200),
+                            self.claim_timeout_s)
 
     def _add_complete(self, item: Pending, key: str, values: list[float], attrs: dict[str, Any]) -> None:
         params, dists = self._params(item.arch)

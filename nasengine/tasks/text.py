@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -155,14 +156,30 @@ def _sentence_holdout(labels: np.ndarray, groups: np.ndarray, candidates: np.nda
     return kept, held
 
 
+@dataclass(frozen=True)
+class TextSplit:
+    """How a text task's rows are read and split: `dev` (a TSV scored as the test split, else a `test_fraction` is
+    held out), tokens per row, the validation share, the seed, a stratified training subset, and whether single
+    rows or whole sentences with all the rows they contain are held out."""
+
+    dev: Path | None = None
+    max_length: int = 64
+    val_fraction: float = 0.02
+    test_fraction: float = 0.1
+    split_seed: int = 0
+    max_train: int | None = None
+    holdout: str = "row"
+
+
 class TextTask(Task):
     """Sentence classification from TSV files (see the module docstring)."""
 
     in_channels = 0
 
-    def __init__(self, train: Path, tokenizer: Path, dev: Path | None = None, max_length: int = 64,
-                 val_fraction: float = 0.02, test_fraction: float = 0.1, split_seed: int = 0,
-                 max_train: int | None = None, name: str | None = None, holdout: str = "row"):
+    def __init__(self, train: Path, tokenizer: Path, split: TextSplit = TextSplit(), name: str | None = None):
+        dev, max_length, val_fraction, test_fraction, split_seed, max_train, holdout = (
+            split.dev, split.max_length, split.val_fraction, split.test_fraction, split.split_seed, split.max_train,
+            split.holdout)
         self.train_path, self.dev_path = Path(train).resolve(), None if dev is None else Path(dev).resolve()
         self.tokenizer_path = tokenizer_file(Path(tokenizer)).resolve()
         if not 0 < max_length <= 4096:
@@ -267,10 +284,10 @@ def open_text(path: Path, options: Mapping[str, Any] | None) -> TextTask:
         tokenizer = default_checkpoint()
     if tokenizer is None:
         raise UserError(f"--data {path}: text data needs a tokenizer (train bert takes it from --checkpoint)")
-    return TextTask(path, Path(tokenizer), None if options.get("dev") is None else Path(options["dev"]),
-                    int(options.get("max_length", 64)), float(options.get("val_fraction", 0.02)),
-                    float(options.get("test_fraction", 0.1)), int(options.get("split_seed", 0)),
-                    options.get("max_train"), holdout=str(options.get("holdout", "row")))
+    split = TextSplit(None if options.get("dev") is None else Path(options["dev"]), int(options.get("max_length", 64)),
+                      float(options.get("val_fraction", 0.02)), float(options.get("test_fraction", 0.1)),
+                      int(options.get("split_seed", 0)), options.get("max_train"), str(options.get("holdout", "row")))
+    return TextTask(path, Path(tokenizer), split)
 
 
 def text_from_spec(spec: Mapping[str, Any]) -> TextTask:
@@ -282,9 +299,10 @@ def text_from_spec(spec: Mapping[str, Any]) -> TextTask:
                 raise UserError(f"the {key} file {path} that this model was trained with is missing")
             if _sha256(Path(path)) != spec["sha256"][key]:
                 raise UserError(f"data changed since training: {path} is changed (retrain, or restore the file)")
-        task = TextTask(Path(files["train"]), Path(files["tokenizer"]), Path(files["dev"]) if "dev" in files else None,
-                        int(spec["max_length"]), float(rule["val_fraction"]), float(rule["test_fraction"]),
-                        int(rule["seed"]), rule.get("max_train"), str(spec["name"]), str(rule.get("holdout", "row")))
+        split = TextSplit(Path(files["dev"]) if "dev" in files else None, int(spec["max_length"]),
+                          float(rule["val_fraction"]), float(rule["test_fraction"]), int(rule["seed"]),
+                          rule.get("max_train"), str(rule.get("holdout", "row")))
+        task = TextTask(Path(files["train"]), Path(files["tokenizer"]), split, str(spec["name"]))
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, UserError):
             raise

@@ -14,14 +14,14 @@ import torch
 
 from nasengine import supernets
 from nasengine.kernels.weights import load_weights
-from nasengine.errors import UserError, one_line
+from nasengine.errors import UserError
 from nasengine.evaluation.evaluator import Evaluator
 from nasengine.progress import Progress
-from nasengine.rundir import prepare_output, update_marker
+from nasengine.rundir import prepare_output, recorded_status, update_marker
 from nasengine.plugins import plugins_to_record
 from nasengine.tasks import Task, open_data
 from nasengine.search_spaces.storage import atomic_file
-from nasengine.supernets.training import Phase, TrainSettings, distributed, get_recipe, train_supernet
+from nasengine.supernets.training import Checkpointing, Phase, TrainSettings, distributed, get_recipe, TrainHooks, train_supernet
 from nasengine.supernets.training.loop import CHECKPOINT_EVERY_SECONDS, CHECKPOINT_EVERY_STEPS
 
 MARKER = "train.json"
@@ -124,8 +124,9 @@ class TrainRequest:
         if self.recipe == "progressive" and epochs < 4:
             raise UserError("the progressive recipe needs at least 4 epochs (one per phase)")
 
-    def build(self, task: Task) -> supernets.Supernet:
-        """The untrained supernet for `task`'s channels, classes and image size, with the user's overrides."""
+    def build(self, task: Task, seed: int = 0) -> supernets.Supernet:
+        """The untrained supernet for `task`'s channels, classes and image size, with the user's overrides, its
+        weights initialised from `seed` (the caller's torch random state is left as it was)."""
         overrides = dict(self.overrides)
         checkpoint = self.pretrained()
         if checkpoint is not None:
@@ -133,8 +134,10 @@ class TrainRequest:
         if "max_length" in task.spec:  # a text task's sequence length is the model's
             overrides.setdefault("max_length", int(task.spec["max_length"]))
         try:
-            return supernets.create_for_task(self.supernet, task.in_channels, task.num_classes, task.input_size,
-                                             **overrides)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return supernets.create_for_task(self.supernet, task.in_channels, task.num_classes, task.input_size,
+                                                 **overrides)
         except (TypeError, ValueError, RuntimeError) as exc:
             raise UserError(f"cannot build {self.supernet} with {self.overrides}: {exc}") from None
 
@@ -177,7 +180,10 @@ def _train(request: TrainRequest, device: torch.device) -> dict[str, Any]:
     if (out / supernets.io.CONFIG).exists() and not request.overwrite:
         raise UserError(f"{out} already holds a trained supernet; use --overwrite to retrain")
     task = request.open_task()
-    request.build(task)  # refuse bad overrides before anything is written
+    try:  # refuse bad overrides, and ops the engine cannot export, cost or quantize, before anything is written
+        request.build(task, seed=request.seed).check_export()
+    except TypeError as exc:
+        raise UserError(f"{request.supernet} cannot be searched and exported: {exc}") from None
     plugins = [p.to_dict() for p in plugins_to_record(supernets.entry(request.supernet).module)]
     settings = request.settings()
     identity = {"supernet": request.supernet, "overrides": request.overrides, "recipe": request.recipe,
@@ -205,16 +211,8 @@ def _train(request: TrainRequest, device: torch.device) -> dict[str, Any]:
     if "error" in outcome:
         raise UserError(outcome["error"])
     resumed = bool(outcome["resumed"])
-    try:
+    with recorded_status(out / MARKER, enabled=main):
         return _run(request, device, task, identity, plugins, resumed)
-    except KeyboardInterrupt:
-        if main:
-            update_marker(out / MARKER, status="interrupted")
-        raise
-    except Exception as exc:
-        if main:
-            update_marker(out / MARKER, status="failed", error=one_line(str(exc)) or type(exc).__name__)
-        raise
 
 
 def _run(request: TrainRequest, device: torch.device, task: Task, identity: dict[str, Any],
@@ -225,8 +223,7 @@ def _run(request: TrainRequest, device: torch.device, task: Task, identity: dict
     settings = request.settings()
     if main and resumed:
         update_marker(out / MARKER, status="running", error=None)
-    torch.manual_seed(request.seed)
-    net = request.build(task)
+    net = request.build(task, seed=request.seed)
     if request.init_from is not None:  # a resumed run then continues from its own checkpoint
         load_weights(net, Path(request.init_from) / supernets.io.WEIGHTS, f"{request.supernet} with "
                      f"{request.overrides or 'its defaults'}")
@@ -260,10 +257,10 @@ def _run(request: TrainRequest, device: torch.device, task: Task, identity: dict
                       f"val acc max {scores['val_acc_max']:.2%} min {scores['val_acc_min']:.2%}")
             return scores
 
-        log = train_supernet(net, get_recipe(request.recipe), data, settings, out / "checkpoints",
-                             on_step=on_step, on_epoch_end=on_epoch_end,
-                             checkpoint_every=request.checkpoint_every or None,
-                             checkpoint_seconds=request.checkpoint_seconds or None, on_resume=on_resume)
+        checkpointing = Checkpointing(out / "checkpoints", every_steps=request.checkpoint_every or None,
+                                      every_seconds=request.checkpoint_seconds or None)
+        log = train_supernet(net, get_recipe(request.recipe), data, settings, checkpointing,
+                             TrainHooks(on_step=on_step, on_epoch_end=on_epoch_end, on_resume=on_resume))
     final: dict[str, Any] = {}
     if main:
         _write_log(out / LOG, log)

@@ -41,11 +41,11 @@ class QualityRow:
 
 
 def quality_by_size(X: Any, y: Any, sizes: Sequence[int] = (25, 50, 100, 200), seed: int = 0, repeats: int = 5,
-                    kinds: Sequence[str] | None = None, holdout: int | None = None, folds: int = 5,
-                    log_target: bool = False) -> list[QualityRow]:
+                    kinds: Sequence[str] | None = None, holdout: int | None = None, **fit: Any) -> list[QualityRow]:
     """Train each kind (default: every registered kind; "auto" allowed) on random subsets of each size and score
     it on held-out rows; one QualityRow per (size, kind, repeat). Sizes that leave fewer than MIN_TEST
-    held-out rows are skipped; ValueError when none fits or a size is below MIN_ROWS."""
+    held-out rows are skipped; ValueError when none fits or a size is below MIN_ROWS. `fit`: more arguments of
+    fit_predictor for every model (`folds`, `log_target`)."""
     X, y = check_xy(X, y)
     n = len(y)
     names = list(MODELS) if kinds is None else list(dict.fromkeys(kinds))
@@ -71,7 +71,7 @@ def quality_by_size(X: Any, y: Any, sizes: Sequence[int] = (25, 50, 100, 200), s
             test = perm[n - holdout:] if holdout is not None else perm[s:]
             for k in names:
                 started = time.perf_counter()
-                model = fit_predictor(X[train], y[train], kind=k, seed=seed + r, folds=folds, log_target=log_target)
+                model = fit_predictor(X[train], y[train], kind=k, seed=seed + r, **fit)
                 seconds = time.perf_counter() - started
                 sc = scores(y[test], model.predict(X[test]))
                 rows.append(QualityRow(size=s, kind=k, repeat=r, n_test=len(test), kendall_tau=sc["kendall_tau"],

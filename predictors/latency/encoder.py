@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from nasengine.predictors.metrics import spearman_rho
 
 _REL_ALPHAS = np.logspace(-6, 1, 29)
 
@@ -176,8 +176,8 @@ def _mlp_helps(F: np.ndarray, Y: np.ndarray, seed: int, hidden: int, margin: flo
     for j in range(Y.shape[1]):
         ok = ~np.isnan(Y[val, j])
         if ok.sum() >= 5:
-            r_lin = stats.spearmanr(lin_val[ok, j], Y[val][ok, j]).statistic
-            r_both = stats.spearmanr(both_val[ok, j], Y[val][ok, j]).statistic
+            r_lin = spearman_rho(Y[val][ok, j], lin_val[ok, j])
+            r_both = spearman_rho(Y[val][ok, j], both_val[ok, j])
             if np.isfinite(r_lin) and np.isfinite(r_both):
                 gains.append(r_both - r_lin)
     return bool(gains) and float(np.mean(gains)) > margin

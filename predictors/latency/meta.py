@@ -16,7 +16,7 @@ from nasengine.predictors.latency.encoder import SourceEncoder
 from nasengine.predictors.latency.features import FeatureMap, check_matrix
 from nasengine.predictors.latency.head import fit_target
 from nasengine.predictors.latency.persist import load_state, save_state
-from nasengine.predictors.latency.tune import choose, episode_scores, mean_stats
+from nasengine.predictors.latency.tune import Episodes, choose, episode_scores, mean_stats
 
 KIND = "MetaLatencyPredictor"
 
@@ -94,7 +94,7 @@ class MetaLatencyPredictor:
         Zr = encoder.predict(F)
         Za = np.where(np.isnan(Y), Zr, Y)
         if Y.shape[1] >= 2:
-            scores = episode_scores(F, Zr, Za, Y, list(self.grid), self.seed, nu=self.nu)
+            scores = episode_scores(F, Zr, Za, Y, list(self.grid), self.seed, Episodes(nu=self.nu))
             enc_w, exact_w = choose(list(self.grid), scores)
             self.episode_scores = [float(s) for s in scores]
         else:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
-from scipy import stats
 
 from nasengine.predictors.latency.basis import assemble, prior_mean
 from nasengine.predictors.latency.design import greedy_d_optimal
 from nasengine.predictors.latency.head import fit_target
+from nasengine.predictors.metrics import spearman_rho
 
 
 def mean_stats(Zr: np.ndarray, Y: np.ndarray) -> np.ndarray:
@@ -23,20 +25,22 @@ def mean_stats(Zr: np.ndarray, Y: np.ndarray) -> np.ndarray:
     return np.array([mu, sd, float(np.mean(slopes)) if slopes else 0.0])
 
 
-def episode_scores(
-    F: np.ndarray,
-    Zr: np.ndarray,
-    Za: np.ndarray | None,
-    Y: np.ndarray,
-    grid: list[tuple[float, float]],
-    seed: int,
-    ks: tuple[int, ...] = (10, 20),
-    max_devices: int = 12,
-    max_pool: int = 2000,
-    nu: float | None = 4.0,
-) -> np.ndarray:
+@dataclass(frozen=True)
+class Episodes:
+    """How tuning episodes are drawn: support sizes `ks`, at most `max_devices` source devices each playing the new
+    one, at most `max_pool` of its architectures ranked, and the robust head's Student-t `nu`."""
+
+    ks: tuple[int, ...] = (10, 20)
+    max_devices: int = 12
+    max_pool: int = 2000
+    nu: float | None = 4.0
+
+
+def episode_scores(F: np.ndarray, Zr: np.ndarray, Za: np.ndarray | None, Y: np.ndarray,
+                   grid: list[tuple[float, float]], seed: int, episodes: Episodes = Episodes()) -> np.ndarray:
     """Mean Spearman rho of each (enc_weight, exact_weight) in grid when each of up to max_devices source devices
     in turn plays the new device: basis from the others, D-optimal support of size k, robust head, rank its pool."""
+    ks, max_devices, max_pool, nu = episodes.ks, episodes.max_devices, episodes.max_pool, episodes.nu
     S = Y.shape[1]
     rng = np.random.default_rng(seed)
     scores: list[list[float]] = [[] for _ in grid]
@@ -59,7 +63,7 @@ def episode_scores(
                 idx = greedy_d_optimal(P, k, seed=seed)
                 fit = fit_target(P[idx], m[idx], y[idx], 1.0, nu)
                 pred = m + P @ fit.head.weights
-                scores[g].append(float(stats.spearmanr(pred, y).statistic))
+                scores[g].append(spearman_rho(y, pred))
     return np.array([np.mean(s) if s else np.nan for s in scores])
 
 

@@ -73,19 +73,18 @@ def _position(path: Path) -> tuple[int, float]:
     return int(match.group(1)), math.inf if match.group(2) is None else int(match.group(2))
 
 
-def save_checkpoint(root: Path, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer,
+def save_checkpoint(root: Path, epoch: int, model_state: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
                     meta: dict[str, Any], keep: int = 1, step: int | None = None,
-                    model_state: dict[str, torch.Tensor] | None = None,
                     rng: dict[str, torch.Tensor] | None = None) -> Path:
     """Write the checkpoint of `epoch` (its end, or `step` steps into it), then drop all but the `keep` newest.
 
-    `model_state` replaces `model.state_dict()` (e.g. with BN statistics averaged over ranks); `rng` holds
+    `model_state`: the model's weights and buffers (BN statistics averaged over ranks under torchrun); `rng` holds
     generator states (uint8 tensors). state.json is written last and records `epoch` and `step`.
     """
     root = Path(root)
     directory = root / checkpoint_name(epoch, step)
     with atomic_directory(directory, overwrite=True) as tmp:
-        save_tensors(tmp / MODEL, model_state if model_state is not None else model.state_dict())
+        save_tensors(tmp / MODEL, model_state)
         opt_tensors, opt_meta = optimizer_state(optimizer)
         save_tensors(tmp / OPTIMIZER, opt_tensors)
         if rng:
@@ -133,9 +132,3 @@ def read_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Op
     meta.setdefault("step", None)
     meta["rng"] = load_file(str(directory / RNG)) if (directory / RNG).exists() else {}
     return meta
-
-
-def load_checkpoint(root: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
-    """Restore model and optimizer from the newest complete checkpoint under `root`; None when there is none."""
-    directory = newest_checkpoint(root)
-    return None if directory is None else read_checkpoint(directory, model, optimizer)

@@ -194,27 +194,53 @@ def _rng_digest(rng: np.random.Generator) -> list[float]:
     return [float(state["state"] % (1 << 52)), float(state["inc"] % (1 << 52))]
 
 
-def train_supernet(net: Supernet, recipe: Recipe, data: EpochData, settings: TrainSettings,
-                   checkpoint_root: Path | None = None, on_step: StepHook | None = None,
-                   on_epoch_end: EpochHook | None = None, checkpoint_every: int | None = CHECKPOINT_EVERY_STEPS,
-                   checkpoint_seconds: float | None = CHECKPOINT_EVERY_SECONDS,
-                   on_resume: ResumeHook | None = None) -> list[dict[str, float]]:
-    """Train `net` with `recipe`; resumes from the newest checkpoint under `checkpoint_root` if any.
+@dataclass(frozen=True)
+class Checkpointing:
+    """Where and how often training checkpoints: under `root` at every epoch end and, within an epoch, every
+    `every_steps` steps or `every_seconds` seconds, whichever comes first (None or 0 turns either off)."""
 
-    Checkpoints are written at every epoch end and, within an epoch, every `checkpoint_every` steps or
-    `checkpoint_seconds` seconds, whichever comes first (None or 0 turns either off). Each holds the model,
+    root: Path
+    every_steps: int | None = CHECKPOINT_EVERY_STEPS
+    every_seconds: float | None = CHECKPOINT_EVERY_SECONDS
+
+
+@dataclass(frozen=True)
+class TrainHooks:
+    """Callbacks of a training run: `on_step(epoch, step, loss)`, `on_epoch_end(epoch, phase, row)` (returns more
+    columns for the epoch's log row), `on_resume(steps_done)` once when training resumes from a checkpoint."""
+
+    on_step: StepHook | None = None
+    on_epoch_end: EpochHook | None = None
+    on_resume: ResumeHook | None = None
+
+
+def train_supernet(net: Supernet, recipe: Recipe, data: EpochData, settings: TrainSettings,
+                   checkpointing: Checkpointing | None = None, hooks: TrainHooks | None = None
+                   ) -> list[dict[str, float]]:
+    """Train `net` with `recipe`; resumes from the newest checkpoint under `checkpointing.root` if any.
+
+    The caller's torch random state is left as it was (training seeds its own, inside `fork_rng`).
+    Checkpoints (see Checkpointing) are written at every epoch end and within epochs. Each holds the model,
     the optimizer, the position (epoch, step), the log so far and every generator state: torch's (dropout),
     the subnet sampler's and the data order/augmentation generator. Randomness is re-seeded from
     (seed, epoch) at each epoch start and restored from the checkpoint mid-epoch, and the learning rate is a
     function of the global step, so a run killed at any moment and started again continues on exactly the
     trajectory of an uninterrupted run (bit for bit on one CPU process; writing a checkpoint changes nothing).
-    `on_resume(steps_done)` is called once when training resumes from a checkpoint.
 
     Under torchrun (see supernets.training.distributed) every rank runs this same call on its shard of the
     data, with identical subnets and gradients averaged once per step; rank 0 alone writes checkpoints, and
     the epoch's log row and model state (after `on_epoch_end`, which every rank calls) come from rank 0.
     Returns one log row per epoch.
     """
+    device = next(net.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        return _train(net, recipe, data, settings, checkpointing, hooks or TrainHooks())
+
+
+def _train(net: Supernet, recipe: Recipe, data: EpochData, settings: TrainSettings,
+           checkpointing: Checkpointing | None, hooks: TrainHooks) -> list[dict[str, float]]:
+    checkpoint_root = checkpointing.root if checkpointing is not None else None
+    on_step, on_epoch_end, on_resume = hooks.on_step, hooks.on_epoch_end, hooks.on_resume
     data = _for_this_rank(data)
     rank, world = distributed.rank(), distributed.world_size()
     phases = recipe.phases(net.space, settings.epochs)
@@ -245,7 +271,8 @@ def train_supernet(net: Supernet, recipe: Recipe, data: EpochData, settings: Tra
     distributed.broadcast_state(net)
     if resumed is not None and on_resume is not None:
         on_resume(start_epoch * steps_per_epoch + start_step)
-    interval = _Interval(checkpoint_every, checkpoint_seconds)
+    interval = _Interval(checkpointing.every_steps if checkpointing else None,
+                         checkpointing.every_seconds if checkpointing else None)
     for epoch in range(start_epoch, settings.epochs):
         phase, starts_now = _phase_of(phases, epoch)
         mid_epoch = epoch == start_epoch and start_step > 0
@@ -334,5 +361,6 @@ def _save(root: Path, net: Supernet, optimizer: torch.optim.Optimizer, settings:
                           weights], "the subnet sampler, data generator or weights")
     if distributed.is_main():
         meta = {"log": log, "settings": settings.to_dict(), "world_size": distributed.world_size(), **extra}
-        save_checkpoint(root, epoch, net, optimizer, meta, step=step, model_state=model_state, rng=tensors)
+        save_checkpoint(root, epoch, model_state if model_state is not None else net.state_dict(), optimizer, meta,
+                        step=step, rng=tensors)
     distributed.barrier()

@@ -283,6 +283,51 @@ def test_a_plugin_that_registers_an_existing_supernet_name(tmp_path: Path, capsy
     assert supernets.entry("ofa_mbv3").module == "nasengine.supernets.ofa_mbv3"  # the built-in family is untouched
 
 
+WEIGHTED_OP_PLUGIN = """
+import torch
+from torch import nn
+
+from nasengine import supernets
+from nasengine.kernels.describe import OpSpec
+from nasengine.kernels.static import register_static
+from nasengine.supernets.ofa_mbv3 import OFAConfig, OFAMobileNetV3
+
+
+class PluginGain(nn.Module):
+    def __init__(self, features):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(features))
+
+    def forward(self, x):
+        return x * self.weight
+
+
+register_static("PluginGain", PluginGain, lambda m: {"features": m.weight.numel()},
+                describe=lambda m, x, y: OpSpec("scale", m.weight.numel(), m.weight.numel()){rule})
+
+
+class Gained(OFAMobileNetV3):
+    def _export_active(self):
+        return nn.Sequential(super()._export_active(), PluginGain(self.num_classes))
+
+
+@supernets.register("gained_mbv3", task="digits", config=OFAConfig)
+def gained(**kwargs):
+    return Gained(OFAConfig(**kwargs))
+"""
+
+
+def test_a_plugin_op_with_weights_but_no_quantization_rule_is_refused_before_training(tmp_path: Path, capsys) -> None:
+    """Fake quantization would skip the op silently: the family is refused before anything is trained or written."""
+    plugin = tmp_path / "gain_plugin.py"
+    plugin.write_text(WEIGHTED_OP_PLUGIN.replace("{rule}", ""))
+    out = tmp_path / "sn"
+    code = main(["--plugin", str(plugin), "train", "gained_mbv3", "--out", str(out), *TRAIN_FAST])
+    assert_one_line_error(capsys, code, ["gained_mbv3", "'PluginGain' holds weights", "quantization rule",
+                                         "quantize="])
+    assert not out.exists()
+
+
 def test_a_missing_plugin_file_or_module(tmp_path: Path, capsys) -> None:
     out = tmp_path / "sn"
     code = main(["--plugin", str(tmp_path / "nowhere.py"), "train", "ofa_mbv3_digits", "--out", str(out)])

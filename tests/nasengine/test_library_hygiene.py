@@ -1,4 +1,5 @@
-"""Library code leaves third-party global settings alone (logging, optuna verbosity, matplotlib backend)."""
+"""Library code leaves third-party global settings alone (logging, optuna verbosity, matplotlib backend, torch's
+random state and thread count)."""
 
 from __future__ import annotations
 
@@ -51,3 +52,27 @@ def test_each_module_imports_first_in_a_fresh_process(module: str) -> None:
 
     result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def _torch_globals() -> tuple:
+    import hashlib
+
+    return hashlib.sha1(torch.random.get_rng_state().numpy().tobytes()).hexdigest(), torch.get_num_threads()
+
+
+def test_train_search_export_and_evaluate_leave_torch_globals_alone(tmp_path: Path) -> None:
+    """A program that seeds torch and sets its thread count, then calls the engine, keeps both."""
+    from nasengine.exporting import evaluate_subnet
+    from nasengine.exporting.exporter import ExportRequest, export
+    from nasengine.searching.runner import SearchRequest, search
+    from nasengine.training import TrainRequest, train
+    from tests.conftest import TINY
+
+    torch.manual_seed(1234)
+    before = (*_torch_globals(), _global_settings())
+    train(TrainRequest("ofa_mbv3_digits", tmp_path / "sn", epochs=1, batch_size=128, progress=False,
+                       overrides=dict(TINY)))
+    search(SearchRequest(tmp_path / "sn", tmp_path / "run", ("torch-cpu-2t",), evals=4, progress=False))
+    export(ExportRequest(tmp_path / "run", tmp_path / "exp"))
+    evaluate_subnet(tmp_path / "exp")
+    assert (*_torch_globals(), _global_settings()) == before

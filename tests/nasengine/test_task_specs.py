@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.requirements import unavailable
 import torch
 
 from nasengine.errors import UserError
@@ -165,7 +167,7 @@ def test_an_unknown_named_data_set_in_a_spec_asks_for_its_plugin() -> None:
 def fashion():
     if not {"train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz"} <= \
             {p.name for p in FASHION_DIR.glob("*")}:
-        pytest.skip(f"Fashion-MNIST IDX files not installed under {FASHION_DIR} "
+        unavailable(f"Fashion-MNIST IDX files not installed under {FASHION_DIR} "
                     f"(apt-get install -y dataset-fashion-mnist)")
     return open_data("fashion-mnist")
 

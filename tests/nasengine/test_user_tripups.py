@@ -281,4 +281,4 @@ def test_a_failed_or_interrupted_training_says_so(tmp_path: Path, monkeypatch: p
         marker = json.loads((tmp_path / "sn" / "train.json").read_text())
         assert marker["status"] == status
         if status == "failed":
-            assert marker["error"] == "disk on fire more"
+            assert marker["error"] == "RuntimeError: disk on fire more"  # as a failed search records it

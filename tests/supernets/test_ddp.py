@@ -30,7 +30,7 @@ from torch import nn
 from nasengine import supernets
 from nasengine.tasks import get_task
 from nasengine.search_spaces.storage import atomic_write
-from nasengine.supernets.training import Sandwich, TrainSettings, train_supernet
+from nasengine.supernets.training import Checkpointing, Sandwich, TrainSettings, TrainHooks, train_supernet
 from nasengine.supernets.training import loop as training_loop
 from nasengine.supernets.training.checkpoint import save_tensors
 from tests.conftest import TINY
@@ -73,8 +73,9 @@ def run(out: Path, name: str, batch: int, dropout: float, frozen_bn: bool, epoch
     training_loop.step_archs = recording
     try:
         train_supernet(net, Sandwich(), get_task("digits").train_data(batch, seed=0),
-                       TrainSettings(epochs=epochs, seed=1, n_random=1), checkpoint_root, on_step=on_step,
-                       checkpoint_every=3, checkpoint_seconds=None)
+                       TrainSettings(epochs=epochs, seed=1, n_random=1),
+                       Checkpointing(checkpoint_root, every_steps=3, every_seconds=None),
+                       hooks=TrainHooks(on_step=on_step))
     except Crash:
         return
     finally:

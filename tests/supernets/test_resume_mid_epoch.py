@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from nasengine import supernets
 from nasengine.tasks import get_task
-from nasengine.supernets.training import Sandwich, TrainSettings, train_supernet
+from nasengine.supernets.training import Checkpointing, Sandwich, TrainSettings, TrainHooks, train_supernet
 from nasengine.supernets.training.checkpoint import complete_checkpoints
 from tests.conftest import TINY
 
@@ -45,7 +45,8 @@ def reference(data):
     """Uninterrupted, never checkpointed: the trajectory every resumed run must reproduce."""
     net = tiny_net()
     losses: list[float] = []
-    log = train_supernet(net, Sandwich(), data, SETTINGS, on_step=lambda e, s, loss: losses.append(loss))
+    log = train_supernet(net, Sandwich(), data, SETTINGS,
+                         hooks=TrainHooks(on_step=lambda e, s, loss: losses.append(loss)))
     return net.state_dict(), log, losses
 
 
@@ -69,13 +70,15 @@ def test_crashes_mid_epoch_resume_on_the_same_trajectory(tmp_path, data, referen
     resumed_at: list[int] = []
     for epoch, step in crashes:
         with pytest.raises(Crash):
-            train_supernet(tiny_net(), Sandwich(), data, SETTINGS, root, on_step=crash_at(epoch, step),
-                           checkpoint_every=3, checkpoint_seconds=None, on_resume=resumed_at.append)
+            train_supernet(tiny_net(), Sandwich(), data, SETTINGS,
+                           Checkpointing(root, every_steps=3, every_seconds=None),
+                           hooks=TrainHooks(on_step=crash_at(epoch, step), on_resume=resumed_at.append))
         assert len(complete_checkpoints(root)) <= 1  # only the newest is kept
     losses: list[float] = []
     net = tiny_net()  # a fresh process rebuilds the net from scratch
-    log = train_supernet(net, Sandwich(), data, SETTINGS, root, on_step=lambda e, s, loss: losses.append(loss),
-                         checkpoint_every=3, checkpoint_seconds=None, on_resume=resumed_at.append)
+    log = train_supernet(net, Sandwich(), data, SETTINGS,
+                         Checkpointing(root, every_steps=3, every_seconds=None),
+                         hooks=TrainHooks(on_step=lambda e, s, loss: losses.append(loss), on_resume=resumed_at.append))
     assert_identical(net.state_dict(), expected_state)
     assert [row["loss"] for row in log] == [row["loss"] for row in expected_log]
     assert losses == expected_losses[-len(losses):]  # the steps run after the last resume, loss for loss
@@ -85,8 +88,8 @@ def test_crashes_mid_epoch_resume_on_the_same_trajectory(tmp_path, data, referen
 def test_checkpoint_holds_position_and_every_generator(tmp_path, data) -> None:
     root = tmp_path / "ckpt"
     with pytest.raises(Crash):
-        train_supernet(tiny_net(), Sandwich(), data, SETTINGS, root, on_step=crash_at(1, 4), checkpoint_every=3,
-                       checkpoint_seconds=None)
+        train_supernet(tiny_net(), Sandwich(), data, SETTINGS,
+                       Checkpointing(root, every_steps=3, every_seconds=None), hooks=TrainHooks(on_step=crash_at(1, 4)))
     (only,) = complete_checkpoints(root)
     assert only.name == "epoch-0001-step-0000003"  # counting restarts at the epoch end's checkpoint
     state = json.loads((only / "state.json").read_text())
@@ -105,23 +108,23 @@ def test_data_without_resume_support_replays_the_skipped_batches(tmp_path, data,
 
     root = tmp_path / "ckpt"
     with pytest.raises(Crash):
-        train_supernet(tiny_net(), Sandwich(), PlainData(), SETTINGS, root, on_step=crash_at(1, 5),
-                       checkpoint_every=2, checkpoint_seconds=None)
+        train_supernet(tiny_net(), Sandwich(), PlainData(), SETTINGS,
+                       Checkpointing(root, every_steps=2, every_seconds=None), hooks=TrainHooks(on_step=crash_at(1, 5)))
     net = tiny_net()
-    train_supernet(net, Sandwich(), PlainData(), SETTINGS, root, checkpoint_every=2, checkpoint_seconds=None)
+    train_supernet(net, Sandwich(), PlainData(), SETTINGS, Checkpointing(root, every_steps=2, every_seconds=None))
     assert_identical(net.state_dict(), reference[0])
 
 
 def test_leftovers_of_a_killed_write_are_ignored_and_cleaned(tmp_path, data, reference) -> None:
     root = tmp_path / "ckpt"
     with pytest.raises(Crash):
-        train_supernet(tiny_net(), Sandwich(), data, SETTINGS, root, on_step=crash_at(0, 4), checkpoint_every=3,
-                       checkpoint_seconds=None)
+        train_supernet(tiny_net(), Sandwich(), data, SETTINGS,
+                       Checkpointing(root, every_steps=3, every_seconds=None), hooks=TrainHooks(on_step=crash_at(0, 4)))
     (root / ".epoch-0000-step-0000006.abc123").mkdir()  # a checkpoint directory killed while being written
     (root / ".epoch-0000-step-0000006.abc123" / "model.safetensors").write_bytes(b"partial")
     (root / "epoch-0001-step-0000007").mkdir()  # a partial directory of a non-atomic writer, "newer" than all
     net = tiny_net()
-    train_supernet(net, Sandwich(), data, SETTINGS, root, checkpoint_every=3, checkpoint_seconds=None)
+    train_supernet(net, Sandwich(), data, SETTINGS, Checkpointing(root, every_steps=3, every_seconds=None))
     assert_identical(net.state_dict(), reference[0])
     assert [p.name for p in root.iterdir()] == ["epoch-0001"]
 

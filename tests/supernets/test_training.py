@@ -4,7 +4,7 @@ import torch
 from nasengine import supernets
 from nasengine.tasks import get_task
 from nasengine.search_spaces.builtin import elastic_mobilenet_space
-from nasengine.supernets.training import ProgressiveShrinking, Sandwich, TrainSettings, train_supernet
+from nasengine.supernets.training import Checkpointing, ProgressiveShrinking, Sandwich, TrainSettings, TrainHooks, train_supernet
 from nasengine.supernets.training.loop import step_archs
 
 
@@ -21,7 +21,7 @@ def test_resumed_training_equals_uninterrupted_training(tmp_path, tiny_kwargs) -
     data = get_task("digits").train_data(128, seed=0)
     settings = TrainSettings(epochs=3, seed=0)
     reference = tiny_net(tiny_kwargs)
-    log_ref = train_supernet(reference, Sandwich(), data, settings, tmp_path / "ref")
+    log_ref = train_supernet(reference, Sandwich(), data, settings, Checkpointing(tmp_path / "ref"))
 
     def crash_in_epoch_2(epoch: int, step: int, loss: float) -> None:
         if epoch == 2 and step == 1:
@@ -29,9 +29,10 @@ def test_resumed_training_equals_uninterrupted_training(tmp_path, tiny_kwargs) -
 
     interrupted = tiny_net(tiny_kwargs)
     with pytest.raises(Crash):
-        train_supernet(interrupted, Sandwich(), data, settings, tmp_path / "ckpt", on_step=crash_in_epoch_2)
+        train_supernet(interrupted, Sandwich(), data, settings,
+                       Checkpointing(tmp_path / "ckpt"), hooks=TrainHooks(on_step=crash_in_epoch_2))
     resumed = tiny_net(tiny_kwargs)  # a fresh process would rebuild the net from scratch
-    log = train_supernet(resumed, Sandwich(), data, settings, tmp_path / "ckpt")
+    log = train_supernet(resumed, Sandwich(), data, settings, Checkpointing(tmp_path / "ckpt"))
     assert [row["epoch"] for row in log] == [0, 1, 2]
     assert [row["loss"] for row in log] == pytest.approx([row["loss"] for row in log_ref], rel=1e-5)
     for name, tensor in reference.state_dict().items():

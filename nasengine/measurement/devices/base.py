@@ -30,14 +30,14 @@ class Workload:
     """
 
     def __init__(self, arch: Mapping[str, Any], key: str, build: Callable[[], nn.Module],
-                 inputs: Sequence[InputSpec] | tuple[int, ...], batch_size: int = 1,
-                 dynamic_onnx: bytes | None = None, describe: Callable[[], list[LayerSpec]] | None = None,
+                 inputs: Sequence[InputSpec] | tuple[int, ...], dynamic_onnx: bytes | None = None,
+                 describe: Callable[[], list[LayerSpec]] | None = None,
                  calibration: Callable[[], np.ndarray | Mapping[str, np.ndarray]] | None = None,
                  policy: Mapping[str, str] | None = None):
         self.arch, self.key, self._build, self._describe = dict(arch), key, build, describe
         specs = list(inputs)
         self.inputs = specs if specs and isinstance(specs[0], InputSpec) else image_input(specs)  # type: ignore
-        self.batch_size = batch_size
+        self.batch_size = 1  # what `example_input` and `onnx` build when no device asks for another batch size
         self._model: nn.Module | None = None
         self._onnx: dict[int, bytes] = {}
         self._dynamic_onnx = dynamic_onnx  # an ONNX file with a symbolic batch dimension serves every batch size
@@ -167,6 +167,8 @@ class Device(ABC):
     """A measurable target. Subclasses implement `_measure`; timing discipline lives in devices.timing."""
 
     backend: str = ""
+    # what the backend can do, declared by each backend class (commands ask these, never the backend's name):
+    runs_models: bool = True  # it runs the subnet itself; False for tables and predictors (latency from data)
     runs_quantized_graphs: bool = False  # ONNX backends run a workload's own QDQ graph; torch and tables cannot
     precision: str = "fp32"  # int8: the device quantizes every layer itself
 

@@ -26,6 +26,7 @@ class LookupTableDevice(Device):
     """Settings: `table` (path of a latency table JSON)."""
 
     backend = "lut"
+    runs_models = False
 
     def __init__(self, config: DeviceConfig, **kw: object):
         super().__init__(config, **kw)  # type: ignore[arg-type]

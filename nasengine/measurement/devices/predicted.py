@@ -57,6 +57,7 @@ class PredictedDevice(Device):
     """Settings: `model` (directory written by `nasengine device adapt`)."""
 
     backend = "predicted"
+    runs_models = False
 
     def __init__(self, config: DeviceConfig, **kw: object):
         super().__init__(config, **kw)  # type: ignore[arg-type]

@@ -11,7 +11,6 @@ from nasengine.search_spaces.registry import Registry, RegistryError
 
 _BACKENDS: Registry[type[Device]] = Registry("device backend")
 _DEVICES: Registry[DeviceConfig] = Registry("device")
-_FILES_LOADED: list[bool] = [False]  # kept for code that resets it; True while _FROM_FILES is current
 _FROM_FILES: dict[str, object] = {"key": None, "replaced": {}}  # what the device files registered, and over what
 Resolver = Callable[[str, dict], DeviceConfig]
 _RESOLVERS: Registry[Resolver] = Registry("device prefix")
@@ -42,14 +41,14 @@ def _load_files_once() -> None:
 
     paths = default_paths()
     key = _files_key(paths)
-    if _FILES_LOADED[0] and _FROM_FILES["key"] == key:
+    if _FROM_FILES["key"] == key:
         return
     replaced: dict[str, DeviceConfig | None] = _FROM_FILES["replaced"]  # type: ignore[assignment]
     for name, previous in replaced.items():  # forget what the previous files declared
         _DEVICES.remove(name)
         if previous is not None:
             _DEVICES.add(name, previous)
-    _FROM_FILES["replaced"], _FROM_FILES["key"], _FILES_LOADED[0] = {}, None, False
+    _FROM_FILES["replaced"], _FROM_FILES["key"] = {}, None
     configs = load_device_files(paths)
     for config in configs:  # check every backend before registering any device
         if config.backend not in _BACKENDS:
@@ -59,7 +58,7 @@ def _load_files_once() -> None:
     for config in configs:
         now.setdefault(config.name, _DEVICES.find(config.name))
         register_device(config, replace=True)
-    _FROM_FILES["replaced"], _FROM_FILES["key"], _FILES_LOADED[0] = now, key, True
+    _FROM_FILES["replaced"], _FROM_FILES["key"] = now, key
 
 
 def register_backend(name: str) -> Callable[[type[Device]], type[Device]]:

@@ -32,6 +32,7 @@ class TableDevice(Device):
     """Settings: `csv` (path), optional `column` (default latency_ms)."""
 
     backend = "table"
+    runs_models = False
 
     def __init__(self, config: DeviceConfig, **kw: object):
         super().__init__(config, **kw)  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ from nasengine.measurement.devices.registry import register_device
 from nasengine.errors import UserError
 from nasengine.measurement.adapt import LatencyCache, adapt_device
 from nasengine.searching.runner import SearchRequest, search
+from nasengine.measurement.profiling import profile_device
 from nasengine.training.loading import load_trained
 from nasengine.search_spaces.samplers import sample_unique
 from nasengine.predictors.metrics import spearman_rho
@@ -55,6 +56,10 @@ def test_adapt_then_search_on_the_predicted_device(tiny_supernet_dir: Path, tmp_
     assert set(out["pareto"]["device"]) == {"meta:lab-board", "ort-cpu-1t"}
     truth = [board_latency(json.loads(a)) for a in results["arch"]]
     assert spearman_rho(truth, results["latency_ms:meta:lab-board"]) > 0.5
+    # devices whose latency comes from data (a predictor, a table) are refused by profiling: they run no model
+    for name in ("meta:lab-board", "lab-board"):
+        with pytest.raises(UserError, match="does not run models"):
+            profile_device(name, tiny_supernet_dir, tmp_path / "t.json", check=4, progress=False)
 
 
 def test_adapt_rejects_bad_requests(tiny_supernet_dir: Path) -> None:

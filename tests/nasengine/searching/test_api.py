@@ -13,7 +13,7 @@ import nasengine
 from nasengine.errors import UserError
 from nasengine.reporting.fronts import pareto_mask
 from nasengine.searching import available_strategies
-from nasengine.searching.api import load_rows
+from nasengine.searching.api import SearchOptions, load_rows
 from tests.nasengine.searching import toy
 
 STRATEGIES = ["random", "nsga2", "nsga3", "agemoea", "tpe", "optuna-nsga2", "linas"]
@@ -64,7 +64,7 @@ def test_a_maximised_objective_and_a_constraint_shape_the_front() -> None:
 
 def test_extra_metrics_are_recorded_but_not_searched() -> None:
     result = nasengine.search(toy.SPACE, {"error": toy.error, "latency_ms": toy.latency_ms},
-                              metrics={"width": lambda a: a["width"]}, strategy="random", budget=10)
+                              options=SearchOptions(metrics={"width": lambda a: a["width"]}), strategy="random", budget=10)
     assert all(r.metrics["width"] == r.arch["width"] for r in result.rows)
     assert [o.column for o in result.objectives] == ["error", "latency_ms"]
 
@@ -119,7 +119,7 @@ def test_a_space_smaller_than_the_budget_is_exhausted_cleanly(strategy: str) -> 
 def test_a_shared_database_store_needs_a_study_name() -> None:
     with pytest.raises(UserError, match="study_name"):
         nasengine.search(toy.SPACE, {"error": toy.error, "latency_ms": toy.latency_ms},
-                         storage="sqlite:///unused.db")
+                         options=SearchOptions(storage="sqlite:///unused.db"))
 
 
 def test_storage_urls_are_redacted() -> None:

@@ -142,3 +142,27 @@ def test_postgresql_store_serves_two_workers(postgres_url: str, tmp_path: Path) 
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 30 and len({t.user_attrs["arch_key"] for t in complete}) == 30
     assert all(len(t.values) == 2 and "metrics" in t.user_attrs for t in complete)
+
+
+def test_a_failing_heartbeat_is_reported_not_swallowed(caplog) -> None:
+    """When the claim cannot be refreshed (the database is gone), the worker says that another machine may take
+    the evaluation over, and still completes its result."""
+
+    class FlakyStorage(optuna.storages.InMemoryStorage):
+        def set_trial_user_attr(self, trial_id, key, value):
+            if key == "claim":
+                raise OSError("connection to the database lost")
+            super().set_trial_user_attr(trial_id, key, value)
+
+    store = TrialStore(FlakyStorage(), "study", toy.SPACE, OBJECTIVES, claim_timeout_s=5.0, heartbeat_s=0.01)
+
+    def slow(arch):
+        time.sleep(0.2)
+        return {"error": toy.error(arch), "latency_ms": toy.latency_ms(arch)}, {}
+
+    arch = toy.SPACE.sample(seed=0)
+    with caplog.at_level("WARNING", logger="nasengine.searching"):
+        (row,) = store.evaluate([Pending(0, 0, toy.SPACE.validate(arch))], slow)
+    assert row.metrics["error"] == toy.error(arch)
+    assert store.heartbeat_failures > 0
+    assert "connection to the database lost" in caplog.text and "another worker may evaluate" in caplog.text

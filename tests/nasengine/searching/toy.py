@@ -49,12 +49,13 @@ def worker_search(out: str, log: str, budget: int, strategy: str, storage: str |
     """One worker of a shared search (run in a spawned process): says it is ready (imports done), waits for
     the `go` file so that all workers start at once, searches; returns the number of rows it saw."""
     import nasengine
+    from nasengine.searching import SearchOptions
 
     Path(f"{go}.{os.getpid()}.ready").touch()
     while not Path(go).exists():
         time.sleep(0.01)
 
     result = nasengine.search(SPACE, {"error": logged(Path(log), delay_s), "latency_ms": latency_ms},
-                              strategy=strategy, budget=budget, seed=seed, out=out, storage=storage,
-                              study_name="shared" if storage else None)
+                              strategy=strategy, budget=budget, seed=seed, out=out,
+                              options=SearchOptions(storage=storage, study_name="shared" if storage else None))
     return len(result.rows)
