@@ -1,6 +1,7 @@
 """Load test of the remote measurement agent: concurrent clients, strictly serial measurements, agent vs local.
 
-Starts `python -m nasengine.measurement.agent` on loopback (a separate process, as on a real target), fires CLIENTS threads
+Starts `python -m nasengine.measurement.agent` on loopback (a separate process, as on a real target),
+fires CLIENTS threads
 with REQUESTS measurements each, then checks from the agent's own timestamps that no two measurements
 overlapped, and compares one reference model measured via the agent with the same bytes measured locally.
 
@@ -180,7 +181,8 @@ def main() -> int:
         f"onnxruntime {onnxruntime.__version__}, {time.strftime('%Y-%m-%d %H:%M')}, load average before the run "
         f"{load_before:.2f} (other work on the machine makes absolute numbers noisy).",
         "",
-        "Agent: `python -m nasengine.measurement.agent` as its own process on loopback, 1 intra-op thread. Load requests: three "
+        "Agent: `python -m nasengine.measurement.agent` as its own process on loopback, 1 intra-op thread. "
+        "Load requests: three "
         f"small CNNs (64x64 input, widths 16/32/48), timing {LOAD_TIMING}. Reference: the width-32 CNN with the "
         "default timing settings, alternately via the idle agent and locally in the client process.",
         "Intervals are the agent's `started_ns`/`finished_ns` (monotonic clock) around each measurement.",

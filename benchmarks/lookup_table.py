@@ -38,7 +38,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for device, r in rows:
         q = r["report"]
-        print(f"| {device} | {r['entries']} | {r['seconds']:.0f} | {q['mape_raw']:.1%} | {q['fit']} | {q['mape_calibrated']:.1%} "
+        print(f"| {device} | {r['entries']} | {r['seconds']:.0f} | {q['mape_raw']:.1%} | {q['fit']} "
+              f"| {q['mape_calibrated']:.1%} "
               f"| {q['kendall_tau']:.3f} |")
 
 

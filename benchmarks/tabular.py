@@ -67,7 +67,8 @@ def enumerate_space(space: Space) -> list[dict[str, Any]]:
 
 
 def build(supernet_dir: Path, out: Path, n_archs: int, seed: int, devices: list[str],
-          restriction: dict[str, Any] | None = None, enumerate_all: bool = False, val_subset: int | None = None) -> None:
+          restriction: dict[str, Any] | None = None, enumerate_all: bool = False,
+          val_subset: int | None = None) -> None:
     torch.set_num_threads(1)
     net, config = load_trained(supernet_dir)
     task = task_from_spec(config["task"])

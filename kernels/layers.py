@@ -121,7 +121,8 @@ class ElasticSqueezeExcite(nn.Module):
 
     def describe(self, in_hw: tuple[int, int]) -> list[OpSpec]:
         c, mid = self.active_channels, self.reduce.active_out
-        return [OpSpec("global_pool", c, c, in_hw, (1, 1)), self.reduce.describe((1, 1)), _act_spec("relu", mid, (1, 1)),
+        return [OpSpec("global_pool", c, c, in_hw, (1, 1)), self.reduce.describe((1, 1)),
+                _act_spec("relu", mid, (1, 1)),
                 self.expand.describe((1, 1)), _act_spec("hardsigmoid", c, (1, 1)), OpSpec("mul", c, c, in_hw, in_hw)]
 
 

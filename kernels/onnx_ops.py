@@ -37,7 +37,8 @@ def batchnorm(g: Any, m: nn.BatchNorm2d, x: str, path: str) -> str:
 
 
 def linear(g: Any, m: nn.Linear, x: str, path: str) -> str:
-    inputs = [x, g.const(m.weight, f"{path}.weight")] + ([g.const(m.bias, f"{path}.bias")] if m.bias is not None else [])
+    inputs = [x, g.const(m.weight, f"{path}.weight")] + ([g.const(m.bias, f"{path}.bias")]
+                                                         if m.bias is not None else [])
     return g.node("Gemm", inputs, path, transB=1)
 
 

@@ -88,7 +88,8 @@ class EncoderLayer(nn.Module):
         self.norm_first, self.activation = norm_first, activation
         self.attn = SelfAttention(embed_dim, heads, head_dim)
         self.ln1, self.ln2 = nn.LayerNorm(embed_dim, eps=eps), nn.LayerNorm(embed_dim, eps=eps)
-        self.mlp = nn.Sequential(nn.Linear(embed_dim, hidden), make_activation(activation), nn.Linear(hidden, embed_dim))
+        self.mlp = nn.Sequential(nn.Linear(embed_dim, hidden), make_activation(activation),
+                                 nn.Linear(hidden, embed_dim))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return encoder_residuals(x, mask, self.attn, self.mlp, self.ln1, self.ln2, self.norm_first)

@@ -1,5 +1,6 @@
 """nasengine's component folders kernels/, supernets/, predictors/ and search_spaces/ sit at a checkout's top level and
-install as `nasengine.kernels`, ... (this module lives in the lowest component, so every component can use it). When the checkout's root is on sys.path (pytest and `python -m` from the checkout put it
+install as `nasengine.kernels`, ... (this module lives in the lowest component, so every component can use it).
+When the checkout's root is on sys.path (pytest and `python -m` from the checkout put it
 there), `import kernels` would find our folder instead of the package that owns that name (Hugging Face's `kernels`,
 which transformers imports). A component imported under its bare name hands the name to that package, or fails
 with an error that names ours."""

@@ -40,7 +40,8 @@ class IntegerEncoding:
     def decode(self, space: "Space", vector: Sequence[float] | np.ndarray) -> "Arch":
         vec = np.asarray(vector, dtype=float).ravel()
         if vec.shape[0] != len(space):
-            raise ValueError(f"integer encoding of {space.name or 'space'} has {len(space)} entries, got {vec.shape[0]}")
+            raise ValueError(f"integer encoding of {space.name or 'space'} has {len(space)} entries, "
+                             f"got {vec.shape[0]}")
         idx = np.rint(vec).astype(int)
         for gene, i in zip(space.genes, idx):
             if not 0 <= i < len(gene):

@@ -11,7 +11,8 @@ from nasengine.supernets import ofa_mbv3 as _ofa_mbv3  # noqa: F401  (registers 
 from nasengine.supernets import vit as _vit  # noqa: F401  (registers vit, vit_digits)
 from nasengine.supernets import bert as _bert  # noqa: F401  (registers bert)
 
-__all__ = ["Cost", "FamilyConfig", "Layer", "Supernet", "available", "create", "create_for_task", "entry", "from_config", "register"]
+__all__ = ["Cost", "FamilyConfig", "Layer", "Supernet", "available", "create", "create_for_task", "entry",
+           "from_config", "register"]
 from nasengine.supernets.io import load_supernet, save_supernet, weights_digest  # noqa: E402
 
 __all__ += ["load_supernet", "save_supernet", "weights_digest"]

@@ -174,7 +174,8 @@ def bert(num_classes: int = 2, checkpoint: str | None = None, max_length: int = 
     """Elastic BERT from a pretrained Hugging Face-format checkpoint (layers, hidden, heads, intermediate size).
 
     The pooling follows the checkpoint (`mean` for sentence-transformers directories that say so, else `cls`);
-    `pooling=` overrides it. Without `checkpoint` the weights are random (as when a trained supernet is rebuilt from its config.json);
+    `pooling=` overrides it. Without `checkpoint` the weights are random (as when a trained supernet is rebuilt from its
+    config.json);
     image-task arguments (`in_channels`, `input_size`) do not apply to text and are ignored."""
     if checkpoint is None:
         return ElasticBert(BertConfig(num_classes=num_classes, max_length=max_length, **overrides))

@@ -56,7 +56,8 @@ TRAIN_DEFAULT_KEYS = ("epochs", "lr", "warmup")
 
 def register(name: str, task: str | None = None, summary: str = "",
              pretrained: Callable[[], Any] | None = None,
-             train_defaults: Mapping[str, Any] | None = None, config: type | None = None) -> Callable[[Builder], Builder]:
+             train_defaults: Mapping[str, Any] | None = None,
+             config: type | None = None) -> Callable[[Builder], Builder]:
     """Decorator: make `builder(**kwargs) -> Supernet` available as `create(name)`.
 
     `task` optionally names the data set used when `nasengine train NAME` is given no `--data`. A family grown
@@ -67,7 +68,8 @@ def register(name: str, task: str | None = None, summary: str = "",
     """
     unknown = sorted(set(train_defaults or {}) - set(TRAIN_DEFAULT_KEYS))
     if unknown:
-        raise RegistryError(f"supernet {name!r}: train_defaults takes {', '.join(TRAIN_DEFAULT_KEYS)}, not {unknown[0]!r}")
+        raise RegistryError(f"supernet {name!r}: train_defaults takes {', '.join(TRAIN_DEFAULT_KEYS)}, "
+                            f"not {unknown[0]!r}")
 
     def wrap(builder: Builder) -> Builder:
         first = _REGISTRY.find(name)

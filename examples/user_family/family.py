@@ -1,7 +1,8 @@
 """A user-defined supernet family: a small ResNet with elastic depth and width per stage (and elastic resolution).
 
 Load it with `nasengine --plugin examples/user_family/family.py ...`; importing this file registers
-`elastic_resnet`. It uses only the public API of `nasengine.kernels`, `nasengine.search_spaces` and `nasengine.supernets`, and writes no
+`elastic_resnet`. It uses only the public API of `nasengine.kernels`, `nasengine.search_spaces` and
+`nasengine.supernets`, and writes no
 op descriptions: costs and per-layer latency tables are traced from `_export_active()` by the base class.
 """
 

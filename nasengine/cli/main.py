@@ -55,7 +55,8 @@ def _check_overrides(supernet: str, overrides: dict[str, Any]) -> None:
 def _data_options(args: argparse.Namespace) -> dict[str, Any] | None:
     """Split rule, augmentation and image size given on the command line (overriding the data set's own)."""
     given = {k: getattr(args, k) for k in ("val_fraction", "test_fraction", "split_seed", "max_train", "augment",
-                                            "image_size", "dev", "max_length", "holdout") if getattr(args, k, None) is not None}
+                                            "image_size", "dev", "max_length", "holdout")
+             if getattr(args, k, None) is not None}
     if "dev" in given:
         given["dev"] = str(Path(given["dev"]).resolve())
     if "augment" in given:

@@ -91,7 +91,8 @@ class Evaluator:
         subnet reset); use `calibrated(arch)`, `evaluate` or `extract` to have the supernet restored.
         """
         canonical = self.supernet.set_active(arch)
-        batches = (as_args(self.supernet.adapt_input(x, canonical)) for x, _ in self.calibration.batches(self.batch_size))
+        batches = (as_args(self.supernet.adapt_input(x, canonical))
+                   for x, _ in self.calibration.batches(self.batch_size))
         recalibrate_bn(self.supernet, batches)
         return canonical
 

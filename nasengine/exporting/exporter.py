@@ -28,7 +28,8 @@ from nasengine.errors import UserError
 from nasengine.evaluation.evaluator import Evaluator, accuracy, onnx_accuracy
 from nasengine.graphs.onnx_writer import onnx_error, to_onnx
 from nasengine.exporting.subnet import FORMAT
-from nasengine.reporting.fronts import ACCURACY_COLUMNS, frame_costs, frame_feasible, front, group_constraints, latency_column
+from nasengine.reporting.fronts import (ACCURACY_COLUMNS, frame_costs, frame_feasible, front, group_constraints,
+                                        latency_column)
 from nasengine.reporting.reports import mark_exported, objectives_from_identity
 from nasengine.searching.objectives import Constraint, Objective
 from nasengine.searching.runner import DEFAULT_DEVICE, MARKER
@@ -160,7 +161,8 @@ def export(request: ExportRequest) -> dict[str, Any]:
     # a search that measured no latency (e.g. objectives error,params) exports for the device named here
     device_name = request.device or (searched_devices[0] if searched_devices else DEFAULT_DEVICE)
     if searched_devices and device_name not in searched_devices:
-        raise UserError(f"device {device_name!r} was not searched in this run (searched: {', '.join(searched_devices)})")
+        raise UserError(f"device {device_name!r} was not searched in this run "
+                        f"(searched: {', '.join(searched_devices)})")
     options = _export_options(request, run, device_name)
     if not request.overwrite:
         existing = _existing_export(out, options)

@@ -6,7 +6,8 @@ Nothing here assumes a fixed pair such as accuracy/latency: the fronts, plots an
 (`latency_ms:<device>`, `latency_iqr_ms:<device>`, ...): there is no bare `latency_ms` column, so a figure can
 never be read as belonging to the wrong device. Every file is written atomically.
 
-The tables and fronts are nasengine.reporting.fronts, the figures nasengine.reporting.plots; this module writes the files, sums
+The tables and fronts are nasengine.reporting.fronts, the figures nasengine.reporting.plots; this module writes the
+files, sums
 a run up for run.json, reads a run's objectives back and marks exports. The hypervolume is over all
 objectives together, under every constraint: it measures the search as it was run.
 """

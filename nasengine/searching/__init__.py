@@ -6,6 +6,6 @@ from nasengine.searching.objectives import METRICS, Constraint, Metric, Objectiv
 from nasengine.searching.strategies import available_strategies, get_strategy, register_strategy
 from nasengine.searching.supernet_metrics import register_supernet_metric
 
-__all__ = ["METRICS", "Constraint", "Metric", "Objective", "Row", "SearchOptions", "SearchResult", "available_strategies",
-           "get_strategy", "pareto_rows", "register_metric", "register_strategy", "register_supernet_metric",
-           "search"]
+__all__ = ["METRICS", "Constraint", "Metric", "Objective", "Row", "SearchOptions", "SearchResult",
+           "available_strategies", "get_strategy", "pareto_rows", "register_metric", "register_strategy",
+           "register_supernet_metric", "search"]

@@ -130,7 +130,8 @@ class ArrayTask(Task):
     def spec(self) -> dict[str, Any]:
         return {**self.source, "name": self.name, "input_shape": [self.in_channels, *self.input_size],
                 "num_classes": self.num_classes, "classes": list(self._data.classes),
-                "split": {**self.options.split.to_dict(), "sizes": {k: int(len(v[1])) for k, v in self._indices.items()},
+                "split": {**self.options.split.to_dict(),
+                          "sizes": {k: int(len(v[1])) for k, v in self._indices.items()},
                           "indices_sha1": {k: _sha1(v[1]) for k, v in self._indices.items()}},
                 "augment": list(self.options.augment),
                 "image_size": list(self.options.image_size) if self.options.image_size else None,

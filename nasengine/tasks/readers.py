@@ -71,7 +71,8 @@ def read_npz(path: Path) -> ImageData:
     with archive:
         keys = set(archive.files)
         if "x" not in keys or "y" not in keys:
-            raise DataError(f"{path}: an .npz data set needs arrays 'x' and 'y' (found: {', '.join(sorted(keys)) or 'none'})")
+            raise DataError(f"{path}: an .npz data set needs arrays 'x' and 'y' "
+                            f"(found: {', '.join(sorted(keys)) or 'none'})")
         splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for split, (xk, yk) in NPZ_SPLITS.items():
             if (xk in keys) != (yk in keys):
@@ -162,7 +163,8 @@ def list_image_folder(directory: Path) -> tuple[list[str], list[tuple[Path, int]
             if path.name.startswith(".") or path.is_dir():
                 continue
             if path.suffix.lower() not in IMAGE_SUFFIXES:
-                raise DataError(f"{path}: not a PNG or JPEG image (image folders hold one sub-folder of images per class)")
+                raise DataError(f"{path}: not a PNG or JPEG image "
+                                "(image folders hold one sub-folder of images per class)")
             samples.append((path, index))
     return classes, samples
 

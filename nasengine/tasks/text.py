@@ -6,7 +6,8 @@ gives the train split and a stratified, seeded validation split; a `dev` file, w
 (held out from training too otherwise). With `holdout="sentence"` the held-out splits are whole sentences: a
 phrase bank such as SST-2's training file lists every sub-phrase of its sentences as a row of its own, and a
 held-out row whose sub- or super-phrases are trained on is no test of generalisation, so a held-out sentence
-takes every row it contains out of training with it. Batches drop the padding no sample needs (`nasengine.kernels.inputs.trim_padding`),
+takes every row it contains out of training with it. Batches drop the padding no sample needs
+(`nasengine.kernels.inputs.trim_padding`),
 and training batches group sentences of similar length so that little padding is left.
 The spec records every file's SHA-256, so search and export rebuild the same splits or refuse.
 """
@@ -192,7 +193,8 @@ class TextTask(Task):
         for path in (self.train_path, self.dev_path, self.tokenizer_path):
             if path is not None and not path.is_file():
                 raise UserError(f"{path}: no such file")
-        self.max_length, self.val_fraction, self.test_fraction = int(max_length), float(val_fraction), float(test_fraction)
+        self.max_length, self.val_fraction, self.test_fraction = (int(max_length), float(val_fraction),
+                                                                  float(test_fraction))
         self.split_seed, self.max_train = int(split_seed), max_train
         self.name = name or self.train_path.stem
         self._files = {"train": str(self.train_path), "tokenizer": str(self.tokenizer_path)}

@@ -21,7 +21,8 @@ from nasengine.rundir import prepare_output, recorded_status, update_marker
 from nasengine.plugins import plugins_to_record
 from nasengine.tasks import Task, open_data
 from nasengine.search_spaces.storage import atomic_file
-from nasengine.supernets.training import Checkpointing, Phase, TrainSettings, distributed, get_recipe, TrainHooks, train_supernet
+from nasengine.supernets.training import (Checkpointing, Phase, TrainSettings, distributed, get_recipe, TrainHooks,
+                                          train_supernet)
 from nasengine.supernets.training.loop import CHECKPOINT_EVERY_SECONDS, CHECKPOINT_EVERY_STEPS
 
 MARKER = "train.json"

@@ -246,7 +246,8 @@ def test_a_family_with_no_default_data_needs_data(tmp_path: Path, capsys) -> Non
 # --- plugins that cannot be loaded ------------------------------------------------------------------------
 def test_a_plugin_that_raises_on_import(tmp_path: Path, capsys) -> None:
     plugin = tmp_path / "exploding_plugin.py"
-    plugin.write_text("from nasengine import supernets\n\nraise RuntimeError('the plugin author forgot something\\nsecond line')\n")
+    plugin.write_text("from nasengine import supernets\n\n"
+                      "raise RuntimeError('the plugin author forgot something\\nsecond line')\n")
     x, y = tiny_arrays()
     np.savez(tmp_path / "d.npz", x=x, y=y)
     out = tmp_path / "sn"

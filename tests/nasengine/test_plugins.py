@@ -121,7 +121,8 @@ def test_exported_subnet_loads_without_the_plugin(family_export: Path, tmp_path:
         "with torch.no_grad():\n"
         "    y = m(torch.zeros(1, *shape))\n"
         "plugins = [k for k in sys.modules if k.startswith('nasengine_plugin')]\n"
-        "print(json.dumps({'shape': list(y.shape), 'plugins': plugins, 'supernets': 'nasengine.supernets' in sys.modules,\n"
+        "print(json.dumps({'shape': list(y.shape), 'plugins': plugins, "
+        "'supernets': 'nasengine.supernets' in sys.modules,\n"
         "                  'type': type(m).__module__, 'finite': bool(torch.isfinite(y).all())}))\n"
     )
     result = assert_ok(run(sys.executable, "-c", script, cwd=tmp_path))

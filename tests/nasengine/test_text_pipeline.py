@@ -48,7 +48,8 @@ def test_text_task_splits_tokens_and_spec(files: dict[str, Path]) -> None:
 
 def test_train_search_export_reload_measure(files: dict[str, Path], tmp_path: Path, capsys) -> None:
     code, out, err = run_cli(capsys, "train", "bert", "--checkpoint", files["ckpt"], "--data", files["train"],
-                             "--dev", files["dev"], "--max-length", 12, "--epochs", 8, "--batch-size", 16, "--lr", 2e-3, "--warmup", 0.25, "--quiet",
+                             "--dev", files["dev"], "--max-length", 12, "--epochs", 8, "--batch-size", 16, "--lr", 2e-3,
+                             "--warmup", 0.25, "--quiet",
                              "--out", tmp_path / "sn")
     assert code == 0, err
     config = json.loads((tmp_path / "sn" / "config.json").read_text())

@@ -34,7 +34,8 @@ def test_extracted_subnets_match_the_supernet_for_20_random_archs(default_net: S
         static = default_net.extract(arch)
         worst = max(worst, float((default_net(x) - static(x)).abs().max()))
         assert default_net.cost(arch).params == sum(p.numel() for p in static.parameters())
-        assert not any(type(m).__module__.startswith(("nasengine.supernets", "nasengine.kernels.ops", "nasengine.kernels.layers"))
+        assert not any(type(m).__module__.startswith(("nasengine.supernets", "nasengine.kernels.ops",
+                                                      "nasengine.kernels.layers"))
                        for m in static.modules())
     assert worst <= 1e-5
 

@@ -4,7 +4,8 @@ import torch
 from nasengine import supernets
 from nasengine.tasks import get_task
 from nasengine.search_spaces.builtin import elastic_mobilenet_space
-from nasengine.supernets.training import Checkpointing, ProgressiveShrinking, Sandwich, TrainSettings, TrainHooks, train_supernet
+from nasengine.supernets.training import (Checkpointing, ProgressiveShrinking, Sandwich, TrainSettings, TrainHooks,
+                                          train_supernet)
 from nasengine.supernets.training.loop import step_archs
 
 

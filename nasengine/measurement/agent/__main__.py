@@ -1,4 +1,5 @@
-"""`python -m nasengine.measurement.agent [--port P] [--token-file F]`: the agent without the main CLI (same options)."""
+"""`python -m nasengine.measurement.agent [--port P] [--token-file F]`: the agent without the main CLI
+(same options)."""
 
 from __future__ import annotations
 

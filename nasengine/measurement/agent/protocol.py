@@ -18,7 +18,8 @@ DEFAULT_PORT = 8765
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_QUEUE_TIMEOUT_S = 300.0
 
-# Mirrors nasengine.measurement.devices.ort_cpu._OPT_LEVELS (kept here so clients validate without importing onnxruntime).
+# Mirrors nasengine.measurement.devices.ort_cpu._OPT_LEVELS (kept here so clients validate without importing
+# onnxruntime).
 OPT_LEVELS = ("disable", "basic", "extended", "all")
 
 # name -> (type, lowest, highest): what one request may ask of the agent.

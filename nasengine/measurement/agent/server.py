@@ -17,8 +17,8 @@ from http.server import ThreadingHTTPServer
 from typing import Any, Callable, Mapping, TextIO
 
 from nasengine.measurement.agent.handler import AgentHandler
-from nasengine.measurement.agent.protocol import (AGENT_VERSION, DEFAULT_MAX_BYTES, DEFAULT_QUEUE_TIMEOUT_S, parse_settings,
-                                      settings_from_request)
+from nasengine.measurement.agent.protocol import (AGENT_VERSION, DEFAULT_MAX_BYTES, DEFAULT_QUEUE_TIMEOUT_S,
+                                                  parse_settings, settings_from_request)
 from nasengine.measurement.agent.slot import MeasurementQueue
 from nasengine.measurement.devices.timing import TimingSettings
 

@@ -1,7 +1,8 @@
 """Target devices: a registry of named devices over measurement backends, and the one timing loop."""
 
 from nasengine.measurement.devices.base import Device, DeviceConfig, Workload
-from nasengine.measurement.devices.registry import device_configs, get_device, register_backend, register_device, register_resolver
+from nasengine.measurement.devices.registry import (device_configs, get_device, register_backend, register_device,
+                                                    register_resolver)
 from nasengine.measurement.devices.timing import Measurement, TimingSettings, time_repeated
 
 # each import registers one backend

@@ -44,7 +44,8 @@ def parse_device_file(path: Path) -> list[DeviceConfig]:
     try:
         data = json.loads(text) if str(path).endswith(".json") else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UserError(f"device file {path} is not valid {'JSON' if str(path).endswith('.json') else 'TOML'}: {exc}") from None
+        raise UserError(f"device file {path} is not valid "
+                        f"{'JSON' if str(path).endswith('.json') else 'TOML'}: {exc}") from None
     devices = data.get("devices")
     if not isinstance(devices, dict) or not devices:
         raise UserError(f"device file {path} declares no [devices.NAME] tables")

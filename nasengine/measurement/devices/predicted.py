@@ -44,7 +44,7 @@ class PredictedLatency:
         except (TypeError, KeyError, AttributeError) as exc:
             raise ValueError(f"{directory / 'model.json'} is not an adapted latency predictor ({exc!r}); run "
                              f"`nasengine device adapt` again") from None
-        from nasengine.predictors.latency import AdaptedLatencyPredictor  # imported when a device is used: fast start-up
+        from nasengine.predictors.latency import AdaptedLatencyPredictor  # used here only: a fast CLI start-up
 
         self.predictor = AdaptedLatencyPredictor.load(directory / "predictor")
 

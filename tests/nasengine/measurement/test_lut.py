@@ -13,7 +13,8 @@ import torch
 from nasengine import supernets
 from nasengine.measurement.devices import get_device
 from nasengine.measurement.devices.timing import TimingSettings
-from nasengine.measurement.lut import LatencyTable, _choose_linear_fit, coverage_archs, layer_dependencies, profile, signature_key
+from nasengine.measurement.lut import (LatencyTable, _choose_linear_fit, coverage_archs, layer_dependencies, profile,
+                                       signature_key)
 from nasengine.measurement.profiling import profile_device
 from nasengine.searching.runner import SearchRequest, search
 from nasengine.training.loading import load_trained

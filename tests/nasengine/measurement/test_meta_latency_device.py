@@ -79,7 +79,8 @@ def test_adapt_command_on_a_device_from_a_config_file(tiny_supernet_dir: Path, t
     pool = sample_unique(net.space, 12, seed=3, include_extremes=True)
     pd.DataFrame({"arch": [json.dumps(a) for a in pool], "latency_ms": [board_latency(a) for a in pool]}).to_csv(
         tmp_path / "board.csv", index=False)
-    (tmp_path / "devices.toml").write_text(f'[devices.cfg-board]\nbackend = "table"\ncsv = "{tmp_path / "board.csv"}"\n')
+    (tmp_path / "devices.toml").write_text('[devices.cfg-board]\nbackend = "table"\n'
+                                           f'csv = "{tmp_path / "board.csv"}"\n')
     run = subprocess.run([sys.executable, "-m", "nasengine", "device", "adapt", "cfg-board", str(tiny_supernet_dir),
                           "--sources", "torch-cpu-1t", "--pool", "12", "--support", "4", "--check", "4", "--seed",
                           "3", "--quiet"], capture_output=True, text=True, timeout=300,

@@ -64,7 +64,8 @@ def test_a_maximised_objective_and_a_constraint_shape_the_front() -> None:
 
 def test_extra_metrics_are_recorded_but_not_searched() -> None:
     result = nasengine.search(toy.SPACE, {"error": toy.error, "latency_ms": toy.latency_ms},
-                              options=SearchOptions(metrics={"width": lambda a: a["width"]}), strategy="random", budget=10)
+                              options=SearchOptions(metrics={"width": lambda a: a["width"]}), strategy="random",
+                              budget=10)
     assert all(r.metrics["width"] == r.arch["width"] for r in result.rows)
     assert [o.column for o in result.objectives] == ["error", "latency_ms"]
 
