@@ -6,6 +6,7 @@ rebuilds it (weights then come from safetensors). Unknown module types are refus
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
@@ -87,6 +88,7 @@ class StaticOp:
     describe_input: Describe | None = None
     build: Callable[..., nn.Module] | None = None
     signature: Callable[[nn.Module, Callable[[nn.Module], str]], str] | None = None
+    owner: str = ""  # the module that registered it: an export needs it imported to rebuild this type
 
     def kind(self, module: nn.Module, kind_of: Callable[[nn.Module], str]) -> str:
         """Its part of a layer signature: `short`, or what `signature(module, kind_of)` builds from its children."""
@@ -138,8 +140,9 @@ def register_static(name: str, cls: type[nn.Module], spec_of: Callable[[Any], di
         raise ValueError(f"{cls.__name__} is already in the static vocabulary as {_OPS[cls].name!r}")
     parts = parts or Composite()
     _BUILDERS.add(name, parts.build or cls)
+    owner = str(sys._getframe(1).f_globals.get("__name__", ""))  # the registering module (a plugin's, say)
     op = StaticOp(name, cls, spec_of, short if short is not None else name.lower(), describe, onnx, quantize,
-                  parts.describe_input, parts.build, parts.signature)
+                  parts.describe_input, parts.build, parts.signature, owner)
     _OPS[cls] = op
     return op
 
@@ -147,6 +150,18 @@ def register_static(name: str, cls: type[nn.Module], spec_of: Callable[[Any], di
 def static_op(cls: type) -> StaticOp | None:
     """The vocabulary entry of a module type, or None when it is not in the vocabulary."""
     return _OPS.get(cls)
+
+
+def registering_modules(module: nn.Module) -> list[str]:
+    """The Python modules, other than nasengine's own, that must be imported for `module`'s spec to rebuild: those
+    defining its classes and those that registered its types (a plugin may register a torch class)."""
+    found = set()
+    for sub in module.modules():
+        op = _OPS.get(type(sub))
+        for name in (type(sub).__module__, op.owner if op is not None else ""):
+            if name and name != "torch" and not name.startswith(("torch.", "nasengine.")):
+                found.add(name)
+    return sorted(found)
 
 
 def check_static(module: nn.Module) -> None:

@@ -77,6 +77,22 @@ def _run_import(ref: str, load: Any) -> Any:
         raise UserError(f"plugin {ref} failed on import: {type(exc).__name__}: {first_line(exc)}") from None
 
 
+def _file_module_name(path: Path) -> str:
+    """The name a file plugin is imported under (stable for a path, so records and exports can name it)."""
+    return f"nasengine_plugin_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+
+
+def recorded_plugin_of(module: str, records: Iterable[Mapping[str, Any]]) -> str | None:
+    """Which recorded plugin (its file path or module name) provides the Python module `module`, if any."""
+    for record in records:
+        kind, ref = str(record.get("kind", "")), str(record.get("ref", ""))
+        if kind == "file" and module == _file_module_name(Path(ref)):
+            return ref
+        if kind == "module" and (module == ref or module.startswith(ref + ".")):
+            return ref
+    return None
+
+
 def load_plugin(ref: str, given: bool = False) -> Plugin:
     """Import a plugin once per process (a second request for the same file or module is a no-op).
 
@@ -97,7 +113,7 @@ def _load(ref: str) -> Plugin:
         if not path.is_file():
             raise UserError(f"plugin file {ref} does not exist")
         digest = _digest(path)
-        module_name = f"nasengine_plugin_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+        module_name = _file_module_name(path)
 
         def load() -> None:
             spec = importlib.util.spec_from_file_location(module_name, path)

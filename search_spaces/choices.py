@@ -1,10 +1,14 @@
-"""The building blocks of a search space: a gene with finite choices, optionally active only under a condition."""
+"""The building blocks of a search space: a gene with finite choices (`Choice`), integer and real ranges
+(`IntRange`, `FloatRange`, searched on a grid of ordered values), optionally active only under a condition."""
 
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
 
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq,
@@ -106,14 +110,159 @@ class Choice:
             data["ordered"] = self.ordered
         return data
 
+    @property
+    def is_range(self) -> bool:
+        """Whether the gene is a numeric range (encoded by its position along the range, not as categories)."""
+        return False
+
+    def position(self, index: int) -> float:
+        """Where option `index` lies along the gene, 0 (first) .. 1 (last)."""
+        return index / (len(self) - 1) if len(self) > 1 else 0.0
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Choice":
+        """Any gene from its `to_dict` form (a range by its `type`)."""
+        kind = data.get("type", "choice")
         cond = data.get("active_if")
+        condition = Condition.from_dict(cond) if cond else None
+        if kind == "int_range":
+            return IntRange(data["name"], data["low"], data["high"], data.get("step", 1), data.get("log", False),
+                            data.get("tag", ""), condition)
+        if kind == "float_range":
+            return FloatRange(data["name"], data["low"], data["high"], data.get("steps", 101), data.get("log", False),
+                              data.get("tag", ""), condition)
+        if kind != "choice":
+            raise ValueError(f"gene {data.get('name')!r}: unknown gene type {kind!r} (choice, int_range, float_range)")
         ordered = data.get("ordered")
         if ordered is not None and not isinstance(ordered, bool):
             raise ValueError(f"gene {data.get('name')!r}: 'ordered' must be true or false, got {ordered!r}")
-        return cls(data["name"], data["options"], data.get("tag", ""), Condition.from_dict(cond) if cond else None,
-                   ordered)
+        return Choice(data["name"], data["options"], data.get("tag", ""), condition, ordered)
+
+
+def _number(name: str, what: str, value: Any, kind: type) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or (kind is int and float(value) != int(value)):
+        raise ValueError(f"gene {name!r}: {what} must be {'a whole' if kind is int else 'a finite'} number, "
+                         f"got {value!r}")
+    return kind(value)
+
+
+class IntRange(Choice):
+    """An integer gene `low..high` in steps of `step` (or, with `log`, about evenly spaced on a log scale): ordered,
+    encoded by its position for predictors, mutated by steps proportional to its length.
+
+    >>> IntRange("width", 16, 64, step=16).options
+    (16, 32, 48, 64)
+    """
+
+    low: int
+    high: int
+    step: int
+    log: bool
+
+    def __init__(self, name: str, low: int, high: int, step: int = 1, log: bool = False, tag: str = "",
+                 active_if: Condition | None = None):
+        low, high, step = (_number(name, w, v, int) for w, v in (("low", low), ("high", high), ("step", step)))
+        if high < low or step < 1:
+            raise ValueError(f"gene {name!r}: needs low <= high and step >= 1, got {low}..{high} step {step}")
+        if log and (low < 1 or step != 1):
+            raise ValueError(f"gene {name!r}: a log range needs low >= 1 and step 1")
+        if log:
+            count = min(high - low + 1, 64)
+            grid = np.unique(np.rint(np.geomspace(low, high, count)).astype(int)).tolist()
+        else:
+            if (high - low) % step:
+                raise ValueError(f"gene {name!r}: high - low ({high - low}) is not a multiple of step {step}")
+            grid = list(range(low, high + 1, step))
+        super().__init__(name, grid, tag, active_if, True)
+        for key, value in (("low", low), ("high", high), ("step", step), ("log", bool(log))):
+            object.__setattr__(self, key, value)
+
+    @property
+    def is_range(self) -> bool:
+        return True
+
+    def index(self, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"gene {self.name!r}: {value!r} is not a whole number in {self.low}..{self.high}")
+        if not self.low <= value <= self.high:
+            raise ValueError(f"gene {self.name!r}: {value!r} is outside {self.low}..{self.high}")
+        i = int(np.argmin(np.abs(np.asarray(self.options) - value)))
+        if self.options[i] != value:
+            raise ValueError(f"gene {self.name!r}: {value!r} is not one of its values (step {self.step}"
+                             f"{', log spacing' if self.log else ''}; nearest {self.options[i]})")
+        return i
+
+    def with_options(self, options: Sequence[Any]) -> Choice:
+        return Choice(self.name, [o for o in self.options if o in set(options)], self.tag, self.active_if, True)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"type": "int_range", "name": self.name, "low": self.low, "high": self.high}
+        if self.step != 1:
+            data["step"] = self.step
+        if self.log:
+            data["log"] = True
+        if self.tag:
+            data["tag"] = self.tag
+        if self.active_if is not None:
+            data["active_if"] = self.active_if.to_dict()
+        return data
+
+
+class FloatRange(Choice):
+    """A real gene `low..high`, searched at `steps` evenly spaced values (log-spaced with `log`), so every strategy,
+    the trial store and the predictors handle it like any ordered gene; a value between grid points is taken to
+    the nearest one (12 significant digits kept).
+
+    >>> FloatRange("dropout", 0.0, 0.5, steps=6).options
+    (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+    """
+
+    low: float
+    high: float
+    steps: int
+    log: bool
+
+    def __init__(self, name: str, low: float, high: float, steps: int = 101, log: bool = False, tag: str = "",
+                 active_if: Condition | None = None):
+        low, high = _number(name, "low", low, float), _number(name, "high", high, float)
+        steps = _number(name, "steps", steps, int)
+        if not high > low or steps < 2:
+            raise ValueError(f"gene {name!r}: needs low < high and steps >= 2, got {low}..{high} in {steps} steps")
+        if log and low <= 0:
+            raise ValueError(f"gene {name!r}: a log range needs low > 0, got {low}")
+        grid = np.geomspace(low, high, steps) if log else np.linspace(low, high, steps)
+        super().__init__(name, [float(f"{v:.12g}") for v in grid], tag, active_if, True)
+        for key, value in (("low", low), ("high", high), ("steps", steps), ("log", bool(log))):
+            object.__setattr__(self, key, value)
+
+    @property
+    def is_range(self) -> bool:
+        return True
+
+    def index(self, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"gene {self.name!r}: {value!r} is not a number in {self.low:g}..{self.high:g}")
+        span = (self.high - self.low) * 1e-9
+        if not self.low - span <= value <= self.high + span:
+            raise ValueError(f"gene {self.name!r}: {value!r} is outside {self.low:g}..{self.high:g}")
+        grid = np.log(self.options) if self.log else np.asarray(self.options)
+        return int(np.argmin(np.abs(grid - (math.log(value) if self.log else value))))
+
+    def with_options(self, options: Sequence[Any]) -> Choice:
+        keep = {self.index(o) for o in options}
+        return Choice(self.name, [o for i, o in enumerate(self.options) if i in keep], self.tag, self.active_if, True)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"type": "float_range", "name": self.name, "low": self.low, "high": self.high,
+                                "steps": self.steps}
+        if self.log:
+            data["log"] = True
+        if self.tag:
+            data["tag"] = self.tag
+        if self.active_if is not None:
+            data["active_if"] = self.active_if.to_dict()
+        return data
 
 
 def _numeric(options: Sequence[Any]) -> bool:

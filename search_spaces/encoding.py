@@ -50,21 +50,39 @@ class IntegerEncoding:
 
 
 class OneHotEncoding:
-    """A block of len(options) indicators per gene; an inactive gene's block is all zero."""
+    """The encoding predictors see: a block of len(options) indicators per categorical gene, and for a numeric range
+    (IntRange, FloatRange) two columns, active (0/1) and its position along the range (0..1), so predictors treat
+    it as ordered; an inactive gene's block is all zero."""
 
     name = "onehot"
 
+    @staticmethod
+    def block(gene: Any) -> int:
+        return 2 if gene.is_range else len(gene)
+
     def width(self, space: "Space") -> int:
-        return sum(len(g) for g in space.genes)
+        return sum(self.block(g) for g in space.genes)
 
     def encode(self, space: "Space", arch: Mapping[str, Any]) -> np.ndarray:
         arch = space.validate(arch)
-        out = np.zeros(self.width(space), dtype=np.float32)
+        indices = np.array([[0 if arch[g.name] is None else g.index(arch[g.name]) for g in space.genes]])
+        active = np.array([[arch[g.name] is not None for g in space.genes]])
+        return self.from_indices(space, indices, active)[0]
+
+    def from_indices(self, space: "Space", X: np.ndarray, active: np.ndarray) -> np.ndarray:
+        """The encodings of many archs at once from their integer encodings `X` (n, genes) and which genes are
+        active in each (`active`, same shape): the vectorised path of predictors scoring thousands of candidates."""
+        X = np.asarray(X, dtype=np.int64)
+        out = np.zeros((len(X), self.width(space)), dtype=np.float32)
         offset = 0
-        for gene in space.genes:
-            if arch[gene.name] is not None:
-                out[offset + gene.index(arch[gene.name])] = 1.0
-            offset += len(gene)
+        for j, gene in enumerate(space.genes):
+            on = active[:, j]
+            if gene.is_range:
+                out[on, offset] = 1.0
+                out[on, offset + 1] = X[on, j] / max(len(gene) - 1, 1)
+            else:
+                out[np.flatnonzero(on), offset + X[on, j]] = 1.0
+            offset += self.block(gene)
         return out
 
     def decode(self, space: "Space", vector: Sequence[float] | np.ndarray) -> "Arch":
@@ -73,9 +91,12 @@ class OneHotEncoding:
             raise ValueError(f"one-hot encoding has {self.width(space)} entries, got {vec.shape[0]}")
         indices, offset = [], 0
         for gene in space.genes:
-            block = vec[offset: offset + len(gene)]
-            indices.append(int(np.argmax(block)) if block.max() > 0 else -1)
-            offset += len(gene)
+            block = vec[offset: offset + self.block(gene)]
+            if gene.is_range:
+                indices.append(int(round(float(np.clip(block[1], 0, 1)) * (len(gene) - 1))) if block[0] > 0 else -1)
+            else:
+                indices.append(int(np.argmax(block)) if block.max() > 0 else -1)
+            offset += self.block(gene)
         out: dict[str, Any] = {}
         for gene, i in zip(space.genes, indices):
             if not space.is_active(gene, out):

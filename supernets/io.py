@@ -38,7 +38,8 @@ def save_supernet(net: Supernet, directory: Path, metadata: Mapping[str, Any] | 
 def read_config(directory: Path) -> dict[str, Any]:
     path = Path(directory) / CONFIG
     if not path.is_file() or not (Path(directory) / WEIGHTS).is_file():
-        raise FileNotFoundError(f"{directory} is not a trained supernet directory (needs {CONFIG} and {WEIGHTS})")
+        raise FileNotFoundError(f"{directory}: no such directory" if not Path(directory).is_dir() else
+                                f"{directory} is not a trained supernet directory (needs {CONFIG} and {WEIGHTS})")
     try:
         config = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:

@@ -100,12 +100,21 @@ def create_for_task(name: str, in_channels: int, num_classes: int, input_size: t
                     **overrides: Any) -> Supernet:
     """Build `name` for a task's data: its channels, classes and native image size, then the user's overrides.
 
-    Task arguments the builder does not accept are left out, so a builder may ignore `input_size`.
+    Task arguments the builder does not accept are left out, so a builder may ignore `input_size`. A builder that
+    forwards **kwargs and declares no config (a plugin wrapping a family) gets `input_size` only if what it wraps
+    takes it: when the build refuses that one optional argument, it is built again without it.
     """
     given = {"in_channels": in_channels, "num_classes": num_classes, "input_size": input_size}
     accepted = entry(name).arguments()
     task_kwargs = {k: v for k, v in given.items() if v is not None and (accepted is None or k in accepted)}
-    return create(name, **{**task_kwargs, **overrides})
+    try:
+        return create(name, **{**task_kwargs, **overrides})
+    except TypeError as exc:
+        if accepted is not None or "input_size" not in task_kwargs or "input_size" in overrides \
+                or "'input_size'" not in str(exc):
+            raise
+        del task_kwargs["input_size"]  # the native size is a hint; channels and classes are not optional
+        return create(name, **{**task_kwargs, **overrides})
 
 
 def available() -> list[str]:

@@ -42,7 +42,8 @@ def _cmd_device_profile(args: argparse.Namespace) -> None:
     r = result["report"]
     print(f"profiled {result['entries']} distinct layers on {args.device} in {result['seconds']:.0f}s -> "
           f"{result['path']}")
-    print(f"  error on {r['held_out']} held-out subnets measured end to end: MAPE {r['mape_raw']:.1%} raw sum, "
+    print(f"  error on {r['held_out']} held-out subnets measured end to end (of {args.check}: the other "
+          f"{args.check - r['held_out']} calibrate the table): MAPE {r['mape_raw']:.1%} raw sum, "
           f"{r['mape_calibrated']:.1%} calibrated ({r['fit']} fit); Kendall tau {r['kendall_tau']:.3f}")
     print(f"  search on it with: nasengine search {args.supernet_dir} --device lut:{args.device} --out RUN")
 
@@ -90,7 +91,7 @@ def add_device_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -
     p.add_argument("--device", action="append", help="device (repeatable; default ort-cpu-1t)")
     p.add_argument("--graph", choices=["fp32", "int8"], default=None,
                    help="time model.onnx or model.int8.onnx (default: the graph the export deployed)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the measurements as JSON (median, spread, repeats, ...)")
     p.set_defaults(handler=_cmd_measure)
 
     device = sub.add_parser("device", help="device tools: profile a latency table, serve a measurement agent")
@@ -102,12 +103,14 @@ def add_device_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -
     p.set_defaults(handler=run_from_args)
 
     p = device_sub.add_parser("profile", help="time every distinct layer of a supernet once on a device")
-    p.add_argument("device")
+    p.add_argument("device", help="a device that runs models (see `nasengine devices`)")
     p.add_argument("supernet_dir", help="directory written by `nasengine train`")
     p.add_argument("--out", default=None, help="table path (default SUPERNET_DIR/latency_tables/DEVICE.json)")
-    p.add_argument("--check", type=positive_int, default=20, help="subnets measured end to end to judge the table")
-    p.add_argument("--seed", type=whole_number, default=0)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--check", type=positive_int, default=20,
+                   help="random subnets measured end to end (default 20): the first half calibrates the table, the "
+                        "second half judges it (MAPE, Kendall tau); at least 4")
+    p.add_argument("--seed", type=whole_number, default=0, help="seed of the subnets measured to check (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(handler=_cmd_device_profile)
 
     p = device_sub.add_parser("adapt", help="few-shot latency predictor for a device, meta-learned from others")
@@ -116,13 +119,16 @@ def add_device_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -
     p.add_argument("--sources", default=None,
                    help="comma-separated devices or tables to meta-learn from (default: ort-cpu-1t, ort-cpu-2t, "
                         "ort-cpu-1t-int8, torch-cpu-1t)")
-    p.add_argument("--pool", type=positive_int, default=200, help="archs measured on every source")
-    p.add_argument("--support", type=positive_int, default=20, help="archs measured on the target")
-    p.add_argument("--check", type=whole_number, default=0, help="extra target measurements to judge the predictor")
-    p.add_argument("--seed", type=whole_number, default=0)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--pool", type=positive_int, default=200,
+                   help="archs measured on every source device (default 200; cached per device)")
+    p.add_argument("--support", type=positive_int, default=20,
+                   help="archs measured on the target, chosen by the predictor (default 20)")
+    p.add_argument("--check", type=whole_number, default=0,
+                   help="more target measurements to judge the adapted predictor (default 0: none)")
+    p.add_argument("--seed", type=whole_number, default=0, help="seed of the pool and of the fit (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(handler=_cmd_device_adapt)
 
     p = sub.add_parser("devices", help="list the devices usable here")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the devices, settings and availability as JSON")
     p.set_defaults(handler=_cmd_devices)

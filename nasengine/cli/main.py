@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import logging
 import sys
 from pathlib import Path
@@ -11,15 +12,18 @@ from typing import Any, Callable, NoReturn, Sequence
 
 from nasengine.cli.argtypes import image_size, positive_float, positive_int, positive_or_zero_float, whole_number
 from nasengine.cli.devices import add_device_commands
+from nasengine import __version__
 from nasengine.errors import UserError, one_line
 from nasengine.search_spaces.registry import RegistryError
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (exit code 2) instead of usage dumps."""
+    """argparse with one-line errors (exit code 2) instead of usage dumps, prefixed `nasengine: error:` like every
+    other error of the command line (the subcommand, if any, leads the message)."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        command = self.prog.removeprefix("nasengine").strip()
+        print(f"nasengine: error: {command + ': ' if command else ''}{message}", file=sys.stderr)
         raise SystemExit(2)
 
 
@@ -105,6 +109,10 @@ def _cmd_data(args: argparse.Namespace) -> None:
     print("  splits: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()))
     if spec.get("classes"):
         print("  classes: " + ", ".join(spec["classes"]))
+    skipped = spec.get("skipped_files")
+    if skipped:
+        print(f"  skipped {skipped['count']} file(s) that are not PNG/JPEG images: {', '.join(skipped['first'])}"
+              + (", ..." if skipped["count"] > len(skipped["first"]) else ""))
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -135,9 +143,12 @@ def _cmd_search(args: argparse.Namespace) -> None:
     result = search(SearchRequest(Path(args.supernet_dir), Path(args.out), tuple(args.device or ()), args.evals,
                                   args.latency_budget, objectives, args.strategy, args.seed, args.overwrite,
                                   not args.quiet, tuple(args.constraint or ()), args.storage, args.study,
-                                  args.workers, plugins, args.quantization, args.quant_accuracy))
+                                  args.workers, plugins, args.quantization, args.quant_accuracy,
+                                  hv_reference=args.hv_reference))
     print(f"searched {result['evaluated']} subnets ({result['new_this_session']} new) in {result['seconds']:.0f}s "
           f"-> {args.out}")
+    if result.get("failed"):
+        print(f"  {result['failed']} evaluations failed and were left out (why: {args.out}/failures.csv)")
     pareto = result["pareto"]
     objectives_text = ", ".join(str(c) for c in result.get("objectives", []))
     for device, front in pareto.groupby("device", sort=False, dropna=False):
@@ -150,12 +161,28 @@ def _cmd_search(args: argparse.Namespace) -> None:
             low, high = front[column].min(), front[column].max()
             line += f", {low:.3f}-{high:.3f} ms ({high / low:.1f}x)"
         print(line + (f" ({objectives_text})" if objectives_text else ""))
-    hypervolume = result.get("hypervolume")
-    if isinstance(hypervolume, dict) and hypervolume.get("value") is not None:
-        print(f"  hypervolume {hypervolume['value']:.4f} of the objectives normalised to the run's range "
-              f"(reference {hypervolume.get('reference')}; per round in {args.out}/hypervolume.csv)")
+    hypervolume = _final_hypervolume(Path(args.out), result.get("hypervolume"))
+    if hypervolume is not None:
+        fixed = hypervolume.get("normalisation") == "fixed"
+        scale = (f"the fixed [ideal, nadir] of --hv-reference (reference id {hypervolume.get('reference_id')}; "
+                 f"comparable with runs of the same reference)" if fixed
+                 else "this run's [best, worst] (not comparable across runs)")
+        print(f"  hypervolume {hypervolume['value']:.4f} with the objectives scaled to {scale}, reference point at "
+              f"ideal + {hypervolume.get('reference'):g} x (nadir - ideal); per round in {args.out}/hypervolume.csv")
     if pareto.empty:
         print("  no evaluated subnet meets the constraints")
+
+
+def _final_hypervolume(run: Path, summary: Any) -> dict[str, Any] | None:
+    """The run's final hypervolume and its scale as hypervolume.csv records it (the summary's when unreadable)."""
+    import pandas as pd
+
+    try:
+        last = pd.read_csv(run / "hypervolume.csv").iloc[-1]
+        return {"value": float(last["hypervolume"]), "reference": float(last["reference"]),
+                "normalisation": str(last.get("normalisation", "run")), "reference_id": last.get("reference_id")}
+    except (OSError, ValueError, KeyError, IndexError):
+        return summary if isinstance(summary, dict) and summary.get("value") is not None else None
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
@@ -173,13 +200,40 @@ def _cmd_export(args: argparse.Namespace) -> None:
         except ValueError as exc:
             raise UserError(f"--arch: {exc}") from None
     manifest = export(ExportRequest(Path(args.run), Path(args.out), args.latency_budget, args.device, args.overwrite,
-                                    arch))
+                                    arch, args.pick))
     searched = manifest["search_latency_ms"]
     head = (f"{args.out} already holds this export (same run and options; nothing redone)" if manifest.get("resumed")
             else f"exported -> {args.out}")
-    print(f"{head}: test accuracy {manifest['accuracy']:.2%}, {manifest['latency_ms']:.3f} ms on "
+    how = "predicted for" if manifest.get("latency_kind") == "predicted" else "on"
+    print(f"{head}: test accuracy {manifest['accuracy']:.2%}, {manifest['latency_ms']:.3f} ms {how} "
           f"{manifest['device']} (search split: {manifest['search_accuracy']:.2%}"
           + (f", {searched:.3f} ms" if searched is not None else "") + f"), {manifest['params']:,} params")
+    for line in _pick_lines(manifest.get("pick"), manifest["device"]):
+        print(line)
+
+
+def _pick_lines(pick: Any, device: str) -> list[str]:
+    """How the exported subnet was chosen (manifest.json's `pick`): the rule, and the most accurate subnet it was
+    weighed against when that is another one."""
+    if not isinstance(pick, dict) or not pick.get("text"):
+        return []
+    picked, best = pick.get("picked") or {}, pick.get("most_accurate") or {}
+    lines = [f"  pick ({pick.get('rule')}): " + (f"{_row_text(picked, device)}, " if picked else "") + pick["text"]]
+    if best and best.get("number") != picked.get("number"):
+        lines.append(f"  the most accurate Pareto subnet is {_row_text(best, device)} (--pick most-accurate "
+                     f"exports it)")
+    return lines
+
+
+def _row_text(row: dict[str, Any], device: str) -> str:
+    """`#172 (99.16%, 0.045 ms)` from the manifest's summary of a results row."""
+    accuracy = row.get("accuracy")
+    if accuracy is None and row.get("error") is not None:
+        accuracy = 1.0 - row["error"]
+    latency = row.get(f"latency_ms:{device}")
+    values = ([f"{accuracy:.2%}"] if accuracy is not None else []) + ([f"{latency:.3f} ms"] if latency is not None
+                                                                      else [])
+    return f"#{row.get('number')}" + (f" ({', '.join(values)})" if values else "")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -204,6 +258,7 @@ def _cmd_supernets(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nasengine", description="Hardware-aware neural architecture search.")
+    parser.add_argument("--version", action="version", version=f"nasengine {__version__}")
     parser.add_argument("--plugin", action="append", dest="plugins_global", default=[], metavar="FILE.py|MODULE",
                         help=PLUGIN_HELP)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -264,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--constraint", action="append", metavar="METRIC<=X",
                    help="bound a metric, e.g. latency<=2.5, size_mb<=1, accuracy>=0.8 (repeatable)")
     p.add_argument("--strategy", default="nsga2",
-                   help="random, nsga2 (default), agemoea, nsga3, tpe, optuna-nsga2, linas, or a plugin's")
+                   help="random, nsga2 (default), agemoea, nsga3, tpe, optuna-nsga2, linas, members (a sorted "
+                        "supernet's nested members only), or a plugin's")
     p.add_argument("--seed", type=whole_number, default=0, help="seed of the search strategy (default 0)")
     p.add_argument("--storage", default=None, metavar="URL",
                    help="optuna RDB for the trial store, shared by workers on several machines (e.g. "
@@ -277,6 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="none: FP32 subnets (default); int8: every layer INT8; search: a precision (fp32/int8) per "
                         "layer searched with the architecture. INT8 graphs are onnxruntime QDQ, calibrated on "
                         "training images; their accuracy and latency are measured on the quantized graph")
+    p.add_argument("--hv-reference", type=Path, default=None, metavar="FILE",
+                   help='fixed hypervolume scale, so runs can be compared: JSON {"ideal": {COLUMN: VALUE, ...}, '
+                        '"nadir": {...}, "reference": 1.1} naming every objective column (default: this run\'s '
+                        'best and worst values)')
     p.add_argument("--quant-accuracy", choices=["real", "estimate"], default="real",
                    help="accuracy of quantized subnets: real (onnxruntime runs the INT8 graph on the split, "
                         "default) or estimate (fake quantization in torch; see BENCHMARKS.md for its agreement)")
@@ -286,11 +346,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory written by `nasengine search`")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--latency-budget", type=positive_float, default=None, metavar="MS",
-                   help="export the most accurate Pareto subnet at most this many milliseconds on --device "
-                        "(default: the most accurate of all)")
+                   help="only Pareto subnets at most this many milliseconds on --device are picked from (default: "
+                        "all); --pick then chooses among them")
     p.add_argument("--device", default=None,
                    help="device whose Pareto set to pick from (default: the run's first device)")
     p.add_argument("--arch", default=None, help="export this arch (JSON, or @file.json) instead of choosing one")
+    p.add_argument("--pick", choices=["within-noise", "most-accurate"], default="within-noise",
+                   help="within-noise (default): the fastest on --device (no latency objective: the best on the next "
+                        "objective) of the Pareto subnets whose validation accuracy is at least the one-sided 90%% "
+                        "Wilson lower bound of the most accurate one's; most-accurate: the most accurate Pareto "
+                        "subnet. --latency-budget applies first")
     p.set_defaults(handler=_cmd_export)
 
     p = sub.add_parser("evaluate", help="accuracy of an exported subnet on its task split")
@@ -353,9 +418,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _load_plugins(args)
         handler(args)
-    except (UserError, RegistryError) as exc:
+    except RegistryError as exc:
+        hint = " (a name your own code registers needs its plugin: --plugin FILE.py|MODULE)" \
+            if str(exc).startswith("unknown") else ""
+        print(f"nasengine: error: {one_line(str(exc))}{hint}", file=sys.stderr)
+        return 2
+    except UserError as exc:
         print(f"nasengine: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `nasengine data ... --json | head`: the reader left; so do we, quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except OSError as exc:
         if exc.filename is None:  # not about a path the user named: a bug or an outage, keep the traceback
             raise

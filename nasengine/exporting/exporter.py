@@ -1,8 +1,10 @@
 """`nasengine export`: pick a Pareto subnet of a run and write it as a standalone directory.
 
-EXP/config.json (module spec, input shape and transform), EXP/model.safetensors, EXP/model.onnx (FP32, BN folded),
-EXP/model.int8.onnx when the subnet's quantization policy runs any layer in INT8, and EXP/manifest.json (arch,
-policy, accuracy of the deployed graph on a recorded split, latency re-measured on the device, provenance).
+EXP/config.json (module spec, input shape and transform, the preprocessing contract), EXP/model.safetensors,
+EXP/model.onnx (FP32, BN folded), EXP/model.raw.onnx (image exports: the preprocessing as ONNX nodes in front of
+model.onnx, taking raw NHWC images), EXP/model.int8.onnx when the subnet's quantization policy runs any layer in INT8,
+and EXP/manifest.json (arch, policy, accuracy of the deployed graph on a recorded split, latency re-measured on the
+device, provenance).
 `nasengine.exporting.subnet.load_subnet(EXP)` rebuilds it as a plain torch module, with no supernet code.
 """
 
@@ -10,9 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -22,12 +26,14 @@ from safetensors.torch import save_file
 
 from nasengine import supernets
 from nasengine.kernels.inputs import apply_input_transform, take
-from nasengine.kernels.static import to_spec
+from nasengine.kernels.static import registering_modules, to_spec
 from nasengine.measurement.devices import Workload, get_device
 from nasengine.errors import UserError
 from nasengine.evaluation.evaluator import Evaluator, accuracy, onnx_accuracy
 from nasengine.graphs.onnx_writer import onnx_error, to_onnx
 from nasengine.exporting.subnet import FORMAT
+from nasengine.exporting.preprocess import export_preprocessing
+from nasengine.exporting.raw_graph import with_raw_graph
 from nasengine.reporting.fronts import (ACCURACY_COLUMNS, frame_costs, frame_feasible, front, group_constraints,
                                         latency_column)
 from nasengine.reporting.reports import mark_exported, objectives_from_identity
@@ -52,10 +58,13 @@ class ExportRequest:
     device: str | None = None
     overwrite: bool = False
     arch: dict[str, Any] | None = None  # export this arch instead of choosing from the Pareto set
+    pick: str = "within-noise"  # within-noise | most-accurate (see `pick_subnet`)
 
 
 def _read_run(run_dir: Path) -> dict[str, Any]:
     marker = Path(run_dir) / MARKER
+    if not Path(run_dir).is_dir():
+        raise UserError(f"{run_dir}: no such directory")
     if not marker.is_file():
         raise UserError(f"{run_dir} is not a search run directory (no {MARKER})")
     try:
@@ -81,6 +90,7 @@ def _export_options(request: ExportRequest, run: dict[str, Any], device_name: st
     """What decides the exported subnet: recorded in manifest.json, compared when exporting into it again."""
     return {"run": str(Path(request.run_dir).resolve()), "device": device_name,
             "latency_budget_ms": request.latency_budget_ms, "arch": request.arch,
+            "pick": None if request.arch is not None else request.pick,
             "results_sha1": _file_sha1(Path(request.run_dir) / "results.csv"),
             "supernet_weights_sha1": run["identity"].get("supernet_weights_sha1")}
 
@@ -112,17 +122,34 @@ def _existing_export(out: Path, options: dict[str, Any]) -> dict[str, Any] | Non
     return manifest
 
 
-def choose_subnet(results: pd.DataFrame, objectives: list[Objective], constraints: list[Constraint],
-                  device: str, latency_budget_ms: float | None = None) -> pd.Series:
-    """The subnet to export for `device`, following the run's objectives: among the rows feasible under the
-    run's constraints for `device` (and within `latency_budget_ms` on it), take the Pareto front over the
-    device-independent objectives and `device`'s own; then the most accurate member when accuracy or error is
-    an objective (ties: the better on the next objective), else the best on the first objective."""
-    group = [o for o in objectives if o.device in (None, device)]
-    if not group:
-        searched = sorted({o.device for o in objectives if o.device})
-        raise UserError(f"the run's objectives are all measured on other devices ({', '.join(searched)}); "
-                        f"choose one of them with --device")
+PICKS = ("within-noise", "most-accurate")
+NOISE_CONFIDENCE = 0.90  # one-sided: the best subnet's true accuracy is above the bound with this probability
+
+
+@dataclass(frozen=True)
+class PickRule:
+    """How `pick_subnet` chooses: `pick` ("within-noise" or "most-accurate"), `val_size` (samples of the
+    validation split the run's accuracies were measured on; within-noise needs it) and `latency_budget_ms`
+    (applied first, on the export device)."""
+
+    pick: str = "within-noise"
+    val_size: int | None = None
+    latency_budget_ms: float | None = None
+
+
+def wilson_lower_bound(rate: float, n: int, confidence: float = NOISE_CONFIDENCE) -> float:
+    """One-sided Wilson score lower bound of an accuracy `rate` measured on `n` samples: with probability
+    `confidence` the true accuracy is above it, so a subnet scoring at least this is within the split's noise."""
+    z = NormalDist().inv_cdf(confidence)
+    z2n = z * z / n
+    spread = z * math.sqrt(rate * (1.0 - rate) / n + z2n / (4.0 * n))
+    return (rate + z2n / 2.0 - spread) / (1.0 + z2n)
+
+
+def _pick_candidates(results: pd.DataFrame, group: list[Objective], constraints: list[Constraint], device: str,
+                     latency_budget_ms: float | None) -> pd.DataFrame:
+    """The Pareto front over `group` among the rows feasible for `device` and within the latency budget on it; a
+    one-line UserError saying why when it is empty."""
     bounds = group_constraints(constraints, device)
     if latency_budget_ms is not None:
         column = latency_column(device)
@@ -141,16 +168,101 @@ def choose_subnet(results: pd.DataFrame, objectives: list[Objective], constraint
                             f"(fastest evaluated: {fastest:.3f} ms)")
         what = ", ".join(str(c) for c in bounds) or "its objectives recorded"
         raise UserError(f"no evaluated subnet of this run qualifies for export on {device} ({what})")
-    accuracy_first = next((o for o in group if o.column in ACCURACY_COLUMNS), None)
-    order = group if accuracy_first is None else [accuracy_first, *(o for o in group if o is not accuracy_first)]
-    costs = frame_costs(candidates, order)
-    return candidates.iloc[int(np.lexsort(costs.T[::-1])[0])]
+    return candidates
+
+
+def _best_of(frame: pd.DataFrame, order: list[Objective]) -> pd.Series:
+    """The row of `frame` best on `order[0]`, ties broken by the next objectives."""
+    return frame.iloc[int(np.lexsort(frame_costs(frame, order).T[::-1])[0])]
+
+
+def _accuracies(frame: pd.DataFrame, objective: Objective) -> np.ndarray:
+    """Top-1 accuracy (a fraction) of each row, from the `accuracy` objective or as 1 - `error`."""
+    values = pd.to_numeric(frame[objective.column], errors="coerce").to_numpy(dtype=float)
+    return values if objective.column == "accuracy" else 1.0 - values
+
+
+def _brief(row: pd.Series, group: list[Objective]) -> dict[str, Any]:
+    """A row as the manifest names it: its number, accuracy and value on each objective (None where unknown)."""
+    def number(value: Any) -> float | None:
+        value = pd.to_numeric(value, errors="coerce")
+        return None if pd.isna(value) else float(value)
+
+    number_value = number(row.get("number"))
+    return {"number": None if number_value is None else int(number_value),
+            **({"accuracy": number(row.get("accuracy"))} if "accuracy" in row.index else {}),
+            **{o.column: number(row.get(o.column)) for o in group}}
+
+
+def pick_subnet(results: pd.DataFrame, objectives: list[Objective], constraints: list[Constraint], device: str,
+                rule: PickRule) -> tuple[pd.Series, dict[str, Any]]:
+    """(row, record) of the subnet to export for `device` and how it was chosen (for the manifest).
+
+    Candidates: the Pareto front over the device-independent objectives and `device`'s own, among the rows
+    feasible under the run's constraints for `device` and within `rule.latency_budget_ms` on it. "most-accurate":
+    the most accurate candidate (ties: the better on the next objective). "within-noise": among the candidates
+    whose accuracy is at least `wilson_lower_bound` of the most accurate one's (n = `rule.val_size`), the fastest
+    on `device` (when the run has no latency objective there, the best on the next objective; ties: the more
+    accurate). A run without an accuracy/error objective exports the best candidate on its first objective."""
+    group = [o for o in objectives if o.device in (None, device)]
+    if not group:
+        searched = sorted({o.device for o in objectives if o.device})
+        raise UserError(f"the run's objectives are all measured on other devices ({', '.join(searched)}); "
+                        f"choose one of them with --device")
+    candidates = _pick_candidates(results, group, constraints, device, rule.latency_budget_ms)
+    acc = next((o for o in group if o.column in ACCURACY_COLUMNS), None)
+    if acc is None:
+        best = _best_of(candidates, group)
+        return best, {"rule": "first-objective", "picked": _brief(best, group),
+                      "text": f"the best Pareto subnet on {group[0].column} (the run has no accuracy objective)"}
+    rest = [o for o in group if o is not acc]
+    best = _best_of(candidates, [acc, *rest])
+    speed = next((o for o in rest if o.column == latency_column(device)), rest[0] if rest else None)
+    if rule.pick == "most-accurate" or speed is None:
+        return best, {"rule": "most-accurate", "most_accurate": _brief(best, group), "picked": _brief(best, group),
+                      "text": "the most accurate Pareto subnet (ties: the better on the next objective)"}
+    return _within_noise(candidates, group, acc, speed, rule, device)
+
+
+def _within_noise(candidates: pd.DataFrame, group: list[Objective], acc: Objective, speed: Objective,
+                  rule: PickRule, device: str) -> tuple[pd.Series, dict[str, Any]]:
+    """The within-noise pick of `pick_subnet`: the best on `speed` (then accuracy) of the candidates whose accuracy
+    is at least the Wilson lower bound of the best accuracy on `rule.val_size` samples, and its record."""
+    if rule.pick != "within-noise" or not rule.val_size or rule.val_size < 1:
+        raise ValueError(f"pick {rule.pick!r} with validation size {rule.val_size!r}: within-noise needs val_size")
+    rest = [o for o in group if o is not acc]
+    best = _best_of(candidates, [acc, *rest])
+    accuracies = _accuracies(candidates, acc)
+    top = float(np.nanmax(accuracies))
+    bound = wilson_lower_bound(top, rule.val_size)
+    close = candidates[accuracies >= bound - 1e-12]
+    picked = _best_of(close, [speed, acc, *(o for o in rest if o is not speed)])
+    by = f"the fastest on {device}" if speed.column == latency_column(device) else f"the best on {speed.column}"
+    text = (f"{by} of the {len(close)} Pareto subnets within the validation noise of the most accurate one: "
+            f"accuracy at least {bound:.2%}, the one-sided {NOISE_CONFIDENCE:.0%} Wilson lower bound of its "
+            f"{top:.2%} on n = {rule.val_size} validation samples")
+    interval = {"method": "wilson score", "sided": "lower", "confidence": NOISE_CONFIDENCE, "n": int(rule.val_size),
+                "accuracy": top, "lower_bound": bound}
+    numbers = pd.to_numeric(close["number"], errors="coerce").dropna() if "number" in close.columns else []
+    return picked, {"rule": "within-noise", "text": text, "by": speed.column, "interval": interval,
+                    "candidates": [int(n) for n in numbers], "most_accurate": _brief(best, group),
+                    "picked": _brief(picked, group)}
+
+
+def choose_subnet(results: pd.DataFrame, objectives: list[Objective], constraints: list[Constraint],
+                  device: str, latency_budget_ms: float | None = None, pick: str = "within-noise",
+                  val_size: int | None = None) -> pd.Series:
+    """The row `pick_subnet` exports for `device` (`pick` within-noise needs `val_size`, the number of validation
+    samples the run's accuracies were measured on)."""
+    return pick_subnet(results, objectives, constraints, device, PickRule(pick, val_size, latency_budget_ms))[0]
 
 
 def export(request: ExportRequest) -> dict[str, Any]:
     """Choose, extract, verify and write the subnet; the output appears atomically, complete or not at all."""
     if request.latency_budget_ms is not None and not request.latency_budget_ms > 0:
         raise UserError(f"--latency-budget must be a positive number of ms, got {request.latency_budget_ms}")
+    if request.pick not in PICKS:
+        raise UserError(f"--pick must be one of {', '.join(PICKS)}, got {request.pick!r}")
     out = Path(request.out)
     check_creatable(out)
     if out.exists() and not out.is_dir():
@@ -188,10 +300,12 @@ def export(request: ExportRequest) -> dict[str, Any]:
         except ValueError as exc:
             raise UserError(f"--arch is not in the search space: {exc}") from None
         known = results[results["arch"] == json.dumps(full_arch, separators=(",", ":"))]
+        pick = {"rule": "arch", "text": "the arch given with --arch"}
         row = known.iloc[0] if len(known) else pd.Series({"accuracy": float("nan"),
                                                            latency_column(device_name): float("nan")})
     else:
-        row = choose_subnet(results, objectives, constraints, device_name, request.latency_budget_ms)
+        row, pick = pick_subnet(results, objectives, constraints, device_name,
+                                PickRule(request.pick, len(evaluator.split), request.latency_budget_ms))
         full_arch = json.loads(row["arch"])
     arch, policy = quantization.policy(full_arch)
     int8 = int8_layers(policy)
@@ -227,22 +341,28 @@ def export(request: ExportRequest) -> dict[str, Any]:
                                  else workload(files["model.onnx"], False))
     cost = net.cost(arch)
     searched = row.get(latency_column(device_name), float("nan"))
+    # one preprocessing contract in config.json and manifest.json; image exports add model.raw.onnx (raw NHWC in)
+    preprocessing, raw_graph = with_raw_graph(export_preprocessing(task.preprocessing, transform,
+                                                                   net.input_specs(arch)), files["model.onnx"], module)
     subnet_config = {"format": FORMAT, "version": 1, "module": to_spec(module), "input_shape": input_shape,
                      "inputs": inputs,
                      "input_transform": transform, "task": config["task"], "arch": arch,
-                     "requires_modules": required_modules(module), "plugins": config.get("plugins", [])}
+                     "requires_modules": required_modules(module), "plugins": config.get("plugins", []),
+                     "preprocessing": preprocessing}
     manifest = {
         "format": FORMAT, "arch": arch, "graph": "model.int8.onnx" if int8_graph is not None else "model.onnx",
         "accuracy": onnx_accuracy(int8_graph, test, prepare) if int8_graph is not None else fp32_accuracy,
         "accuracy_split": test.identity,
         "search_accuracy": search_accuracy, "search_split": task.split("val").identity,
         "latency_ms": measurement.median_ms, "latency": measurement.to_dict(),
+        # a lookup table or a predictor gives a latency without running the model: never reported as re-measured
+        "latency_kind": "measured" if device.runs_models else "predicted",
         "search_latency_ms": None if pd.isna(searched) else float(searched),
         "device": device_name, "device_config": device.describe(),
-        "latency_budget_ms": request.latency_budget_ms, "params": cost.params, "macs": cost.macs,
+        "latency_budget_ms": request.latency_budget_ms, "pick": pick, "params": cost.params, "macs": cost.macs,
         "onnx_max_abs_error": error,
         "input_shape": input_shape, "inputs": inputs, "input_transform": transform,
-        "preprocessing": task.preprocessing,
+        "preprocessing": preprocessing,
         "supernet": {"name": config["supernet"], "dir": identity["supernet_dir"],
                      "weights_sha1": identity["supernet_weights_sha1"]},
         "run": str(Path(request.run_dir).resolve()), "options": options,
@@ -256,7 +376,7 @@ def export(request: ExportRequest) -> dict[str, Any]:
                             if int8_graph is not None
                             else measurement.median_ms}
     files = {"config.json": json.dumps(subnet_config, indent=2).encode(),
-             "manifest.json": json.dumps(manifest, indent=2).encode(), **files,
+             "manifest.json": json.dumps(manifest, indent=2).encode(), **files, **raw_graph,
              **{name: path.read_bytes() for name, path in task.assets().items()}}
     _write_atomically(out, request.overwrite, files, module.state_dict())
     _mark_exported(Path(request.run_dir), device_name, row)
@@ -276,10 +396,9 @@ def _mark_exported(run_dir: Path, device: str, row: pd.Series) -> None:
 
 
 def required_modules(module: torch.nn.Module) -> list[str]:
-    """Modules outside torch and nasengine.kernels that define static types of `module` (user families' own ops):
-    `load_subnet` names them if they are not imported when the subnet is loaded."""
-    return sorted({type(m).__module__ for m in module.modules()
-                   if not type(m).__module__.startswith(("torch.", "nasengine.kernels."))})
+    """Modules outside torch and nasengine that define or register static types of `module` (user families' own ops,
+    torch classes a plugin added to the vocabulary): `load_subnet` names them, and the plugin recorded for them."""
+    return registering_modules(module)
 
 
 def _write_atomically(out: Path, overwrite: bool, files: dict[str, bytes], state: dict[str, torch.Tensor]) -> None:

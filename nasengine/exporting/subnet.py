@@ -8,6 +8,7 @@ ONNX) is a one-line ValueError naming the file.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ from nasengine.kernels.static import from_spec
 from nasengine.kernels.weights import load_weights
 from nasengine.errors import first_line
 from nasengine.evaluation.evaluator import accuracy, onnx_accuracy, quantization_images
-from nasengine.plugins import reload_recorded
+from nasengine.plugins import recorded_plugin_of, reload_recorded
 from nasengine.tasks import task_from_spec
 
 FORMAT = "nasengine-subnet"
@@ -41,7 +42,8 @@ def _read_json(path: Path) -> Any:
 def read_subnet_config(path: Path) -> dict[str, Any]:
     config_path = Path(path) / "config.json"
     if not config_path.is_file() or not (Path(path) / "model.safetensors").is_file():
-        raise FileNotFoundError(f"{path} is not an exported subnet (needs config.json and model.safetensors)")
+        raise FileNotFoundError(f"{path}: no such directory" if not Path(path).is_dir() else
+                                f"{path} is not an exported subnet (needs config.json and model.safetensors)")
     config = _read_json(config_path)
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ValueError(f"{config_path} is not a nasengine subnet config")
@@ -58,9 +60,14 @@ def load_subnet(path: str | Path) -> nn.Module:
         with torch.random.fork_rng(devices=[]):  # building the modules draws initial weights: not from the caller's
             module = from_spec(config["module"])
     except ValueError as exc:
-        needs = config.get("requires_modules") or []
+        needs = [m for m in config.get("requires_modules") or [] if m not in sys.modules]
         if not needs:
             raise ValueError(f"{Path(path) / 'config.json'}: cannot rebuild the module: {first_line(exc)}") from None
+        plugins = [p for p in (recorded_plugin_of(m, config.get("plugins", [])) for m in needs) if p]
+        if plugins:
+            raise ValueError(f"{Path(path) / 'config.json'}: {first_line(exc)}: the type is registered by plugin "
+                             f"{', '.join(dict.fromkeys(plugins))}; import it first "
+                             f"(nasengine.plugins.load_plugin(PATH)) or pass it with --plugin") from None
         raise ValueError(f"{exc}; this subnet uses module types defined in {', '.join(needs)}: import that first "
                          f"(or pass its plugin with --plugin)") from None
     except (KeyError, TypeError, AttributeError, IndexError, RuntimeError) as exc:

@@ -1,11 +1,15 @@
-"""pareto.png and hypervolume.png: one panel per front with numbered points and the exported subnet starred,
-readable ticks (few major labels, no minor ones), axes named by objective and device. No pyplot: the
+"""pareto.png and hypervolume.png: one panel per front (per pair of objectives for 3+), numbers that never
+overlap, the exported subnet starred with its number, INT8/FP32 subnets told apart, readable ticks (few major
+labels, no minor ones), axes named by objective and device, the hypervolume's scale stated. No pyplot: the
 process-wide matplotlib backend stays the user's."""
 
 
 from __future__ import annotations
 
+import itertools
+import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -13,8 +17,7 @@ import numpy as np
 import pandas as pd
 
 from nasengine.reporting.fronts import (ACCURACY_COLUMNS, _column, frame_feasible, front_groups, group_constraints,
-                              pareto_mask)
-from nasengine.searching.hypervolume import DEFAULT_REFERENCE
+                                        pareto_mask)
 from nasengine.searching.objectives import MAXIMIZE, MINIMIZE, Constraint, Objective
 from nasengine.search_spaces.storage import atomic_file
 
@@ -63,67 +66,98 @@ def _style_axis(axis: Any, values: np.ndarray, set_scale: Callable[[str], Any]) 
     axis.set_minor_formatter(NullFormatter())
 
 
-def _axis_label(o: Objective) -> str:
+def _axis_label(o: Objective, engine: bool = True) -> str:
+    """An objective's axis title and which way is better: the engine's label (latency as a median, named by
+    device) for a supernet run; the objective's own column name for a Python-API run, whose values are the
+    user's and may mean anything."""
+    arrow = "lower is better" if o.direction == MINIMIZE else "higher is better"
+    if not engine:
+        return f"{o.column} ({arrow})"
     base = o.column.partition(":")[0] if o.device else o.column
     text = o.label or base
     if base == "latency_ms":
         text = f"median {text}"
-    arrow = "lower is better" if o.direction == MINIMIZE else "higher is better"
     return f"{text} on {o.device} ({arrow})" if o.device else f"{text} ({arrow})"
 
 
 class _Axis:
-    """One plotted quantity: an objective's column, or top-1 accuracy in % (from `accuracy` or `1 - error`)."""
+    """One plotted quantity: `kind` "column" (a results column, shown as it is), "accuracy" (the engine's top-1
+    accuracy in %, from `column`: `accuracy` or `1 - error`; either one for context when None) or "number" (the
+    evaluation order)."""
 
-    def __init__(self, objective: Objective | None, label: str, maximise: bool) -> None:
-        self.objective, self.label, self.maximise = objective, label, maximise
+    def __init__(self, label: str, maximise: bool = False, column: str | None = None, kind: str = "column") -> None:
+        self.label, self.maximise, self.column, self.kind = label, maximise, column, kind
 
     def values(self, frame: pd.DataFrame) -> np.ndarray:
-        if self.objective is not None and self.objective.column == "number":
+        """This quantity for every line of `frame`, as plotted."""
+        if self.kind == "number":
             return _numbers(frame).astype(float)
-        if self.objective is not None:
-            return _column(frame, self.objective.column)
-        if "accuracy" in frame.columns:
+        if self.kind == "column":
+            return _column(frame, str(self.column))
+        source = self.column or next((c for c in ACCURACY_COLUMNS if c in frame.columns), None)
+        if source == "accuracy":
             return 100.0 * _column(frame, "accuracy")
-        if "error" in frame.columns:
+        if source == "error":
             return 100.0 * (1.0 - _column(frame, "error"))
-        return _numbers(frame).astype(float)
+        return np.full(len(frame), np.nan)
 
     def bounds(self, constraints: Sequence[Constraint]) -> list[tuple[float, str]]:
         """Where the constraints on this quantity draw a line, in plotted units."""
         lines = []
         for c in constraints:
-            if self.objective is not None and c.column == self.objective.column:
+            if self.kind == "column" and c.column == self.column:
                 lines.append((c.bound, str(c)))
-            elif self.objective is None and c.column == "accuracy":
+            elif self.kind == "accuracy" and c.column == "accuracy":
                 lines.append((100.0 * c.bound, str(c)))
-            elif self.objective is None and c.column == "error":
+            elif self.kind == "accuracy" and c.column == "error":
                 lines.append((100.0 * (1.0 - c.bound), str(c)))
         return lines
 
 
-def _accuracy_axis() -> _Axis:
-    return _Axis(None, "top-1 accuracy (%, search split; higher is better)", True)
+def _accuracy_axis(column: str | None = None) -> _Axis:
+    """The engine's top-1 accuracy in %, from objective `column` (accuracy or error; None: whichever is recorded)."""
+    return _Axis("top-1 accuracy (%, search split; higher is better)", True, column, kind="accuracy")
 
 
-def plot_axes(group: Sequence[Objective], results_columns: Sequence[str] = ()) -> tuple[_Axis, _Axis, bool]:
-    """(x, y, partial) for a front over `group`: x is the first objective that is not accuracy/error; y is
-    accuracy in % when accuracy or error is an objective, else the next objective; `partial` is True when the
-    front has objectives that are not shown."""
+def _number_axis() -> _Axis:
+    return _Axis("evaluation number", kind="number")
+
+
+def _objective_axis(o: Objective, engine: bool) -> _Axis:
+    """The axis of objective `o`: the engine's accuracy/error as top-1 accuracy in %, anything else as it is."""
+    if engine and o.column in ACCURACY_COLUMNS:
+        return _accuracy_axis(o.column)
+    return _Axis(_axis_label(o, engine), o.direction == MAXIMIZE, o.column)
+
+
+def _context_axis(results_columns: Sequence[str], engine: bool) -> _Axis | None:
+    """A non-objective accuracy to show a one-objective front against: the engine's top-1 accuracy, or a
+    Python-API run's recorded `accuracy`/`error` column under its own name; None when there is none."""
+    column = next((c for c in ACCURACY_COLUMNS if c in results_columns), None)
+    if column is None:
+        return None
+    return _accuracy_axis() if engine else _Axis(f"{column} (recorded, not an objective)", column=column)
+
+
+def plot_axes(group: Sequence[Objective], results_columns: Sequence[str] = (),
+              engine_accuracy: bool = True) -> tuple[_Axis, _Axis, bool]:
+    """(x, y, partial) for a front over `group`. x: the first objective not named accuracy/error, whatever its
+    direction; y: the accuracy/error objective, else the next objective (with one objective: a recorded accuracy
+    for context, else the evaluation number). `engine_accuracy` (a supernet run): accuracy/error are drawn as
+    top-1 accuracy in %; otherwise every objective is drawn with its own values and name. Each axis shows
+    exactly the quantity its label names. `partial`: the front has objectives that are not shown."""
     acc = next((o for o in group if o.column in ACCURACY_COLUMNS), None)
     others = [o for o in group if o is not acc]
     if not others:  # a one-objective front of accuracy/error: show it against the evaluation order
-        return _Axis(Objective("number"), "evaluation number", False), _accuracy_axis(), False
-    x = _Axis(others[0], _axis_label(others[0]), others[0].direction == MAXIMIZE)
+        return _number_axis(), _objective_axis(acc, engine_accuracy) if acc else _number_axis(), False
+    x = _objective_axis(others[0], engine_accuracy)
     if acc is not None:
-        y = _accuracy_axis()
+        y = _objective_axis(acc, engine_accuracy)
     elif len(others) > 1:
-        y = _Axis(others[1], _axis_label(others[1]), others[1].direction == MAXIMIZE)
-    elif any(c in results_columns for c in ACCURACY_COLUMNS):  # one objective: show accuracy for context
-        y = _accuracy_axis()
+        y = _objective_axis(others[1], engine_accuracy)
     else:
-        y = _Axis(Objective("number"), "evaluation number", False)
-    shown = 1 + (acc is not None or y.objective in group)
+        y = _context_axis(results_columns, engine_accuracy) or _number_axis()
+    shown = 1 + (acc is not None or len(others) > 1)
     return x, y, len(group) > shown
 
 
@@ -149,97 +183,408 @@ def _chosen_numbers(chosen: Any, device: str) -> list[int]:
     return list(dict.fromkeys(numbers))
 
 
+# ------------------------------------------------------------------------------------------- INT8 / FP32 marks
+
+# precision class -> (marker, legend text): the shape says how many of a subnet's layers run INT8
+PRECISIONS = {"fp32": ("o", "all layers FP32"), "mixed": ("^", "mixed FP32/INT8 layers"),
+              "int8": ("s", "all layers INT8"), "unknown": ("d", "precision not recorded")}
+
+
+def _policy(cell: Any) -> Mapping[str, Any] | None:
+    """A `quant_policy` cell (JSON text or a mapping) as layer -> precision; None when it is missing or unreadable."""
+    if isinstance(cell, Mapping):
+        return cell
+    if not isinstance(cell, str):
+        return None
+    try:
+        policy = json.loads(cell)
+    except ValueError:
+        return None
+    return policy if isinstance(policy, Mapping) else None
+
+
+def precision_classes(frame: pd.DataFrame) -> np.ndarray | None:
+    """Per line of a results-like frame: "fp32" (no INT8 layer), "mixed", "int8" (every layer INT8) or "unknown",
+    from its `quant_policy` column (JSON layer -> precision, runs with --quantization int8|search); None when
+    the frame records no policy at all (an FP32 run)."""
+    if "quant_policy" not in frame.columns:
+        return None
+    classes = []
+    for cell in frame["quant_policy"]:
+        policy = _policy(cell)
+        if policy is None:
+            classes.append("unknown")
+            continue
+        int8 = sum(str(p).lower() == "int8" for p in policy.values())
+        classes.append("fp32" if int8 == 0 else "int8" if int8 == len(policy) else "mixed")
+    out = np.array(classes, dtype=object)
+    return None if (out == "unknown").all() else out
+
+
+def _scatter(ax: Any, xs: np.ndarray, ys: np.ndarray, classes: np.ndarray | None, gid: str, **style: Any) -> None:
+    """Points with one marker per precision class (circles when there are no classes); each collection's gid
+    is `gid` or `gid:<class>`, so the drawn points can be told apart."""
+    if classes is None:
+        ax.scatter(xs, ys, marker="o", gid=gid, **style)
+        return
+    for name, (marker, _) in PRECISIONS.items():
+        chosen = classes == name
+        if chosen.any():
+            ax.scatter(xs[chosen], ys[chosen], marker=marker, gid=f"{gid}:{name}", **style)
+
+
+# ---------------------------------------------------------------------------------------------------- labels
+
+# label offsets around a point (points: dx, dy), each clear of the point's own marker; the text is anchored on
+# the side facing the point
+_OFFSETS = ((4, 4), (4, -4), (-4, 4), (-4, -4), (0, 7), (0, -7), (8, 0), (-8, 0), (6, 10), (-6, -10))
+_STAR_OFFSETS = ((9, 6), (9, -6), (-9, 6), (-9, -6), (0, 11), (0, -11), (12, 0), (-12, 0))
+_STAR_SIZE = 190  # points^2: a radius of about 7 points
+_POINT_RADIUS, _STAR_RADIUS = 2.6, 7.0  # points
+
+
+@dataclass
+class _Label:
+    """A number to write next to a point: `star` for an exported subnet (drawn above its star), `keep` for a
+    label that is placed even when every spot collides (the front's extreme points)."""
+
+    number: int
+    x: float
+    y: float
+    star: bool = False
+    keep: bool = False
+
+
+def _anchor(dx: float, dy: float) -> tuple[str, str]:
+    """(ha, va) so that the text grows away from its point."""
+    return ("left" if dx > 0 else "right" if dx < 0 else "center"), ("bottom" if dy > 0 else "top" if dy < 0
+                                                                    else "center")
+
+
+def _collides(box: Any, taken: list[np.ndarray], margin: float) -> bool:
+    """Whether `box` (a Bbox), grown by `margin` pixels, meets any of the `taken` boxes ([x0, y0, x1, y1])."""
+    if not taken:
+        return False
+    boxes = np.asarray(taken)
+    return bool(np.any((boxes[:, 0] <= box.x1 + margin) & (box.x0 - margin <= boxes[:, 2])
+                       & (boxes[:, 1] <= box.y1 + margin) & (box.y0 - margin <= boxes[:, 3])))
+
+
+def _spread_order(n: int) -> list[int]:
+    """0..n-1 in an order that spreads over the range: the ends, the middle, the quarters, ...: labels placed in
+    this order cover the whole front before they fill in its dense parts."""
+    if n <= 2:
+        return list(range(n))
+    order, spans = [0, n - 1], [(0, n - 1)]
+    while spans:
+        lo, hi = spans.pop(0)
+        mid = (lo + hi) // 2
+        if lo < mid < hi:
+            order.append(mid)
+            spans += [(lo, mid), (mid, hi)]
+    return order
+
+
+def _marker_boxes(ax: Any, labels: Sequence[_Label], radius_pt: float) -> list[np.ndarray]:
+    """Display-space boxes of markers of `radius_pt` points at the labels' points."""
+    if not labels:
+        return []
+    r = radius_pt * ax.figure.dpi / 72.0
+    centres = ax.transData.transform(np.array([[lab.x, lab.y] for lab in labels], dtype=float))
+    return [np.array([cx - r, cy - r, cx + r, cy + r]) for cx, cy in centres if np.isfinite([cx, cy]).all()]
+
+
+def _move(text: Any, offset: tuple[float, float], renderer: Any) -> Any:
+    """Put an annotation at `offset` points from its point, anchored away from it; returns its display box."""
+    ha, va = _anchor(*offset)
+    text.xyann = offset
+    text.set_horizontalalignment(ha)
+    text.set_verticalalignment(va)
+    return text.get_window_extent(renderer)
+
+
+def _label_style(label: _Label) -> dict[str, Any]:
+    """Exported subnets' numbers bold, above their star (zorder 7 > 5) on a light box; front numbers small, red."""
+    if label.star:
+        return dict(fontsize=7, fontweight="bold", color="k", zorder=7, gid="exported-label",
+                    bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.85))
+    return dict(fontsize=6, color="tab:red", zorder=4, gid="front-label")
+
+
+def _place(ax: Any, label: _Label, obstacles: list[np.ndarray], placed: list[np.ndarray], renderer: Any) -> bool:
+    """Write `label` at the first offset where it stays inside the axes and meets no placed label and no marker;
+    a `keep` or star label settles for meeting no label, then for its first offset. Returns whether it was
+    written; its box joins `placed`."""
+    offsets = _STAR_OFFSETS if label.star else _OFFSETS
+    text = ax.annotate(str(label.number), (label.x, label.y), xytext=offsets[0], textcoords="offset points",
+                       annotation_clip=False, **_label_style(label))
+    inside = ax.get_window_extent(renderer)
+    must = label.keep or label.star
+    for taken in ([placed + obstacles, placed] if must else [placed + obstacles]):
+        for offset in offsets:
+            box = _move(text, offset, renderer)
+            within = inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1
+            if within and not _collides(box, taken, 1.5):
+                placed.append(np.array([box.x0, box.y0, box.x1, box.y1]))
+                return True
+    if not must:
+        text.remove()
+        return False
+    box = _move(text, offsets[0], renderer)
+    placed.append(np.array([box.x0, box.y0, box.x1, box.y1]))
+    return True
+
+
+def place_labels(ax: Any, labels: Sequence[_Label]) -> list[Any]:
+    """Number the points of `labels` without two numbers overlapping: exported subnets first (bold, beside and
+    above their star), then the front's extreme points, then the others in an order spread over the front,
+    each at the first free spot around its point or not at all. Call once the layout is final. Returns the
+    texts written."""
+    renderer = ax.figure.canvas.get_renderer()
+    ax.get_xlim(), ax.get_ylim()  # settle the view limits: boxes are measured in display space
+    obstacles = _marker_boxes(ax, [lab for lab in labels if lab.star], _STAR_RADIUS)
+    obstacles += _marker_boxes(ax, [lab for lab in labels if not lab.star], _POINT_RADIUS)
+    stars = [lab for lab in labels if lab.star]
+    kept = [lab for lab in labels if lab.keep and not lab.star]
+    rest = [lab for lab in labels if not lab.keep and not lab.star]
+    rest = [rest[i] for i in _spread_order(len(rest))]
+    placed: list[np.ndarray] = []
+    before = len(ax.texts)
+    for label in [*stars, *kept, *rest]:
+        _place(ax, label, obstacles, placed, renderer)
+    return list(ax.texts[before:])
+
+
+def _front_labels(numbers: np.ndarray, xs: np.ndarray, ys: np.ndarray, stars: Sequence[_Label]) -> list[_Label]:
+    """Labels of the front points, in x order, the extreme ones (lowest and highest x and y) kept; a starred
+    point is labelled by its star instead."""
+    finite = np.isfinite(xs) & np.isfinite(ys)
+    starred = {lab.number for lab in stars}
+    extremes: set[int] = set()
+    if finite.any():
+        index = np.flatnonzero(finite)
+        extremes = {int(index[np.argmin(v[finite])]) for v in (xs, ys)} | \
+            {int(index[np.argmax(v[finite])]) for v in (xs, ys)}
+    order = np.argsort(np.where(finite, xs, np.inf), kind="stable")
+    return [_Label(int(numbers[i]), float(xs[i]), float(ys[i]), keep=int(i) in extremes)
+            for i in order if finite[i] and int(numbers[i]) not in starred]
+
+
+# ---------------------------------------------------------------------------------------------------- panels
+
+@dataclass(frozen=True)
+class _PanelData:
+    """What one panel draws: every evaluated row, the device's front, its constraints, the exported numbers,
+    the precision classes of both frames (None: an FP32 run), whether the front is a staircase."""
+
+    results: pd.DataFrame
+    front: pd.DataFrame
+    constraints: Sequence[Constraint]
+    marks: Sequence[int]
+    classes: np.ndarray | None
+    front_classes: np.ndarray | None
+    staircase: bool
+
+
+def _legend_handles(data: _PanelData, feasible: np.ndarray, has_stars: bool) -> list[Any]:
+    """Legend entries: evaluated and infeasible rows, the front, the export, the precision classes with counts."""
+    from matplotlib.lines import Line2D
+
+    what = "evaluated" if feasible.all() else "evaluated, feasible"
+    handles = [Line2D([], [], ls="none", marker="o", ms=4, color="0.65", label=f"{what} ({int(feasible.sum())})")]
+    if (~feasible).any():
+        handles.append(Line2D([], [], ls="none", marker="x", ms=4, color="0.75",
+                              label=f"infeasible ({int((~feasible).sum())})"))
+    if len(data.front):
+        handles.append(Line2D([], [], ls="-" if data.staircase else "none", lw=1.2, marker="o", ms=4,
+                              color="tab:red", label=f"Pareto front ({len(data.front)})"))
+    if has_stars:
+        handles.append(Line2D([], [], ls="none", marker="*", ms=11, mfc="gold", mec="k", label="exported"))
+    if data.classes is not None:
+        for name, (marker, text) in PRECISIONS.items():
+            count = int((data.classes == name).sum())
+            if count:
+                handles.append(Line2D([], [], ls="none", marker=marker, ms=5, color="0.35", label=f"{text} ({count})"))
+    return handles
+
+
+def _draw_panel(ax: Any, x_axis: _Axis, y_axis: _Axis, data: _PanelData) -> list[_Label]:
+    """Draw one panel (everything but the point numbers) and return the labels to place once the layout is final."""
+    from matplotlib.lines import Line2D
+
+    results, f = data.results, data.front
+    xs, ys = x_axis.values(results), y_axis.values(results)
+    ok = frame_feasible(results, data.constraints)
+    classes = data.classes
+    _scatter(ax, xs[ok], ys[ok], None if classes is None else classes[ok], "evaluated", s=12, c="0.65", zorder=1)
+    if (~ok).any():
+        ax.scatter(xs[~ok], ys[~ok], s=14, c="0.75", marker="x", zorder=1, gid="infeasible")
+    fx, fy = (x_axis.values(f), y_axis.values(f)) if len(f) else (np.zeros(0), np.zeros(0))
+    if len(f) and data.staircase:
+        # The staircase joins the points not dominated in the two plotted coordinates.
+        flat = pareto_mask(np.column_stack([fx * (-1 if x_axis.maximise else 1), fy * (-1 if y_axis.maximise else 1)]))
+        order = np.argsort(fx[flat], kind="stable")
+        ax.step(fx[flat][order], fy[flat][order], where="pre" if x_axis.maximise else "post", c="tab:red", lw=1.2,
+                zorder=2)
+    if len(f):
+        _scatter(ax, fx, fy, data.front_classes, "front", s=24, c="tab:red", zorder=3)
+    numbers = _numbers(results)
+    stars = [_Label(int(n), float(x), float(y), star=True)
+             for n in data.marks for x, y in zip(xs[numbers == n][:1], ys[numbers == n][:1])]
+    if stars:
+        ax.scatter([s.x for s in stars], [s.y for s in stars], s=_STAR_SIZE, marker="*", c="gold", edgecolors="k",
+                   linewidths=0.8, zorder=5, gid="exported")
+    handles = _legend_handles(data, ok, bool(stars))
+    for value, text in x_axis.bounds(data.constraints):
+        ax.axvline(value, ls="--", c="k", lw=0.8)
+        handles.append(Line2D([], [], ls="--", c="k", lw=0.8, label=text))
+    for value, text in y_axis.bounds(data.constraints):
+        ax.axhline(value, ls="--", c="k", lw=0.8)
+        handles.append(Line2D([], [], ls="--", c="k", lw=0.8, label=text))
+    _style_panel_axes(ax, x_axis, y_axis, xs, ys)
+    ax.grid(alpha=0.3)
+    # beside the panel, never over a point (it would hide the front or the star)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=7)
+    return [*stars, *_front_labels(_numbers(f), fx, fy, stars)]
+
+
+def _style_panel_axes(ax: Any, x_axis: _Axis, y_axis: _Axis, xs: np.ndarray, ys: np.ndarray) -> None:
+    """Axis titles and ticks: log/linear by spread for columns, plain ticks for accuracy and evaluation numbers."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    for axis, values, quantity, set_scale in ((ax.xaxis, xs, x_axis, ax.set_xscale),
+                                              (ax.yaxis, ys, y_axis, ax.set_yscale)):
+        if quantity.kind == "column":
+            _style_axis(axis, values, set_scale)
+        else:
+            axis.set_major_locator(MaxNLocator(nbins=6, integer=quantity.kind == "number"))
+            axis.set_major_formatter(FuncFormatter(_fmt))
+    ax.set_xlabel(x_axis.label, fontsize=9)
+    ax.set_ylabel(y_axis.label, fontsize=9)
+
+
+@dataclass(frozen=True)
+class _PanelSpec:
+    """One panel of pareto.png: a front (`device`, its objectives `group`) seen on two of its objectives
+    (`pair`, None: the front's own two, with a staircase) at grid cell (`row`, `col`)."""
+
+    device: str
+    group: list[Objective]
+    pair: tuple[Objective, Objective] | None
+    row: int
+    col: int
+
+
+def _panel_specs(groups: Sequence[tuple[str, list[Objective]]]) -> tuple[list[_PanelSpec], int, int]:
+    """(specs, rows, cols): one panel per front of 1-2 objectives, side by side; a front of 3+ objectives gets one
+    panel per pair of its objectives, at most 3 to a row, each front starting a new row."""
+    if all(len(group) <= 2 for _, group in groups):
+        return [_PanelSpec(d, group, None, 0, i) for i, (d, group) in enumerate(groups)], 1, max(1, len(groups))
+    cols = min(3, max(len(group) * (len(group) - 1) // 2 for _, group in groups))
+    specs, row = [], 0
+    for device, group in groups:
+        pairs = list(itertools.combinations(group, 2)) if len(group) > 2 else [None]
+        for i, pair in enumerate(pairs):
+            specs.append(_PanelSpec(device, group, pair, row + i // cols, i % cols))
+        row += math.ceil(len(pairs) / cols)
+    return specs, row, cols
+
+
+def _panel_title(spec: _PanelSpec, x_axis: _Axis, y_axis: _Axis) -> str:
+    """What a panel shows: the front, and for a front of 3+ objectives which pair is projected, without staircase."""
+    title = f"Pareto front on {spec.device}" if spec.device else "Pareto front"
+    names = ", ".join(o.column for o in spec.group)
+    if spec.pair is None:
+        return f"{title}: {names}"
+    shown = " and ".join(o.column for o in spec.pair)
+    return (f"{title} over all {len(spec.group)} objectives ({names}):\n"
+            f"this panel: {shown}; red: the whole front, projected (no staircase)")
+
+
 def plot_pareto(results: pd.DataFrame, pareto: pd.DataFrame, objectives: Sequence[Objective], path: Path,
-                constraints: Sequence[Constraint] = (), chosen: Any = None) -> None:
+                constraints: Sequence[Constraint] = (), chosen: Any = None, engine_accuracy: bool = True) -> None:
     """Write pareto.png (`pareto_figure`) atomically to `path`."""
-    fig = pareto_figure(results, pareto, objectives, constraints, chosen)
+    fig = pareto_figure(results, pareto, objectives, constraints, chosen, engine_accuracy)
     _save(fig, path)
 
 
 def pareto_figure(results: pd.DataFrame, pareto: pd.DataFrame, objectives: Sequence[Objective],
-                  constraints: Sequence[Constraint] = (), chosen: Any = None) -> Any:
-    """The pareto.png figure: one panel per front (`front_groups`). Every evaluated row in grey (infeasible
-    ones as x), the front in red as a staircase annotated with each point's `number`, constraint bounds dashed,
-    and the `chosen` (exported) subnets as gold stars. With 3+ objectives in a front the title says that only
-    the first two are plotted. A matplotlib Figure on an Agg canvas (no pyplot: the user's backend is kept)."""
+                  constraints: Sequence[Constraint] = (), chosen: Any = None, engine_accuracy: bool = True) -> Any:
+    """The pareto.png figure. A front of 1-2 objectives gets one panel: every evaluated row in grey (infeasible ones
+    as x), the front in red as a staircase, constraint bounds dashed. A front of 3+ objectives gets one panel per
+    pair of its objectives, the whole front in red on each and no staircase (a projection is none). The `chosen`
+    (exported) subnets are gold stars with their number beside them; front points are numbered where the
+    numbers do not collide (`place_labels`); an INT8 run marks each subnet by how many of its layers run INT8
+    (`precision_classes`). `engine_accuracy`: accuracy/error are the engine's top-1 metric (`plot_axes`).
+    A matplotlib Figure on an Agg canvas (no pyplot: the user's backend is kept)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    groups = front_groups(objectives)
-    fig = Figure(figsize=(5.6 * len(groups), 4.6))
+    specs, rows, cols = _panel_specs(front_groups(objectives))
+    fig = Figure(figsize=(7.6 * cols, 4.6 * rows), dpi=_PNG_DPI)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(groups), squeeze=False)[0]
+    grid = fig.subplots(rows, cols, squeeze=False)
     devices = pareto["device"].fillna("").astype(str) if "device" in pareto.columns else pd.Series(dtype=str)
-    for ax, (device, group) in zip(axes, groups):
-        cons = group_constraints(constraints, device)
-        x_axis, y_axis, partial = plot_axes(group, list(results.columns))
-        xs, ys = x_axis.values(results), y_axis.values(results)
-        ok = frame_feasible(results, cons)
-        what = "evaluated" if ok.all() else "evaluated, feasible"
-        ax.scatter(xs[ok], ys[ok], s=12, c="0.65", label=f"{what} ({int(ok.sum())})", zorder=1)
-        if (~ok).any():
-            ax.scatter(xs[~ok], ys[~ok], s=14, c="0.8", marker="x", label=f"infeasible ({int((~ok).sum())})",
-                       zorder=1)
-        f = pareto[(devices == device).to_numpy()] if len(pareto) else pareto
-        if len(f):
-            fx, fy = x_axis.values(f), y_axis.values(f)
-            # The staircase joins the points not dominated in the two plotted coordinates.
-            flat = pareto_mask(np.column_stack([fx * (-1 if x_axis.maximise else 1),
-                                                fy * (-1 if y_axis.maximise else 1)]))
-            order = np.argsort(fx[flat], kind="stable")
-            ax.step(fx[flat][order], fy[flat][order], where="pre" if x_axis.maximise else "post",
-                    c="tab:red", lw=1.2, zorder=2)
-            ax.scatter(fx, fy, s=24, c="tab:red", label=f"Pareto front ({len(f)})", zorder=3)
-            for n, px, py in zip(_numbers(f), fx, fy):
-                ax.annotate(str(int(n)), (px, py), xytext=(3, 3), textcoords="offset points", fontsize=6,
-                            color="tab:red", zorder=4)
-        marks = [n for n in _chosen_numbers(chosen, device) if (_numbers(results) == n).any()]
-        if marks:
-            pick = results[np.isin(_numbers(results), marks)]
-            ax.scatter(x_axis.values(pick), y_axis.values(pick), s=190, marker="*", c="gold", edgecolors="k",
-                       linewidths=0.8, label="exported", zorder=5)
-        for value, text in x_axis.bounds(cons):
-            ax.axvline(value, ls="--", c="k", lw=0.8, label=text)
-        for value, text in y_axis.bounds(cons):
-            ax.axhline(value, ls="--", c="k", lw=0.8, label=text)
-        _style_axis(ax.xaxis, xs, ax.set_xscale)
-        if y_axis.objective is not None:
-            _style_axis(ax.yaxis, ys, ax.set_yscale)
-        else:
-            from matplotlib.ticker import FuncFormatter, MaxNLocator
-
-            ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
-            ax.yaxis.set_major_formatter(FuncFormatter(_fmt))
-        ax.set_xlabel(x_axis.label, fontsize=9)
-        ax.set_ylabel(y_axis.label, fontsize=9)
-        title = f"Pareto front on {device}" if device else "Pareto front"
-        title += f": {', '.join(o.column for o in group)}"
-        if partial:
-            title += f"\n(front over all {len(group)} objectives; the first two are plotted)"
-        ax.set_title(title, fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(loc="best", fontsize=7)
+    classes = precision_classes(results)
+    pending = []
+    for spec in specs:
+        ax = grid[spec.row][spec.col]
+        x_axis, y_axis, _ = plot_axes(list(spec.pair or spec.group), list(results.columns), engine_accuracy)
+        f = pareto[(devices == spec.device).to_numpy()] if len(pareto) else pareto
+        marks = [n for n in _chosen_numbers(chosen, spec.device) if (_numbers(results) == n).any()]
+        data = _PanelData(results, f, group_constraints(constraints, spec.device), marks, classes,
+                          precision_classes(f) if classes is not None and len(f) else None, spec.pair is None)
+        pending.append((ax, _draw_panel(ax, x_axis, y_axis, data)))
+        ax.set_title(_panel_title(spec, x_axis, y_axis), fontsize=9)
+    used = {(s.row, s.col) for s in specs}
+    for r, c in itertools.product(range(rows), range(cols)):
+        if (r, c) not in used:
+            grid[r][c].remove()
     fig.tight_layout()
+    for ax, labels in pending:
+        place_labels(ax, labels)
     return fig
 
 
-def plot_hypervolume(curve: np.ndarray, trace: pd.DataFrame, objectives: Sequence[Objective], path: Path) -> None:
-    """hypervolume.png: HV of the feasible rows after each evaluation, with a marker at the end of each round."""
+# ------------------------------------------------------------------------------------------------- hypervolume
+
+def hypervolume_label(trace: pd.DataFrame, m: int) -> tuple[str, str]:
+    """(y-axis title, title lines) saying what the hypervolume is measured on: each objective scaled from ideal
+    (0) to nadir (1), where ideal and nadir are this run's best and worst (not comparable across runs; at most
+    reference ** m) or fixed by --hv-reference (comparable between runs of equal `reference_id`; a subnet beyond
+    the fixed ideal may take it above reference ** m)."""
+    if trace.empty:
+        return "hypervolume", "no evaluation yet"
+    reference = float(trace["reference"].iloc[0])
+    where = f"reference point at ideal + {reference:g} x (nadir - ideal) on each objective\n"
+    fixed = "normalisation" in trace.columns and str(trace["normalisation"].iloc[0]) == "fixed"
+    if fixed:
+        rid = str(trace["reference_id"].iloc[0]) if "reference_id" in trace.columns else ""
+        return (f"hypervolume, objectives scaled to the fixed\n[ideal, nadir] (reference id {rid})",
+                f"{where}comparable with runs of the same reference; {reference ** m:.3g} = a subnet at the ideal")
+    return ("hypervolume, objectives scaled to\nthis run's [best, worst] values",
+            f"{where}at most {reference ** m:.3g} (a subnet best on every objective); not comparable across runs")
+
+
+def hypervolume_figure(curve: np.ndarray, trace: pd.DataFrame, objectives: Sequence[Objective]) -> Any:
+    """The hypervolume.png figure: HV of the feasible rows after each evaluation, with a marker at the end of each
+    round, its axis saying which scale it is on (`hypervolume_label`)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-    fig = Figure(figsize=(6.0, 3.8))
+    fig = Figure(figsize=(6.4, 4.2), dpi=_PNG_DPI)
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     if len(curve):
         ax.step(np.arange(1, len(curve) + 1), curve, where="post", c="tab:blue", lw=1.2, label="after each evaluation")
     if len(trace):
         ax.scatter(trace["evaluations"], trace["hypervolume"], s=16, c="tab:blue", zorder=3, label="end of a round")
-    reference = trace["reference"].iloc[0] if len(trace) else DEFAULT_REFERENCE
+    ylabel, scale = hypervolume_label(trace, len(objectives))
     ax.set_xlabel("evaluations", fontsize=9)
-    ax.set_ylabel(f"hypervolume (normalised, reference {reference:g})", fontsize=9)
-    ax.set_title(f"hypervolume of the feasible evaluations: {', '.join(o.column for o in objectives)}", fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.set_title(f"hypervolume of the feasible evaluations: {', '.join(o.column for o in objectives)}\n{scale}",
+                 fontsize=7)
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_major_locator(MaxNLocator(nbins=6, integer=axis is ax.xaxis))
         axis.set_major_formatter(FuncFormatter(_fmt))
@@ -247,4 +592,9 @@ def plot_hypervolume(curve: np.ndarray, trace: pd.DataFrame, objectives: Sequenc
     if len(curve):
         ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
-    _save(fig, path)
+    return fig
+
+
+def plot_hypervolume(curve: np.ndarray, trace: pd.DataFrame, objectives: Sequence[Objective], path: Path) -> None:
+    """Write hypervolume.png (`hypervolume_figure`) atomically to `path`."""
+    _save(hypervolume_figure(curve, trace, objectives), path)

@@ -24,8 +24,9 @@ import pandas as pd
 from nasengine.errors import UserError
 from nasengine.reporting.fronts import _split_device, front_groups, latency_column, pareto_frame, results_frame
 from nasengine.reporting.plots import plot_hypervolume, plot_pareto
-from nasengine.searching.hypervolume import (DEFAULT_REFERENCE, default_bounds, feasible_mask,
-                                             hypervolume_by_evaluation, hypervolume_trace, reference_point)
+from nasengine.searching.hypervolume import (DEFAULT_REFERENCE, check_reference, default_bounds, feasible_mask,
+                                             hypervolume_by_evaluation, hypervolume_trace, reference_id,
+                                             reference_point)
 from nasengine.searching.objectives import (MINIMIZE, METRICS, Constraint, Objective, Row, metric_column,
                                             objective_from_callable_name)
 from nasengine.search_spaces.storage import atomic_write
@@ -45,23 +46,60 @@ def _read_exported(run_dir: Path) -> dict[str, list[int]]:
         return {}
 
 
+def read_identity(run_dir: Path) -> dict[str, Any]:
+    """RUN/run.json's identity (the settings that made the run) with the hypervolume reference its last session
+    reported on (`hv_reference`, which a session may change); {} when absent or unreadable."""
+    try:
+        run = json.loads((Path(run_dir) / "run.json").read_text())
+        identity = run.get("identity")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    if not isinstance(identity, dict):
+        return {}
+    return {**identity, "hv_reference": run["hv_reference"]} if run.get("hv_reference") else identity
+
+
+def engine_accuracy(identity: Mapping[str, Any]) -> bool:
+    """Whether the run's `accuracy`/`error` are the engine's top-1 metric of a supernet (a CLI search records its
+    `supernet_dir`); a Python-API run's (identity "api": "python") are whatever the user's callables return."""
+    return identity.get("api") != "python" and "supernet_dir" in identity
+
+
+def hypervolume_scale(identity: Mapping[str, Any], objectives: Sequence[Objective]
+                      ) -> tuple[dict[str, float] | None, dict[str, float] | None, float]:
+    """(ideal, nadir, reference) of the run's hypervolume: the fixed ones recorded from `--hv-reference`
+    (identity `hv_reference`), else (None, None, default): the run's own best and worst values."""
+    recorded = identity.get("hv_reference")
+    if recorded is None:
+        return None, None, DEFAULT_REFERENCE
+    try:
+        checked = check_reference(recorded, objectives, "run.json's hv_reference")
+    except UserError:  # checked before the search; a hand-edited record falls back to the run's own scale
+        return None, None, DEFAULT_REFERENCE
+    return checked["ideal"], checked["nadir"], checked["reference"]
+
+
 def write_reports(run_dir: Path, rows: Sequence[Row], objectives: Sequence[Objective],
-                  constraints: Sequence[Constraint] = (), chosen: Any = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  constraints: Sequence[Constraint] = (), chosen: Any = None,
+                  identity: Mapping[str, Any] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """results.csv, pareto.csv, pareto.png, hypervolume.csv and hypervolume.png in `run_dir`, each atomically.
 
     `chosen` (a row number, or {device: number or [numbers]}) is marked as exported on the plot; by default
-    the exports recorded in RUN/exported.json are, so a resumed search keeps the marks. Returns
-    (results, pareto) as written."""
+    the exports recorded in RUN/exported.json are, so a resumed search keeps the marks. `identity` (default: the
+    one RUN/run.json records) says what kind of run it is (`engine_accuracy`: whether an axis may be called top-1
+    accuracy) and which hypervolume scale it uses (`hypervolume_scale`). Returns (results, pareto) as written."""
     run_dir = Path(run_dir)
+    identity = read_identity(run_dir) if identity is None else identity
+    ideal, nadir, reference = hypervolume_scale(identity, objectives)
     results = results_frame(rows, objectives, constraints)
     pareto = pareto_frame(results, objectives, constraints)
-    curve = hypervolume_by_evaluation(rows, objectives, constraints)
-    trace = hypervolume_trace(rows, objectives, constraints)
+    curve = hypervolume_by_evaluation(rows, objectives, constraints, ideal, nadir, reference)
+    trace = hypervolume_trace(rows, objectives, constraints, ideal, nadir, reference)
     atomic_write(run_dir / "results.csv", results.to_csv(index=False))
     atomic_write(run_dir / "pareto.csv", pareto.to_csv(index=False))
     atomic_write(run_dir / "hypervolume.csv", trace.to_csv(index=False))
     plot_pareto(results, pareto, objectives, run_dir / "pareto.png", constraints,
-                chosen if chosen is not None else _read_exported(run_dir) or None)
+                chosen if chosen is not None else _read_exported(run_dir) or None, engine_accuracy(identity))
     plot_hypervolume(curve, trace, objectives, run_dir / "hypervolume.png")
     return results, pareto
 
@@ -70,16 +108,19 @@ def _json_number(value: float) -> float | None:
     return float(value) if value is not None and math.isfinite(float(value)) else None
 
 
-def summary(rows: Sequence[Row], objectives: Sequence[Objective], constraints: Sequence[Constraint] = ()
-            ) -> dict[str, Any]:
+def summary(rows: Sequence[Row], objectives: Sequence[Objective], constraints: Sequence[Constraint] = (),
+            identity: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What run.json records about the outcome (JSON-safe): rows evaluated, rows feasible under every
     constraint, the front size per device ("" for a device-independent front) and the final hypervolume with
-    the bounds and reference it was computed on."""
+    the scale it was computed on (`normalisation` "run" or "fixed" by the `identity`'s `hv_reference`, the bounds,
+    reference and `reference_id`)."""
     results = results_frame(rows, objectives, constraints)
     pareto = pareto_frame(results, objectives, constraints)
     devices = pareto["device"].astype(str) if len(pareto) else pd.Series(dtype=str)
-    ideal, nadir = default_bounds(rows, objectives, constraints)
-    curve = hypervolume_by_evaluation(rows, objectives, constraints, ideal, nadir)
+    fixed_ideal, fixed_nadir, reference = hypervolume_scale(identity or {}, objectives)
+    fixed = fixed_ideal is not None and fixed_nadir is not None
+    ideal, nadir = (fixed_ideal, fixed_nadir) if fixed else default_bounds(rows, objectives, constraints)
+    curve = hypervolume_by_evaluation(rows, objectives, constraints, ideal, nadir, reference)
     return {
         "evaluated": len(rows),
         "feasible": int(feasible_mask(rows, constraints).sum()),
@@ -90,8 +131,11 @@ def summary(rows: Sequence[Row], objectives: Sequence[Objective], constraints: S
             "value": float(curve[-1]) if len(curve) else 0.0,
             "ideal": {c: _json_number(v) for c, v in ideal.items()},
             "nadir": {c: _json_number(v) for c, v in nadir.items()},
-            "reference": DEFAULT_REFERENCE,
-            "reference_point": {c: _json_number(v) for c, v in reference_point(ideal, nadir, objectives).items()},
+            "reference": reference,
+            "reference_point": {c: _json_number(v)
+                                for c, v in reference_point(ideal, nadir, objectives, reference).items()},
+            "normalisation": "fixed" if fixed else "run",
+            "reference_id": reference_id(ideal, nadir, reference) if fixed else "",
         },
     }
 
@@ -158,5 +202,6 @@ def mark_exported(run_dir: Path, device: str, number: int) -> Path:
     if int(number) not in numbers:
         numbers.append(int(number))
     atomic_write(run_dir / EXPORTED, json.dumps({"exported": exported}, indent=2))
-    plot_pareto(results, pareto, objectives, run_dir / "pareto.png", constraints, exported)
+    plot_pareto(results, pareto, objectives, run_dir / "pareto.png", constraints, exported,
+                engine_accuracy(run.get("identity") or {}))
     return run_dir / "pareto.png"

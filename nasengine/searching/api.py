@@ -26,14 +26,17 @@ from nasengine.searching.problem import Pending, SearchProblem
 from nasengine.searching.store import Evaluate, TrialStore, open_storage, redact, row_from_trial
 from nasengine.searching.strategies import get_strategy
 from nasengine.search_spaces.space import Arch, Space
+from nasengine.search_spaces.storage import atomic_file
 
 MARKER = "run.json"
+FAILURES = "failures.csv"
 ObjectiveSpec = Callable[[Arch], float] | tuple[Callable[[Arch], float], str]
 
 
 @dataclass
 class SearchResult:
-    """Every evaluated row in trajectory order, the Pareto set for the objectives, and where it was written."""
+    """Every evaluated row in trajectory order, the Pareto set for the objectives, the evaluations that failed,
+    and where it was written."""
 
     rows: list[Row]
     pareto: list[Row]
@@ -43,13 +46,15 @@ class SearchResult:
     summary: dict[str, Any] = field(default_factory=dict)
     results_frame: pd.DataFrame | None = None
     pareto_frame: pd.DataFrame | None = None
+    failed: list[Row] = field(default_factory=list)  # evaluations that raised (arch, number, error)
 
 
 @dataclass(frozen=True)
 class SearchOptions:
     """How a Python-API search runs beyond its plan: extra `metrics` recorded in every row (name -> callable),
     `storage` (an optuna RDB URL shared by workers, with `study_name`), `overwrite` an existing `out`, a
-    `progress` bar, and how long a silent worker's claim stands (`claim_timeout_s`)."""
+    `progress` bar, how long a silent worker's claim stands (`claim_timeout_s`), and after how many failed
+    evaluations in a row the search stops (`max_failures`; a failed one is recorded and the search goes on)."""
 
     metrics: Mapping[str, Callable[[Arch], float]] = field(default_factory=dict)
     storage: str | None = None
@@ -57,6 +62,7 @@ class SearchOptions:
     overwrite: bool = False
     progress: bool = False
     claim_timeout_s: float = 600.0
+    max_failures: int = 10
 
 
 @dataclass(frozen=True)
@@ -87,11 +93,14 @@ class RunSettings:
     on_row: Callable[[Row, Progress], None] | None = None
     start_workers: Callable[[str], list[Any]] | None = None
     claim_timeout_s: float = 600.0
+    max_failures: int = 10
 
 
 def load_rows(run_dir: str | Path) -> list[Row]:
     """The completed evaluations of a run directory, in trajectory order (read-only; for reports and tools)."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: no such directory")
     try:
         run = json.loads((run_dir / MARKER).read_text())
         study = run["study"]
@@ -125,8 +134,8 @@ def pareto_rows(rows: Sequence[Row], objectives: Sequence[Objective], constraint
 def _callables(objectives: Mapping[str, ObjectiveSpec],
                metrics: Mapping[str, Callable[[Arch], float]]) -> tuple[list[Objective], Evaluate]:
     """Objectives and one evaluate function from user callables (a name may carry its direction)."""
-    if not isinstance(objectives, Mapping) or len(objectives) < 2:
-        raise UserError("objectives must map at least two names to callables (arch -> float)")
+    if not isinstance(objectives, Mapping) or not objectives:
+        raise UserError("objectives must map one or more names to callables (arch -> float)")
     bound: list[Objective] = []
     functions: dict[str, Callable[[Arch], float]] = {}
     for name, spec in objectives.items():
@@ -164,10 +173,17 @@ def search(space: Space, objectives: Mapping[str, ObjectiveSpec], *, strategy: s
     if options.storage is not None and options.study_name is None:
         raise UserError("with storage=URL give study_name= as well: it is what several workers share, and "
                         "the callables themselves cannot tell one problem from another")
+    if options.max_failures < 1:
+        raise UserError(f"max_failures must be at least 1, got {options.max_failures}")
     parsed = [c if isinstance(c, Constraint) else Constraint(*parse_bound(c)) for c in constraints]
+    names = [*objectives, *options.metrics]
+    unknown = [c.column for c in parsed if c.column not in names]
+    if unknown:  # refused before anything is evaluated
+        raise UserError(f"constraint on {unknown[0]!r}, which is neither an objective nor a metric of this search "
+                        f"({', '.join(names)})")
     run = RunSettings(out=None if out is None else Path(out), storage=options.storage, study_name=options.study_name,
                       identity={"api": "python"}, overwrite=options.overwrite, progress=options.progress,
-                      claim_timeout_s=options.claim_timeout_s)
+                      claim_timeout_s=options.claim_timeout_s, max_failures=options.max_failures)
     return run_search(space, bound, parsed, evaluate, SearchPlan(strategy, budget, seed), run)
 
 
@@ -200,9 +216,11 @@ def run_search(space: Space, objectives: Sequence[Objective], constraints: Seque
         raise UserError(f"the budget must be at least 2 evaluations, got {plan.budget}")
     evaluate = _checked(evaluate, [c.column for c in constraints])
     strategy = get_strategy(plan.strategy)
+    identity = dict(run.identity)
+    hv_reference = identity.pop("hv_reference", None)  # how reports scale the hypervolume: no part of the search
     full_identity = {"space": space.to_dict(), "objectives": [o.to_dict() for o in objectives],
                      "constraints": [c.to_dict() for c in constraints], "strategy": plan.strategy, "seed": plan.seed,
-                     "storage": redact(run.storage), **dict(run.identity)}
+                     "storage": redact(run.storage), **identity}
     # paths and storage URLs differ between machines; the weights' digest, the space and the options do not
     name = run.study_name or default_study_name({k: v for k, v in full_identity.items()
                                                  if k not in ("out", "supernet_dir", "storage")})
@@ -219,7 +237,7 @@ def run_search(space: Space, objectives: Sequence[Objective], constraints: Seque
         backend = _open(run.out, run.storage, repair=True)
         planned = int(existing.get("plan_budget", plan.budget)) if existing else plan.budget
         update_marker(run.out / MARKER, status="running", evals=plan.budget, plan_budget=planned, error=None,
-                      study=name, storage=redact(run.storage))
+                      study=name, storage=redact(run.storage), hv_reference=hv_reference)
         return _run(problem, plan, planned, run, backend, name, resumed=existing is not None)
 
 
@@ -265,6 +283,7 @@ def _run(problem: _Problem, plan: SearchPlan, planned: int, run: RunSettings, ba
     store = TrialStore(backend, study_name, problem.space, objectives, worker=run.worker,
                        claim_timeout_s=run.claim_timeout_s)
     started = time.perf_counter()
+    stored_before = set(store.completed)  # what this session found: the rest is new, whichever worker did it
     helpers = run.start_workers(study_name) if run.start_workers is not None else []
     failed = True
     with Progress(plan.budget, run.label, "subnet", run.progress) as bar:
@@ -274,31 +293,49 @@ def _run(problem: _Problem, plan: SearchPlan, planned: int, run: RunSettings, ba
         def evaluate_round(items: Sequence[Pending]) -> list[Row]:
             rows = store.evaluate(items, problem.evaluate)
             for row in rows:  # every row joins the trajectory once: the bar reaches the budget
-                if run.on_row is not None:
+                if row.failed:
+                    bar.update(1, failed=row.error[:60] if row.error else "")
+                elif run.on_row is not None:
                     run.on_row(row, bar)
                 else:
                     bar.update(1, **{o.column: f"{row.metrics[o.column]:.4g}" for o in objectives[:3]})
             return rows
 
         search_problem = SearchProblem(problem.space, objectives, constraints, plan.budget, evaluate_round,
-                                       plan=planned)
+                                       plan=planned, max_failures=run.max_failures)
         try:
             problem.strategy.run(search_problem, plan.seed)
             failed = False
         finally:
             _finish_workers(helpers, terminate=failed, write=bar.write)
-    rows = [replace(row, number=i) for i, row in enumerate(search_problem.history)]  # numbered by trajectory
+    numbered = [replace(row, number=i) for i, row in enumerate(search_problem.history)]  # by trajectory position
+    rows, failed = [r for r in numbered if not r.failed], [r for r in numbered if r.failed]
     front = pareto_rows(rows, objectives, constraints)
-    summary = {"evaluated": len(rows), "new_this_session": store.new_evaluations, "rounds": search_problem.round,
-               "resumed": resumed, "seconds": round(time.perf_counter() - started, 1)}
-    result = SearchResult(rows, front, objectives, constraints, run.out, summary)
+    new = sum(1 for r in numbered if r.key not in stored_before)
+    summary = {"evaluated": len(rows), "failed": len(failed), "new_this_session": new,
+               "rounds": search_problem.round, "resumed": resumed, "seconds": round(time.perf_counter() - started, 1)}
+    result = SearchResult(rows, front, objectives, constraints, run.out, summary, failed=failed)
     if run.out is not None:
         from nasengine.reporting import reports  # reports build on this package: imported when used
 
-        result.results_frame, result.pareto_frame = reports.write_reports(run.out, rows, objectives, constraints)
-        result.summary.update(reports.summary(rows, objectives, constraints))
+        identity = reports.read_identity(run.out)  # with the hypervolume reference of this session
+        result.results_frame, result.pareto_frame = reports.write_reports(run.out, rows, objectives, constraints,
+                                                                          identity=identity)
+        result.summary.update(reports.summary(rows, objectives, constraints, identity))
+        _write_failures(run.out, failed)
         update_marker(run.out / MARKER, status="complete", summary=result.summary, error=None)
     return result
+
+
+def _write_failures(out: Path, failed: Sequence[Row]) -> None:
+    """RUN/failures.csv: the evaluations that raised (number, arch, error); removed when a session has none."""
+    path = out / FAILURES
+    if not failed:
+        path.unlink(missing_ok=True)
+        return
+    frame = pd.DataFrame([{"number": r.number, "arch": r.key, "error": r.error} for r in failed])
+    with atomic_file(path) as tmp:
+        frame.to_csv(tmp, index=False)
 
 
 def _finish_workers(helpers: list[Any], terminate: bool, write: Callable[[str], None]) -> None:

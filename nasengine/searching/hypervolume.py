@@ -5,24 +5,36 @@ point: it grows whenever a search finds a better trade-off on any objective, whi
 figure for comparing multi-objective searches. Raw metrics have unrelated scales (error in [0, 1], params in
 millions), so every objective is first normalised to [0, 1] between an *ideal* (best) and a *nadir* (worst)
 value, and the reference point sits at `reference` (1.1 by default) in every normalised coordinate, so points
-at the nadir still contribute. The result is a volume in that normalised space: at most `reference ** m`.
+at the nadir still contribute. The result is a volume in that normalised space: at most `reference ** m` with
+the run's own bounds.
 
 Bounds are given as raw metric values (accuracy as accuracy, whatever the direction), either as a mapping
 column -> value or as a sequence in objective order. By default they are the best and worst value of each
 objective over the feasible rows of the whole run, so every round of the run's trace uses the same scale.
 Benchmarks comparing runs must pass the same bounds to every run (e.g. `default_bounds` of all runs' rows).
+
+A fixed scale (`nasengine search --hv-reference FILE`) is a JSON object {"ideal": {column: value},
+"nadir": {column: value}, "reference": 1.1 (optional)}: raw values per objective column, the ideal better than the
+nadir in the objective's direction (`read_reference`, `check_reference`). Runs searched with the same file have
+hypervolumes on one scale; the trace records which scale it used (`normalisation` "run" or "fixed", and
+`reference_id`, a digest of the fixed bounds, equal for equal bounds). Points better than a fixed ideal fall
+below 0 when normalised, so a fixed-scale hypervolume may exceed `reference ** m`.
 """
 
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
+import math
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from nasengine.searching.objectives import Constraint, Objective, Row
+from nasengine.errors import UserError
+from nasengine.searching.objectives import MINIMIZE, Constraint, Objective, Row
 
 DEFAULT_REFERENCE = 1.1
 
@@ -163,6 +175,112 @@ def _resolve_bounds(rows: Sequence[Row], objectives: Sequence[Objective], constr
     return _bounds_vector(ideal, objectives, "ideal"), _bounds_vector(nadir, objectives, "nadir")
 
 
+# ------------------------------------------------------------------------------------------- fixed reference file
+
+REFERENCE_KEYS = ("ideal", "nadir", "reference")
+
+
+def read_reference(path: str | Path, source: str | None = None) -> dict[str, Any]:
+    """The fixed hypervolume scale in the JSON file `path` (see the module docstring), checked for shape: a
+    one-line UserError starting with `source` (default: the path) when it is unreadable or malformed, so runs
+    never start on a bad scale."""
+    path = Path(path)
+    source = source or str(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{source}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise UserError(f"{source}: not valid JSON ({_json_error(exc)})") from None
+    return parse_reference(data, source)
+
+
+def _json_error(exc: ValueError) -> str:
+    """A JSON decoding error as `message at line L column C` (one line)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _number(value: Any) -> float | None:
+    """`value` as a finite float, or None when it is not a finite JSON number (booleans are not numbers)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+        return None
+    return float(value)
+
+
+def _bounds_of(data: Mapping[str, Any], key: str, source: str) -> dict[str, float]:
+    """`data[key]` as {column: finite number}; a one-line UserError otherwise."""
+    raw = data.get(key)
+    if not isinstance(raw, Mapping) or not raw:
+        raise UserError(f"{source}: {key!r} must be an object mapping each objective column to a number "
+                        f'(e.g. {{"error": 0.0, "latency_ms:ort-cpu-1t": 0.05}})')
+    out = {}
+    for column, value in raw.items():
+        number = _number(value)
+        if number is None:
+            raise UserError(f"{source}: {key}[{column!r}] must be a finite number, got {json.dumps(value)}")
+        out[str(column)] = number
+    return out
+
+
+def parse_reference(data: Any, source: str = "the hypervolume reference") -> dict[str, Any]:
+    """{"ideal", "nadir", "reference"} from decoded JSON `data`, checked for shape (one-line UserError): ideal and
+    nadir map the same columns to finite numbers; `reference` (default 1.1) is a number of at least 1."""
+    if not isinstance(data, Mapping):
+        raise UserError(f'{source}: must be a JSON object {{"ideal": {{...}}, "nadir": {{...}}, "reference": 1.1}}')
+    unknown = sorted(set(map(str, data)) - set(REFERENCE_KEYS))
+    if unknown:
+        raise UserError(f"{source}: unknown key {unknown[0]!r} (known: {', '.join(REFERENCE_KEYS)})")
+    ideal, nadir = _bounds_of(data, "ideal", source), _bounds_of(data, "nadir", source)
+    if set(ideal) != set(nadir):
+        odd = sorted(set(ideal) ^ set(nadir))[0]
+        raise UserError(f"{source}: ideal and nadir must name the same columns ({odd!r} is in only one of them)")
+    reference = _number(data.get("reference", DEFAULT_REFERENCE))
+    if reference is None or reference < 1.0:
+        raise UserError(f"{source}: 'reference' must be a number of at least 1 (the reference point's normalised "
+                        f"coordinate; default {DEFAULT_REFERENCE:g}), got {json.dumps(data.get('reference'))}")
+    return {"ideal": ideal, "nadir": nadir, "reference": reference}
+
+
+def check_reference(reference: Mapping[str, Any], objectives: Sequence[Objective],
+                    source: str = "--hv-reference") -> dict[str, Any]:
+    """`reference` (as `parse_reference` returns it) restricted to the columns of `objectives`, in their order; a
+    one-line UserError when an objective has no bounds or its ideal is not strictly better than its nadir."""
+    checked = parse_reference(reference, source)
+    ideal, nadir = checked["ideal"], checked["nadir"]
+    missing = [o.column for o in objectives if o.column not in ideal]
+    if missing:
+        raise UserError(f"{source}: no ideal and nadir for objective {missing[0]!r} (the file names "
+                        f"{', '.join(sorted(ideal))})")
+    for o in objectives:
+        if not o.cost(ideal[o.column]) < o.cost(nadir[o.column]):
+            side = "below" if o.direction == MINIMIZE else "above"
+            raise UserError(f"{source}: the ideal of {o.column!r} ({ideal[o.column]:g}) must be {side} its nadir "
+                            f"({nadir[o.column]:g}): it is {o.direction}d")
+    return {"ideal": {o.column: ideal[o.column] for o in objectives},
+            "nadir": {o.column: nadir[o.column] for o in objectives}, "reference": checked["reference"]}
+
+
+def load_reference(spec: str | Path | Mapping[str, Any], objectives: Sequence[Objective]) -> dict[str, Any]:
+    """A fixed hypervolume scale for `objectives` from a JSON file path or an already decoded mapping, checked
+    (`read_reference`, `check_reference`): what a run records as its identity's `hv_reference`."""
+    source = "--hv-reference" if isinstance(spec, Mapping) else f"--hv-reference {spec}"
+    data = spec if isinstance(spec, Mapping) else read_reference(spec, source)
+    return check_reference(data, objectives, source)
+
+
+def reference_id(ideal: Mapping[str, float], nadir: Mapping[str, float], reference: float) -> str:
+    """A short digest of a fixed scale: equal bounds and reference give equal ids, so plots and tables of
+    several runs show at a glance whether their hypervolumes are comparable."""
+    text = json.dumps({"ideal": {k: float(v) for k, v in ideal.items()},
+                       "nadir": {k: float(v) for k, v in nadir.items()}, "reference": float(reference)},
+                      sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
 # ----------------------------------------------------------------------------------- per-evaluation and per-round
 
 class _Front2D:
@@ -239,12 +357,19 @@ def hypervolume_trace(rows: Sequence[Row], objectives: Sequence[Objective], cons
                       reference: float = DEFAULT_REFERENCE) -> pd.DataFrame:
     """One line per strategy round: `round`, `evaluations` (rows of this and earlier rounds), `feasible` (of
     those, how many are feasible), `hypervolume` (of those feasible rows), and the scale it was computed on:
-    `ideal` and `nadir` (JSON {column: raw value}), `reference` (normalised coordinate) and `reference_point`
-    (JSON {column: raw value}, the reference point in metric units). Non-decreasing in `hypervolume`."""
-    columns = ["round", "evaluations", "feasible", "hypervolume", "ideal", "nadir", "reference", "reference_point"]
+    `ideal` and `nadir` (JSON {column: raw value}), `reference` (normalised coordinate), `reference_point`
+    (JSON {column: raw value}, the reference point in metric units), `normalisation` ("run": the bounds are this
+    run's best and worst feasible values; "fixed": given bounds, the same for every run given them) and
+    `reference_id` (`reference_id` of fixed bounds, "" for a run's own). Non-decreasing in `hypervolume`."""
+    columns = ["round", "evaluations", "feasible", "hypervolume", "ideal", "nadir", "reference", "reference_point",
+               "normalisation", "reference_id"]
     if not rows:
         return pd.DataFrame(columns=columns)
     lo, hi = _resolve_bounds(rows, objectives, constraints, ideal, nadir)
+    fixed = ideal is not None and nadir is not None
+    scale = {"normalisation": "fixed" if fixed else "run",
+             "reference_id": reference_id(_bounds_dict(lo, objectives), _bounds_dict(hi, objectives), reference)
+             if fixed else ""}
     ideal_json = _json(_bounds_dict(lo, objectives))
     nadir_json = _json(_bounds_dict(hi, objectives))
     reference_json = _json(reference_point(_bounds_dict(lo, objectives), _bounds_dict(hi, objectives),
@@ -260,7 +385,7 @@ def hypervolume_trace(rows: Sequence[Row], objectives: Sequence[Objective], cons
             np.isfinite(lo).all() and np.isfinite(hi).all() else 0.0
         lines.append({"round": int(rnd), "evaluations": int(upto.sum()), "feasible": int(chosen.sum()),
                       "hypervolume": volume, "ideal": ideal_json, "nadir": nadir_json, "reference": reference,
-                      "reference_point": reference_json})
+                      "reference_point": reference_json, **scale})
     return pd.DataFrame(lines, columns=columns)
 
 

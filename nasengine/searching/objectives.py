@@ -119,7 +119,8 @@ class Constraint:
 @dataclass
 class Row:
     """One real evaluation: the arch, its metrics by column, details (measurement spread, predictions...),
-    the order it was evaluated in (`number`, 0-based, as in results.csv) and the strategy round it belongs to."""
+    the order it was evaluated in (`number`, 0-based, as in results.csv) and the strategy round it belongs to.
+    A failed evaluation has no metrics and says why in `error`."""
 
     arch: dict[str, Any]
     key: str
@@ -128,6 +129,11 @@ class Row:
     number: int = -1
     round: int = 0
     worker: str = ""
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
 
 
 def _metric(name: str) -> Metric:
@@ -152,8 +158,8 @@ def bind_objectives(names: Sequence[str], devices: Sequence[str]) -> list[Object
     columns = [o.column for o in bound]
     if len(set(columns)) != len(columns):
         raise UserError(f"objectives name the same metric twice: {', '.join(names)}")
-    if len(bound) < 2:
-        raise UserError("a search needs at least two objectives (e.g. error,latency)")
+    if not bound:
+        raise UserError("a search needs at least one objective (e.g. error,latency)")
     return bound
 
 

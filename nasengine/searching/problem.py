@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from nasengine.errors import UserError
 from nasengine.searching.objectives import Constraint, Objective, Row
 from nasengine.search_spaces.encoding import IntegerEncoding
 from nasengine.search_spaces.space import Arch, Space
@@ -40,8 +41,9 @@ class SearchProblem:
     first session, so that resuming with a larger budget continues the same trajectory."""
 
     def __init__(self, space: Space, objectives: Sequence[Objective], constraints: Sequence[Constraint],
-                 budget: int, evaluate_round: EvaluateRound, plan: int | None = None):
+                 budget: int, evaluate_round: EvaluateRound, plan: int | None = None, max_failures: int = 10):
         self.space, self.objectives, self.constraints = space, list(objectives), list(constraints)
+        self.max_failures, self.failures_in_a_row = max_failures, 0
         self.budget = budget
         self.plan = budget if plan is None else plan
         self._evaluate_round = evaluate_round
@@ -99,6 +101,7 @@ class SearchProblem:
             for row in self._evaluate_round(todo):
                 self.history.append(row)
                 self.known[row.key] = row
+                self._count_failure(row)
             self.round += 1
         F = np.full((len(archs), self.n_obj), PENALTY)
         G = np.full((len(archs), self.n_constr), PENALTY)
@@ -106,11 +109,23 @@ class SearchProblem:
         for i, key in enumerate(keys):
             row = self.known.get(key)
             rows.append(row)
-            if row is not None:
+            if row is not None and not row.failed:  # a failed evaluation keeps the penalty: strategies avoid it
                 F[i] = self.costs(row)
                 if self.n_constr:
                     G[i] = self.violations(row)
         return F, G, rows
+
+    @property
+    def evaluated(self) -> list[Row]:
+        """The successful evaluations so far, in trajectory order (what predictors and reports use)."""
+        return [row for row in self.history if not row.failed]
+
+    def _count_failure(self, row: Row) -> None:
+        """Stop the search (a one-line UserError) after `max_failures` failed evaluations in a row."""
+        self.failures_in_a_row = self.failures_in_a_row + 1 if row.failed else 0
+        if self.failures_in_a_row >= self.max_failures:
+            raise UserError(f"the last {self.failures_in_a_row} evaluations failed, the last with {row.error}; "
+                            f"fix the evaluation and run the search again")
 
     def annotate(self, arch: Arch, predicted: dict[str, float]) -> None:
         """Record what a predictor promised for `arch`, stored as `predicted:<column>` with its evaluation."""

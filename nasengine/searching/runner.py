@@ -18,6 +18,7 @@ from nasengine.evaluation.evaluator import Evaluator
 from nasengine.plugins import load_plugin
 from nasengine.training.loading import load_trained
 from nasengine.searching.api import MARKER, RunSettings, SearchPlan, SearchResult, run_search
+from nasengine.searching.hypervolume import load_reference
 from nasengine.searching.objectives import METRICS, Constraint, bind_objectives, metric_column, parse_bound, \
     parse_constraint
 from nasengine.searching.supernet_metrics import BUILTIN_METRICS, SUPERNET_METRICS, Quantization, SupernetMetrics
@@ -49,6 +50,7 @@ class SearchRequest:
     quantization: str = "none"  # none | int8 | search (per-layer precision genes co-searched)
     quant_accuracy: str = "real"  # real (onnxruntime on the split) | estimate (fake quantization)
     extra_identity: dict[str, Any] = field(default_factory=dict)
+    hv_reference: Any = None  # fixed hypervolume scale: a JSON file path or its decoded mapping (hypervolume.py)
 
     def resolved_devices(self) -> tuple[str, ...]:
         """The devices given, or the default one when a latency objective or constraint needs a device."""
@@ -107,12 +109,14 @@ def search(request: SearchRequest, role: str = "main") -> dict[str, Any]:
                 "supernet_weights_sha1": supernets.weights_digest(Path(request.supernet_dir)),
                 "devices": list(devices_named), "latency_budget_ms": request.latency_budget_ms,
                 **request.extra_identity}
+    if request.hv_reference is not None:  # checked against the objectives before anything is written
+        identity["hv_reference"] = load_reference(request.hv_reference, objectives)
     if quantization.mode != "none":  # recorded only when used, so FP32 runs of earlier versions still resume
         identity["quantization"] = {"mode": quantization.mode, "accuracy": quantization.accuracy, **SCHEME,
                                     "calibration_samples": evaluator.quantization_samples}
     first_device = devices_named[0] if devices_named else None
 
-    def on_row(row: Any, bar: Any) -> None:
+    def on_row(row: Any, bar: Any) -> None:  # (failed evaluations are shown by the search itself)
         status = {"acc": f"{row.metrics['accuracy']:.3f}"}
         if first_device is not None:
             status["ms"] = f"{row.metrics[f'latency_ms:{first_device}']:.3f}"

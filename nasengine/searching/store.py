@@ -21,20 +21,22 @@ import re
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import optuna
-from optuna.distributions import CategoricalDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
 from optuna.study import StudyDirection
 from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from nasengine.errors import UserError, first_line
+from nasengine.errors import UserError, first_line, one_line
 from nasengine.searching.objectives import Objective, Row
 from nasengine.searching.problem import Pending
+from nasengine.search_spaces.choices import FloatRange, IntRange
 from nasengine.search_spaces.space import Arch, Space
 
 JOURNAL = "store.journal"
@@ -121,6 +123,29 @@ def redact(url: str | None) -> str | None:
     return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
+class _DropStudyCreated(logging.Filter):
+    """optuna logs "A new study created in ..." on its own console handler; the run's files already say it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("A new study created")
+
+
+@contextmanager
+def _quiet_study_creation() -> Iterator[None]:
+    """Drop optuna's study-created line while creating one, without changing optuna's logging otherwise."""
+    quiet = _DropStudyCreated()
+    loggers = [logging.getLogger("optuna"), *(logging.getLogger(n) for n in list(logging.root.manager.loggerDict)
+                                              if n.startswith("optuna."))]
+    targets = [*loggers, *(h for lg in loggers for h in lg.handlers)]
+    for target in targets:
+        target.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for target in targets:
+            target.removeFilter(quiet)
+
+
 def open_study(storage: BaseStorage, name: str, directions: Sequence[str]) -> int:
     """The id of study `name`, created with `directions` when missing (several workers may race to create it)."""
     try:
@@ -128,7 +153,8 @@ def open_study(storage: BaseStorage, name: str, directions: Sequence[str]) -> in
     except KeyError:
         pass
     try:
-        return storage.create_new_study([StudyDirection[d.upper()] for d in directions], name)
+        with _quiet_study_creation():
+            return storage.create_new_study([StudyDirection[d.upper()] for d in directions], name)
     except DuplicatedStudyError:  # another worker created it at the same moment
         return storage.get_study_id_from_name(name)
 
@@ -161,7 +187,7 @@ class TrialStore:
             raise UserError(f"the store's study {study_name!r} has directions {recorded}, this search "
                             f"{directions}; give this search another study name (--study)")
         self.completed: dict[str, Row] = {}
-        self.new_evaluations = 0
+        self.failed: dict[str, Row] = {}  # evaluations that raised in this session (a later session tries again)
         self.refresh()
 
     # ------------------------------------------------------------------ reading
@@ -193,21 +219,33 @@ class TrialStore:
             return not _alive(int(claim.get("pid", -1)), claim.get("token"))
         return time.time() - float(claim.get("time", 0.0)) > self.claim_timeout_s
 
-    def _fail(self, trial_id: int, reason: str) -> None:
+    def _fail(self, trial_id: int, reason: str, evaluation: bool = False) -> None:
+        """End a claim as failed; `evaluation`: the arch's evaluation itself raised (not a lost or stale claim)."""
         try:
             self.storage.set_trial_user_attr(trial_id, "failed_because", reason)
+            if evaluation:
+                self.storage.set_trial_user_attr(trial_id, "evaluation_failed", True)
             self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
         except (UpdateFinishedTrialError, RuntimeError):
             pass  # someone else finished or failed it first
 
-    def _params(self, arch: Arch) -> tuple[dict[str, Any], dict[str, CategoricalDistribution]]:
-        """The arch's active genes as optuna parameters (genes whose options optuna cannot hold are left out)."""
+    def _params(self, arch: Arch) -> tuple[dict[str, Any], dict[str, BaseDistribution]]:
+        """The arch's active genes as optuna parameters: ranges as numeric distributions (optuna-dashboard plots
+        them on numeric axes), choices as categories (genes whose options optuna cannot hold are left out)."""
         params, dists = {}, {}
         for gene in self.space.genes:
             value = arch[gene.name]
-            if value is not None and all(isinstance(o, _OPTUNA_TYPES) for o in gene.options):
-                params[gene.name] = value
+            if value is None:
+                continue
+            if isinstance(gene, IntRange):
+                dists[gene.name] = IntDistribution(gene.low, gene.high, log=gene.log, step=1 if gene.log else gene.step)
+            elif isinstance(gene, FloatRange):
+                dists[gene.name] = FloatDistribution(gene.low, gene.high, log=gene.log)
+            elif all(isinstance(o, _OPTUNA_TYPES) for o in gene.options):
                 dists[gene.name] = CategoricalDistribution(gene.options)
+            else:
+                continue
+            params[gene.name] = value
         return params, dists
 
     def _claim(self, arch: Arch, key: str, index: int, round_: int) -> int:
@@ -235,7 +273,7 @@ class TrialStore:
             claims = self.refresh()
             waiting = False
             for item, key in keyed:
-                if key in self.completed:
+                if key in self.completed or key in self.failed:
                     continue
                 others = [t for t in claims.get(key, []) if not self._stale(t)]
                 if others:
@@ -249,12 +287,14 @@ class TrialStore:
                     waiting = True
                     continue
                 row = self._run(trial_id, item, key, evaluate)
-                self.completed.setdefault(key, row)
-                self.new_evaluations += 1
+                if row.failed:
+                    self.failed[key] = row
+                else:
+                    self.completed.setdefault(key, row)
                 if on_new is not None:
-                    on_new(self.completed[key])
-            if all(key in self.completed for _, key in keyed):
-                return [self.completed[key] for _, key in keyed]
+                    on_new(self.completed.get(key, row))
+            if all(key in self.completed or key in self.failed for _, key in keyed):
+                return [self.completed[key] if key in self.completed else self.failed[key] for _, key in keyed]
             if waiting:
                 time.sleep(self.poll_s)
 
@@ -269,13 +309,22 @@ class TrialStore:
             details = {**details, **item.details}
             missing = [o.column for o in self.objectives if o.column not in metrics]
             if missing:
-                raise UserError(f"the evaluation of {key} returned no {', '.join(missing)}")
+                raise ValueError(f"it returned no {', '.join(missing)}")
             values = [float(metrics[o.column]) for o in self.objectives]
             bad = [o.column for o, v in zip(self.objectives, values) if not math.isfinite(v)]
             if bad:
-                raise UserError(f"the evaluation of {key} gave a non-finite {', '.join(bad)}")
+                raise ValueError(f"it gave a non-finite {', '.join(bad)}")
             metrics = {k: float(v) for k, v in metrics.items()}
-        except BaseException as exc:
+        except Exception as exc:  # the evaluation failed: recorded as a failed trial, and the search goes on
+            stop.set()
+            beat.join()
+            if isinstance(exc, UserError):  # the set-up is wrong (a device, a file): no other arch would do better
+                self._fail(trial_id, one_line(str(exc))[:500])
+                raise
+            reason = f"{type(exc).__name__}: {first_line(exc, 300)}"
+            self._fail(trial_id, reason, evaluation=True)
+            return Row(item.arch, key, {}, dict(item.details), item.index, item.round, self.worker, error=reason)
+        except BaseException as exc:  # Ctrl-C, exit: the claim ends as a failure, the run stops
             stop.set()
             self._fail(trial_id, f"{type(exc).__name__}: {exc}"[:500])
             raise

@@ -13,6 +13,8 @@ from pymoo.core.mutation import Mutation
 
 from nasengine.search_spaces.space import Space
 
+LONG = 8  # an ordered gene with more options than this moves in steps proportional to its length
+
 
 class GeneLayout:
     """Per gene of the integer encoding: its number of options and whether it is ordered."""
@@ -24,7 +26,8 @@ class GeneLayout:
     def mutate(self, X: np.ndarray, rng: np.random.Generator, rate: float | None = None) -> np.ndarray:
         """Mutate each gene with probability `rate` (default 1/genes, at least one gene per row): categorical
         genes to a different option drawn uniformly, ordered genes one step up or down (two steps with
-        probability 1/4 where a gene has more than two options), reflected at the ends."""
+        probability 1/4 where a gene has more than two options), reflected at the ends; an ordered gene of
+        more than LONG options (an IntRange or FloatRange) moves by a normal draw of 15 % of its length."""
         X = np.asarray(X, dtype=np.int64).copy()
         n, n_var = X.shape
         rate = 1.0 / max(n_var, 1) if rate is None else rate
@@ -43,6 +46,10 @@ class GeneLayout:
         # ordered: +-1 (or +-2) steps, reflected at the ends
         double = (rng.random(len(cols)) < 0.25) & (sizes > 2)  # two options: a double step would go nowhere
         step = np.where(rng.random(len(cols)) < 0.5, -1, 1) * np.where(double, 2, 1)
+        long = ordered & (sizes > LONG)
+        if long.any():  # drawn only then, so the mutations of spaces without long genes stay as they were
+            spread = np.maximum(1, np.rint(np.abs(rng.normal(0.0, 0.15 * (sizes - 1))))).astype(np.int64)
+            step = np.where(long, np.sign(step) * spread, step)
         moved = X[rows, cols] + step
         moved = np.where(moved < 0, X[rows, cols] + np.abs(step), moved)
         moved = np.where(moved >= sizes, X[rows, cols] - np.abs(step), moved)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from nasengine.tasks.augment import compose
-from nasengine.tasks.base import EpochBatches, Split, Task
+from nasengine.tasks.base import EpochBatches, Split, Task, image_preprocessing
 from nasengine.tasks.readers import DataError, ImageData
 
 
@@ -65,10 +65,16 @@ def _carve(pool: np.ndarray, labels: np.ndarray, count: int, seed: int, what: st
         return pool, pool[:0]
     if count >= len(pool):
         raise DataError(f"too few samples ({len(pool)}) to carve a {what} split of {count}")
+    classes, counts = np.unique(labels[pool], return_counts=True)
+    if counts.min() < 2 or not len(classes) <= count <= len(pool) - len(classes):
+        raise DataError(f"too few samples to carve a {what} split of {count} from {len(pool)} that keeps every "
+                        f"class on both sides: {len(classes)} classes, the smallest with {counts.min()} sample(s) "
+                        f"(each class needs 2 or more, and the split one per class); add samples or change "
+                        f"--val-fraction / --test-fraction")
     try:
         rest, carved = train_test_split(pool, test_size=count, stratify=labels[pool], random_state=seed)
-    except ValueError as exc:
-        raise DataError(f"cannot carve a stratified {what} split: {exc}") from None
+    except ValueError:
+        raise DataError(f"cannot carve a stratified {what} split of {count} from {len(pool)} samples") from None
     return np.sort(rest), np.sort(carved)
 
 
@@ -94,6 +100,13 @@ def split_indices(data: ImageData, rule: SplitRule) -> dict[str, tuple[str, np.n
 
 def _sha1(indices: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(indices, dtype=np.int64).tobytes()).hexdigest()
+
+
+def folder_decode(channels: int, size: tuple[int, int]) -> str:
+    """How an image folder's files become raw arrays (what `read_image_folder` does), for export contracts."""
+    h, w = (int(v) for v in size)
+    return (f"PIL.Image.open(file).convert('{'L' if channels == 1 else 'RGB'}').resize(({w}, {h}), "
+            f"PIL.Image.BILINEAR) as uint8 (Pillow returns the image as it is when it already has that size)")
 
 
 class ArrayTask(Task):
@@ -139,9 +152,13 @@ class ArrayTask(Task):
 
     @property
     def preprocessing(self) -> dict[str, Any]:
-        return {"input": f"{self.name} images (H, W, C) = ({self.input_size[0]}, {self.input_size[1]}, "
-                         f"{self.in_channels})", "normalize": self.normalize,
-                "then": "bilinear resize to the subnet's resolution (align_corners=False)"}
+        """The contract (see `image_preprocessing`): raw images as the reader returns them (uint8 when the files
+        hold uint8, scaled by 1/255; floats as they are), and how an image folder's files become such arrays."""
+        raw_dtype = "uint8" if self._data.splits["train"][0].dtype == np.uint8 else "float32"
+        kind = str(self.source.get("kind", "arrays"))
+        return image_preprocessing((self.in_channels, *self.input_size), f"{self.name} images ({kind})", raw_dtype,
+                                   self.normalize, self._data.classes or None,
+                                   folder_decode(self.in_channels, self.input_size) if kind == "image_folder" else None)
 
     def split(self, name: str) -> Split:
         if name not in self._cache:

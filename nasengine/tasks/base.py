@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 
@@ -74,11 +74,38 @@ class Task(ABC):
     @property
     @abstractmethod
     def preprocessing(self) -> dict[str, Any]:
-        """How raw samples become model inputs (recorded in exported manifests)."""
+        """How raw samples become this task's inputs, as the versioned contract exports carry (`image_preprocessing`,
+        or the text task's): `nasengine.exporting.preprocess` applies it to raw images or strings."""
 
     def assets(self) -> dict[str, Path]:
         """Files an exported subnet ships beside its weights so it runs on raw samples (a tokenizer), by name."""
         return {}
+
+
+PREPROCESSING_SCHEMA = "nasengine-preprocessing"
+PREPROCESSING_VERSION = 1
+RAW_IMAGE_LAYOUTS = ("HW", "HWC", "NHW", "NHWC", "NCHW")
+
+
+def image_preprocessing(shape: Sequence[int], source: str, raw_dtype: str, normalize: Mapping[str, Any],
+                        classes: Sequence[str] | None = None, decode: str | None = None) -> dict[str, Any]:
+    """The preprocessing contract of image data of `shape` (C, H, W), before an export adds its resize and model
+    input: raw images of that size, `float32(raw) * scale`, minus `mean[c]`, over `std[c]` (lists per channel
+    always, so one script reads every export)."""
+    channels, height, width = (int(s) for s in shape)
+    mean, std = [float(m) for m in _per_channel(normalize["mean"])], [float(s) for s in _per_channel(normalize["std"])]
+    if len(mean) != channels or len(std) != channels:
+        raise ValueError(f"{source}: normalisation has {len(mean)} means and {len(std)} stds for {channels} channels")
+    return {"schema": PREPROCESSING_SCHEMA, "version": PREPROCESSING_VERSION, "kind": "image", "source": source,
+            "raw": {"height": height, "width": width, "channels": channels, "dtype": raw_dtype,
+                    "layouts": list(RAW_IMAGE_LAYOUTS)},
+            "decode": decode, "scale": float(normalize["scale"]), "mean": mean, "std": std, "channels": channels,
+            "classes": None if not classes else [str(c) for c in classes]}
+
+
+def _per_channel(value: Any) -> list[Any]:
+    """A statistic as a list per channel (a scalar is the one channel's)."""
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 class EpochBatches:

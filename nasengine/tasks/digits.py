@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from nasengine.tasks.augment import random_affine
-from nasengine.tasks.base import EpochBatches, Split, Task, register_task
+from nasengine.tasks.base import EpochBatches, Split, Task, image_preprocessing, register_task
 
 FRACTIONS = {"train": 0.60, "val": 0.20, "test": 0.20}
 SPLIT_SEED = 0
@@ -57,10 +57,10 @@ class Digits(Task):
 
     @property
     def preprocessing(self) -> dict[str, Any]:
+        """The contract (see `image_preprocessing`) with the exact statistics `split` uses: raw 0..16 pixels."""
         mean, std = self._stats
-        return {"input": "sklearn.datasets.load_digits().images (8x8, values 0..16)",
-                "normalize": {"scale": self.scale, "mean": round(mean, 6), "std": round(std, 6)},
-                "then": "bilinear resize to the subnet's resolution (align_corners=False)"}
+        return image_preprocessing((1, *self.input_size), "sklearn.datasets.load_digits().images (8x8, values 0..16)",
+                                   "float32", {"scale": self.scale, "mean": [mean], "std": [std]})
 
     def split(self, name: str) -> Split:
         indices = _indices()[name]

@@ -26,6 +26,7 @@ class ImageData:
     splits: dict[str, tuple[np.ndarray, np.ndarray]]
     files: list[Path]
     classes: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # files of an image folder that are not images (left out)
 
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -154,26 +155,29 @@ def read_idx_dir(directory: Path) -> ImageData:
 
 
 # --- class-per-folder images ----------------------------------------------------------------------------
-def list_image_folder(directory: Path) -> tuple[list[str], list[tuple[Path, int]]]:
-    """Class names (sorted sub-folder names) and (file, class index) pairs; refuses files that are not images."""
+def list_image_folder(directory: Path) -> tuple[list[str], list[tuple[Path, int]], list[str]]:
+    """Class names (sorted sub-folder names), (file, class index) pairs, and the files left out because they are no
+    PNG or JPEG images (a README, notes.txt), relative to `directory`."""
     classes = sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
     samples: list[tuple[Path, int]] = []
+    skipped: list[str] = []
     for index, name in enumerate(classes):
         for path in sorted((directory / name).rglob("*")):
             if path.name.startswith(".") or path.is_dir():
                 continue
             if path.suffix.lower() not in IMAGE_SUFFIXES:
-                raise DataError(f"{path}: not a PNG or JPEG image "
-                                "(image folders hold one sub-folder of images per class)")
+                skipped.append(str(path.relative_to(directory)))
+                continue
             samples.append((path, index))
-    return classes, samples
+    skipped += sorted(p.name for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
+    return classes, samples, skipped
 
 
 def read_image_folder(directory: Path, size: tuple[int, int] | None) -> ImageData:
     """Images resized to `size` (H, W) with Pillow (bilinear); all grayscale -> 1 channel, else RGB."""
     from PIL import Image, UnidentifiedImageError
 
-    classes, samples = list_image_folder(directory)
+    classes, samples, skipped = list_image_folder(directory)
     if not samples:
         raise DataError(f"{directory}: no images found (expected one sub-folder of PNG/JPEG images per class)")
     headers = []  # first pass: mode and size from each file's header, nothing decoded
@@ -200,4 +204,4 @@ def read_image_folder(directory: Path, size: tuple[int, int] | None) -> ImageDat
             raise DataError(f"{path}: not a readable image ({exc})") from None
     x = _images(np.stack(arrays), str(directory))
     y = np.array([label for _, label in samples], dtype=np.int64)
-    return ImageData({"train": (x, y)}, [path for path, _ in samples], classes)
+    return ImageData({"train": (x, y)}, [path for path, _ in samples], classes, skipped)

@@ -95,6 +95,8 @@ def read_path(kind: DataKind, path: Path, name: str, options: ArrayTaskOptions,
         if classes and not data.classes:
             data.classes = list(classes)
         source = {"kind": kind.name, "path": str(path.resolve()), "files": file_hashes(path, data.files)}
+        if data.skipped:  # said by `nasengine data`; the files themselves are no part of the data
+            source["skipped_files"] = {"count": len(data.skipped), "first": data.skipped[:5]}
         return ArrayTask(name, data, options, source, normalize)
     except DataError as exc:
         raise UserError(str(exc)) from None
@@ -185,7 +187,8 @@ def _check_unchanged(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> Non
     for name in sorted(set(before) | set(after)):
         if before.get(name) != after.get(name):
             state = "missing" if name not in after else "new" if name not in before else "changed"
-            raise UserError(f"data changed since training: {Path(str(recorded['path'])) / name} is {state} "
-                            f"(retrain, or restore the original files)")
+            root = Path(str(recorded["path"]))
+            where = root if root.name == name else root / name  # a one-file data set is named by its path alone
+            raise UserError(f"data changed since training: {where} is {state} (retrain, or restore the original files)")
     if recorded.get("split", {}).get("indices_sha1") != now["split"]["indices_sha1"]:
         raise UserError("data splits differ from the ones recorded at training time (retrain on this data)")

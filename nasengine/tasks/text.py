@@ -25,7 +25,7 @@ import torch
 
 from nasengine.kernels.inputs import trim_padding
 from nasengine.errors import UserError
-from nasengine.tasks.base import EpochBatches, Split, Task
+from nasengine.tasks.base import PREPROCESSING_SCHEMA, PREPROCESSING_VERSION, EpochBatches, Split, Task
 
 KIND = "text_tsv"
 TEXT_OPTIONS = ("dev", "tokenizer", "max_length", "val_fraction", "test_fraction", "split_seed", "max_train",
@@ -103,6 +103,23 @@ def tokenize(tokenizer: Any, texts: list[str], max_length: int) -> dict[str, tor
         ids[row, :n] = enc.ids
         mask[row, :n] = 1
     return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+
+
+def text_preprocessing(tokenizer: str, max_length: int, classes: list[str]) -> dict[str, Any]:
+    """The preprocessing contract of text (what `load_tokenizer` and `tokenize` do), for a tokenizer file name."""
+    wordpiece, n = tokenizer != "tokenizer.json", int(max_length)
+    return {"schema": PREPROCESSING_SCHEMA, "version": PREPROCESSING_VERSION, "kind": "text", "tokenizer": tokenizer,
+            "tokenizer_format": "wordpiece-vocab" if wordpiece else "tokenizers-json",
+            "load": ("tokenizers.implementations.BertWordPieceTokenizer(FILE, lowercase=True)" if wordpiece
+                     else "tokenizers.Tokenizer.from_file(FILE)"),
+            "max_length": n,
+            "truncation": {"max_length": n, "includes_special_tokens": True,
+                           "call": f"tokenizer.no_padding(); tokenizer.enable_truncation(max_length={n})"},
+            "padding": {"length": n, "side": "right", "input_ids": 0, "attention_mask": 0},
+            "inputs": [{"name": "input_ids", "dtype": "int64", "shape": [n], "value": "encoding.ids, then padding"},
+                       {"name": "attention_mask", "dtype": "int64", "shape": [n],
+                        "value": "1 for each token of encoding.ids, then padding"}],
+            "classes": [str(c) for c in classes]}
 
 
 def _stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -266,8 +283,9 @@ class TextTask(Task):
 
     @property
     def preprocessing(self) -> dict[str, Any]:
-        return {"tokenizer": str(self.tokenizer_path), "max_length": self.max_length, "padding": "max_length",
-                "truncation": True, "classes": self.classes}
+        """The contract exports carry: the tokenizer file (shipped beside the export under this name), how it is
+        loaded, truncation and padding to `max_length`, the inputs it yields and the class names."""
+        return text_preprocessing(self.tokenizer_path.name, self.max_length, self.classes)
 
     def assets(self) -> dict[str, Path]:
         return {self.tokenizer_path.name: self.tokenizer_path}

@@ -104,8 +104,8 @@ class TrainRequest:
         return open_data(self.data or str(default), options or None)
 
     def validate(self) -> None:
+        supernets.entry(self.supernet)  # RegistryError: the CLI adds the hint to pass a plugin
         try:
-            supernets.entry(self.supernet)
             get_recipe(self.recipe)
         except ValueError as exc:
             raise UserError(str(exc)) from None
@@ -271,13 +271,26 @@ def _run(request: TrainRequest, device: torch.device, task: Task, identity: dict
                      for name, arch in (("max", net.space.max()), ("min", net.space.min()))}
             seconds = time.perf_counter() - started
             supernets.save_supernet(net, out, {"task": task.spec, "plugins": plugins,
-                                               "training": {**identity, "seconds": round(seconds, 1)},
+                                               "training": {**identity, "seconds": round(seconds, 1),
+                                                            "environment": _environment()},
                                                "final_accuracy": final})
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
         update_marker(out / MARKER, status="complete")
     final = distributed.broadcast_json(final)  # every rank returns the same result once rank 0 is done
     return {"out": str(out), "seconds": time.perf_counter() - started, "final_accuracy": final,
             "resumed": resumed, "rank": distributed.rank(), "world_size": world}
+
+
+def _environment() -> dict[str, Any]:
+    """What else decides the trained weights bit for bit: the same seed, data and settings give identical weights
+    with the same thread count and library versions, and slightly different ones otherwise (float sums in
+    another order), so they are recorded beside the settings."""
+    import platform
+
+    import numpy
+
+    return {"torch_threads": torch.get_num_threads(), "torch": torch.__version__, "numpy": numpy.__version__,
+            "python": platform.python_version(), "machine": platform.machine()}
 
 
 @contextmanager

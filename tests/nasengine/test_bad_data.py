@@ -71,6 +71,10 @@ def non_image_file(tmp: Path) -> str:
     return str(root)
 
 
+def tiny_image_folder(tmp: Path) -> str:
+    return str(image_folder(tmp / "tiny", per_class=1))
+
+
 def corrupt_png(tmp: Path) -> str:
     root = image_folder(tmp / "imgs")
     (root / "a" / "broken.png").write_bytes(png_bytes(7)[:40])  # PNG signature, then cut off
@@ -176,7 +180,7 @@ CASES: list[tuple[Callable[[Path], str], list[str]]] = [
     (single_class, ["at least 2 classes", "found 1"]),
     (lengths_differ, ["200 images but 197 labels", "d.npz"]),
     (val_lengths_differ, ["10 images but 9 labels", "y_val"]),
-    (non_image_file, ["notes.txt", "not a PNG or JPEG"]),
+    (tiny_image_folder, ["too few samples", "each class needs 2 or more", "--val-fraction"]),
     (corrupt_png, ["broken.png", "not a readable image"]),
     (not_an_image_at_all, ["fake.jpg", "not a readable image"]),
     (idx_wrong_magic, ["train-images-idx3-ubyte.gz", "magic"]),
@@ -203,6 +207,26 @@ def assert_one_line_error(capsys, code: int, fragments: list[str]) -> str:
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
     return lines[0]
+
+
+def test_files_that_are_not_images_are_skipped_and_counted(tmp_path: Path, capsys) -> None:
+    """A README or notes.txt beside the images is left out, and `nasengine data` says so (it was fatal)."""
+    folder = non_image_file(tmp_path)
+    (Path(folder) / "README.md").write_text("where the images came from")
+    assert main(["data", folder]) == 0
+    out = capsys.readouterr().out
+    assert "skipped 2 file(s) that are not PNG/JPEG images: b/notes.txt, README.md" in out
+    assert "train" in out and "least populated" not in out
+
+
+def test_a_broken_pipe_ends_quietly(tmp_path: Path) -> None:
+    """`nasengine data ... --json | head -1`: no BrokenPipeError traceback when the reader stops early."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(f"{sys.executable} -m nasengine data digits --json | head -1", shell=True,
+                            capture_output=True, text=True)
+    assert result.stdout.strip() == "{" and result.stderr == ""
 
 
 @pytest.mark.parametrize("make, fragments", CASES, ids=[make.__name__ for make, _ in CASES])

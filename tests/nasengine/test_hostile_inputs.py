@@ -304,6 +304,22 @@ CASES = [
     Case("threads-zero", [*SEARCH, "--threads", "0"], "argument --threads: expected a positive number, got 0"),
     Case("out-is-the-supernet", ["search", "{sn}", "--out", "{sn}"], "--out must differ from the supernet"),
     Case("epochs-zero", ["train", "ofa_mbv3_digits", "--out", "{out}", "--epochs", "0"], "--epochs"),
+    # added with issue #24: what a new user tripped on
+    Case("family-from-a-plugin-not-passed", ["train", "my_mlp", "--out", "{out}"],
+         "unknown supernet 'my_mlp'; available: "),
+    Case("search-a-missing-supernet", ["search", "{tmp}/nowhere", "--out", "{out}"], "nowhere: no such directory"),
+    Case("export-a-missing-run", ["export", "{tmp}/nowhere", "--out", "{out}"], "nowhere: no such directory"),
+    Case("evaluate-a-missing-export", ["evaluate", "{tmp}/nowhere"], "nowhere: no such directory"),
+    Case("measure-a-missing-export", ["measure", "{tmp}/nowhere"], "nowhere: no such directory"),
+    Case("export-pick-unknown", ["export", "{run}", "--out", "{out}", "--pick", "fastest"],
+         "argument --pick: invalid choice: 'fastest'"),
+    Case("hv-reference-missing-file", [*SEARCH, "--hv-reference", "{tmp}/none.json"], "none.json"),
+    Case("hv-reference-not-json", [*SEARCH, "--hv-reference", "{tmp}/ref.json"], "ref.json",
+         files={"ref.json": "{ideal: 1"}),
+    Case("hv-reference-lacks-an-objective", [*SEARCH, "--hv-reference", "{tmp}/ref.json"],
+         "no ideal and nadir for objective 'latency_ms:ort-cpu-1t'",
+         files={"ref.json": json.dumps({"ideal": {"error": 0, "beauty": 0}, "nadir": {"error": 1, "beauty": 1}})}),
+    Case("objectives-none", [*SEARCH, "--objectives", ","], "at least one objective"),
 ]
 
 

@@ -66,8 +66,9 @@ def test_search_refuses_to_mix_runs(tiny_supernet_dir: Path, tiny_run_dir: Path)
 
 def test_export_reloads_without_supernet_and_reproduces_its_numbers(tiny_run_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "exp"
-    manifest = export(ExportRequest(tiny_run_dir, out))
-    assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "model.onnx", "manifest.json"}
+    manifest = export(ExportRequest(tiny_run_dir, out, pick="most-accurate"))
+    assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "model.onnx", "model.raw.onnx",
+                                               "manifest.json"}
     for key in ("arch", "accuracy", "latency_ms", "device", "accuracy_split"):
         assert key in manifest
     results = pd.read_csv(tiny_run_dir / "results.csv")

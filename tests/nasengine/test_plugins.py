@@ -227,3 +227,50 @@ def test_a_module_plugin_is_recorded_and_reimported_from_pythonpath(plugin_modul
     refused = nasengine("search", sn, "--out", tmp_path / "run2", "--evals", "4", *FAST)
     assert_clean_error(refused, module, "cannot be found")
     assert not (tmp_path / "run2").exists()
+
+
+FLATTEN_PLUGIN = """
+from torch import nn
+
+from nasengine import supernets
+from nasengine.kernels import register_static
+from nasengine.kernels.quant_nodes import keep_float
+from nasengine.supernets.ofa_mbv3 import OFAConfig, OFAMobileNetV3
+
+register_static("Flatten", nn.Flatten, lambda m: {"start_dim": m.start_dim, "end_dim": m.end_dim}, quantize=keep_float)
+
+
+class Flattened(OFAMobileNetV3):
+    def _export_active(self):
+        return nn.Sequential(super()._export_active(), nn.Flatten())
+
+
+@supernets.register("flattened_mbv3", task="digits", config=OFAConfig)
+def flattened(**kwargs):
+    return Flattened(OFAConfig(**kwargs))
+"""
+
+
+def test_a_torch_class_a_plugin_registers_is_recorded_and_its_plugin_named_on_reload(tmp_path: Path) -> None:
+    """A plugin adding torch's nn.Flatten to the vocabulary: the export records that it needs the plugin, a fresh
+    process loading it without the plugin is told which plugin, and with the plugin imported it loads."""
+    plugin = tmp_path / "flatten_plugin.py"
+    plugin.write_text(FLATTEN_PLUGIN)
+    from tests.conftest import TINY
+
+    tiny = [f"--set={k}={json.dumps(v)}" for k, v in TINY.items()]
+    assert_ok(nasengine("--plugin", plugin, "train", "flattened_mbv3", "--out", tmp_path / "sn", "--epochs", "1",
+                        *tiny, *FAST))
+    assert_ok(nasengine("search", tmp_path / "sn", "--out", tmp_path / "run", "--evals", "3", *FAST))
+    assert_ok(nasengine("export", tmp_path / "run", "--out", tmp_path / "exp", *FAST))
+    config = json.loads((tmp_path / "exp" / "config.json").read_text())
+    assert any(m.startswith("nasengine_plugin_flatten_plugin") for m in config["requires_modules"])
+    load = "import sys, nasengine; print(type(nasengine.load_subnet(sys.argv[1])[-1]).__name__)"
+    bare = run(sys.executable, "-c", load, tmp_path / "exp")
+    assert bare.returncode == 1 and "Traceback" in bare.stderr
+    message = bare.stderr.strip().splitlines()[-1]
+    assert "unknown static module type 'Flatten'" in message and str(plugin.resolve()) in message, message
+    with_plugin = ("import sys, nasengine; from nasengine.plugins import load_plugin; load_plugin(sys.argv[2]); "
+                   "print(type(nasengine.load_subnet(sys.argv[1])[-1]).__name__)")
+    assert assert_ok(run(sys.executable, "-c", with_plugin, tmp_path / "exp", plugin)).stdout.strip() == "Flatten"
+    assert "top-1 accuracy" in assert_ok(nasengine("evaluate", tmp_path / "exp")).stdout  # the CLI re-imports it

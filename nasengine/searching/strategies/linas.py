@@ -34,19 +34,12 @@ class _Predicted(Problem):
         self.signs = np.array([o.sign for o in problem.objectives])  # maximised objectives are negated
         self.bounds_ = [(1.0 if c.op == "<=" else -1.0, c.bound) for c in problem.constraints]
         self.onehot = OneHotEncoding()
-        space = problem.space
-        self.offsets = np.cumsum([0] + [len(g) for g in space.genes[:-1]])
-        self.width = self.onehot.width(space)
-        self.active = _ActiveMask(space)
+        self.active = _ActiveMask(problem.space)
 
     def features(self, X: np.ndarray) -> np.ndarray:
+        """The predictors' encoding of integer-encoded candidates, vectorised (the inner loop of the search)."""
         X = np.asarray(X, dtype=np.int64)
-        out = np.zeros((len(X), self.width), dtype=np.float32)
-        rows = np.repeat(np.arange(len(X)), X.shape[1])
-        cols = (X + self.offsets[None, :]).ravel()
-        keep = self.active(X).ravel()
-        out[rows[keep], cols[keep]] = 1.0
-        return out
+        return self.onehot.from_indices(self.problem.space, X, self.active(X))
 
     def _evaluate(self, X, out, *args, **kwargs):  # type: ignore[no-untyped-def,override]
         features = self.features(X)
@@ -114,7 +107,7 @@ class LINAS(Strategy):
 
     def _propose(self, problem: SearchProblem, layout: GeneLayout, n: int,
                  seed: int) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
-        rows = problem.history
+        rows = problem.evaluated  # failed evaluations teach the predictors nothing
         onehot = OneHotEncoding()
         X_real = np.stack([onehot.encode(problem.space, r.arch) for r in rows])
         models = [self._fit(X_real, rows, o.column, seed) for o in problem.objectives]

@@ -13,10 +13,11 @@ from typing import Any, Callable
 
 import optuna
 from optuna.samplers import BaseSampler, NSGAIISampler, TPESampler
-from optuna.study import StudyDirection
 
 from nasengine.searching.problem import SearchProblem
+from nasengine.searching.store import open_study
 from nasengine.searching.strategies.base import Strategy, register_strategy
+from nasengine.search_spaces.choices import FloatRange, IntRange
 from nasengine.search_spaces.space import Arch
 
 CONSTRAINTS_ATTR = "constraint_violations"
@@ -32,12 +33,23 @@ def suggest_arch(trial: optuna.Trial, problem: SearchProblem) -> Arch:
     for gene in problem.space.genes:
         if not problem.space.is_active(gene, arch):
             arch[gene.name] = None
+        elif isinstance(gene, IntRange):  # the sampler models the number; the arch holds the nearest grid value
+            value = trial.suggest_int(gene.name, gene.low, gene.high, log=gene.log, step=1 if gene.log else gene.step)
+            arch[gene.name] = gene.options[_nearest(gene, value)]
+        elif isinstance(gene, FloatRange):
+            value = trial.suggest_float(gene.name, gene.low, gene.high, log=gene.log)
+            arch[gene.name] = gene.options[gene.index(value)]
         elif gene.ordered:
             arch[gene.name] = gene.options[trial.suggest_int(gene.name, 0, len(gene) - 1)]
         else:
             index = trial.suggest_categorical(gene.name, list(range(len(gene))))
             arch[gene.name] = gene.options[int(index)]
     return arch
+
+
+def _nearest(gene: IntRange, value: int) -> int:
+    """The grid position nearest `value` (a log IntRange holds only some of the integers between its ends)."""
+    return min(range(len(gene)), key=lambda i: abs(gene.options[i] - value))
 
 
 class OptunaStrategy(Strategy):
@@ -54,7 +66,7 @@ class OptunaStrategy(Strategy):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             sampler = self.make_sampler(problem, seed)
         storage = optuna.storages.InMemoryStorage()
-        storage.create_new_study([StudyDirection.MINIMIZE] * problem.n_obj, "sampler")
+        open_study(storage, "sampler", ["minimize"] * problem.n_obj)
         study = optuna.load_study(study_name="sampler", storage=storage, sampler=sampler)
         stalled = 0
         while not problem.done and stalled < self.max_stalled_rounds:
@@ -63,7 +75,7 @@ class OptunaStrategy(Strategy):
             archs = [suggest_arch(t, problem) for t in trials]
             F, G, rows = problem.evaluate_archs(archs)
             for trial, f, g, row in zip(trials, F, G, rows):
-                if row is None:
+                if row is None or row.failed:
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     continue
                 trial.set_user_attr(CONSTRAINTS_ATTR, [float(v) for v in g])

@@ -137,3 +137,9 @@ def test_profile_command_and_search_on_the_table(tiny_supernet_dir: Path, tmp_pa
     priced = [table.predict(net.describe(json.loads(a))) for a in results["arch"]]
     assert results["latency_ms:lut:ort-cpu-1t"].tolist() == pytest.approx(priced, rel=1e-6)
     assert (results["latency_ms:ort-cpu-1t"] > 0).all()
+    # an export for the table's device says its latency is the table's prediction, not a new measurement
+    from nasengine.exporting.exporter import ExportRequest, export
+
+    manifest = export(ExportRequest(tmp_path / "run", tmp_path / "exp", device="lut:ort-cpu-1t"))
+    assert manifest["latency_kind"] == "predicted" and manifest["latency"]["source"] == "lut:ort-cpu-1t"
+    assert export(ExportRequest(tmp_path / "run", tmp_path / "exp2", device="ort-cpu-1t"))["latency_kind"] == "measured"

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 
@@ -71,15 +72,123 @@ def test_extra_metrics_are_recorded_but_not_searched() -> None:
 
 
 def test_bad_calls_get_one_line_errors() -> None:
-    with pytest.raises(UserError, match="at least two"):
-        nasengine.search(toy.SPACE, {"error": toy.error})
+    with pytest.raises(UserError, match="one or more"):
+        nasengine.search(toy.SPACE, {})
     with pytest.raises(UserError, match="callable"):
         nasengine.search(toy.SPACE, {"error": toy.error, "latency_ms": 3})
     with pytest.raises(ValueError, match="unknown search strategy .nope."):
         nasengine.search(toy.SPACE, {"error": toy.error, "latency_ms": toy.latency_ms}, strategy="nope")
-    with pytest.raises(UserError, match="does not report"):
-        nasengine.search(toy.SPACE, {"error": toy.error, "latency_ms": toy.latency_ms}, budget=4,
+
+
+
+def test_every_name_is_checked_before_the_first_evaluation() -> None:
+    """A constraint on a metric the search does not compute is refused before anything runs, not after."""
+    calls: list[dict] = []
+
+    def error(arch: dict) -> float:
+        calls.append(arch)
+        return toy.error(arch)
+
+    with pytest.raises(UserError, match="constraint on 'size_mb', which is neither an objective nor a metric"):
+        nasengine.search(toy.SPACE, {"error": error, "latency_ms": toy.latency_ms}, budget=4,
                          constraints=["size_mb<=1"])
+    assert calls == []
+    result = nasengine.search(toy.SPACE, {"error": error}, budget=4, constraints=["width<=32"],
+                              options=SearchOptions(metrics={"width": lambda a: a["width"]}))
+    assert len(result.rows) == 4  # a constraint on a recorded metric is fine
+
+
+@pytest.mark.parametrize("strategy", ["nsga2", "agemoea", "nsga3", "random", "tpe", "optuna-nsga2", "linas"])
+def test_one_objective_is_a_search_too(strategy: str) -> None:
+    result = nasengine.search(toy.SPACE, {"error": toy.error}, strategy=strategy, budget=24, seed=0)
+    best = min(r.metrics["error"] for r in result.rows)
+    assert len(result.rows) == 24 and [r.metrics["error"] for r in result.pareto] == [best]
+
+
+def test_a_failing_objective_fails_that_trial_and_the_search_goes_on(tmp_path: Path) -> None:
+    def error(arch: dict) -> float:
+        if arch["width"] == 64:
+            raise RuntimeError(f"cannot build width {arch['width']}\nsecond line")
+        return toy.error(arch)
+
+    out = tmp_path / "run"
+    result = nasengine.search(toy.SPACE, {"error": error, "latency_ms": toy.latency_ms}, strategy="random",
+                              budget=20, seed=0, out=out)
+    assert result.failed and all(r.arch["width"] == 64 for r in result.failed)
+    assert all(r.error == "RuntimeError: cannot build width 64" for r in result.failed)
+    assert len(result.rows) + len(result.failed) == 20 and all(r.arch["width"] != 64 for r in result.rows)
+    failures = pd.read_csv(out / "failures.csv")
+    assert sorted(failures["number"]) == sorted(r.number for r in result.failed)
+    assert json.loads((out / "run.json").read_text())["summary"]["failed"] == len(result.failed)
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(out / "store.journal")))
+    (study,) = optuna.get_all_study_summaries(storage)
+    failed = [t for t in storage.get_all_trials(study._study_id) if t.user_attrs.get("evaluation_failed")]
+    assert len(failed) == len(result.failed) and failed[0].state == optuna.trial.TrialState.FAIL
+    assert failed[0].user_attrs["failed_because"].startswith("RuntimeError: cannot build width 64")
+    assert set(pd.read_csv(out / "results.csv")["number"]).isdisjoint(failures["number"])
+
+
+def test_failures_in_a_row_stop_the_search_with_one_line() -> None:
+    def broken(arch: dict) -> float:
+        raise KeyError("latency")
+
+    with pytest.raises(UserError, match="the last 3 evaluations failed, the last with KeyError: 'latency'"):
+        nasengine.search(toy.SPACE, {"error": broken}, budget=10, options=SearchOptions(max_failures=3))
+
+
+def test_a_non_finite_objective_is_a_failed_evaluation() -> None:
+    result = nasengine.search(toy.SPACE, {"error": lambda a: float("nan") if a["width"] == 64 else toy.error(a)},
+                              strategy="random", budget=12, seed=1)
+    assert result.failed and all("non-finite error" in r.error for r in result.failed)
+
+
+def test_the_search_prints_nothing_on_the_console(capfd: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """No optuna 'A new study created' line (nor anything else) leaks from a quiet search."""
+    for strategy in ("nsga2", "tpe"):
+        nasengine.search(toy.SPACE, {"error": toy.error}, strategy=strategy, budget=6, out=tmp_path / strategy)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_integer_and_real_ranges_search_like_any_gene(tmp_path: Path) -> None:
+    from nasengine.search_spaces import Choice, FloatRange, IntRange, Space
+
+    space = Space([IntRange("width", 16, 512, step=16), FloatRange("dropout", 0.0, 0.5, steps=51),
+                   FloatRange("lr", 1e-4, 1e-1, steps=31, log=True), Choice("act", ["relu", "gelu"])])
+    assert Space.from_dict(json.loads(json.dumps(space.to_dict()))).to_dict() == space.to_dict()
+    assert space.validate({"width": 48, "dropout": 0.2049, "lr": 0.00101, "act": "relu"})["dropout"] == 0.2
+    with pytest.raises(ValueError, match="outside 16..512"):
+        space.validate({"width": 600, "dropout": 0.2, "lr": 0.001, "act": "relu"})
+    with pytest.raises(ValueError, match="not one of its values"):
+        space.validate({"width": 50, "dropout": 0.2, "lr": 0.001, "act": "relu"})
+
+    def loss(arch: dict) -> float:  # smooth in every range: the best width is 272, dropout 0.1, lr 0.01
+        return ((arch["width"] - 272) / 496) ** 2 + (arch["dropout"] - 0.1) ** 2 + (np.log10(arch["lr"]) + 2) ** 2
+
+    for strategy in ("nsga2", "tpe", "linas"):
+        result = nasengine.search(space, {"loss": loss}, strategy=strategy, budget=60, seed=0,
+                                  out=tmp_path / strategy)
+        best = result.pareto[0].arch
+        assert all(space.validate(r.arch) == r.arch for r in result.rows)
+        assert abs(best["width"] - 272) <= 96 and abs(np.log10(best["lr"]) + 2) <= 0.5, (strategy, best)
+    trial = optuna.load_study(study_name=json.loads((tmp_path / "tpe" / "run.json").read_text())["study"],
+                              storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+                                  str(tmp_path / "tpe" / "store.journal")))).trials[0]
+    assert isinstance(trial.distributions["width"], optuna.distributions.IntDistribution)
+    assert trial.distributions["lr"].log  # optuna-dashboard shows the ranges on numeric axes
+
+
+def test_long_ordered_genes_move_by_steps_proportional_to_their_length() -> None:
+    from nasengine.search_spaces import Choice, IntRange, Space
+    from nasengine.searching.variation import GeneLayout
+
+    space = Space([IntRange("width", 0, 1000), Choice("k", [3, 5, 7])])
+    layout = GeneLayout(space)
+    X = np.full((2000, 2), [500, 1])
+    moved = layout.mutate(X, np.random.default_rng(0), rate=1.0)
+    jumps = np.abs(moved[:, 0] - 500)
+    assert np.median(jumps) > 50 and jumps.min() >= 1  # not one step at a time across 1001 values
+    assert set(np.abs(moved[:, 1] - 1)) <= {1}  # a short ordered gene still moves to a neighbour
 
 
 def test_a_run_directory_holds_reports_and_resumes_without_reevaluating(tmp_path: Path) -> None:
