@@ -400,7 +400,8 @@ def test_search_refuses_changed_data(trained_on_npz, restore, tmp_path: Path, ca
     np.savez(data, x=x, y=y)
     out = tmp_path / "run"
     code = main(["search", str(sn), "--out", str(out), "--evals", "4", "--quiet"])
-    assert_one_line_error(capsys, code, [str(data.resolve()), "changed"])
+    line = assert_one_line_error(capsys, code, [f"{data.resolve()} is changed"])
+    assert line.count(data.name) == 1  # the file's path once (it was printed as d.npz/d.npz)
     assert not out.exists()
 
 

@@ -283,3 +283,20 @@ def test_a_failed_or_interrupted_training_says_so(tmp_path: Path, monkeypatch: p
         assert marker["status"] == status
         if status == "failed":
             assert marker["error"] == "RuntimeError: disk on fire more"  # as a failed search records it
+
+
+def test_a_plugin_wrapping_a_family_is_handed_only_what_that_family_takes(tmp_path: Path) -> None:
+    """`def build(**kw): return OFAMobileNetV3(OFAConfig(**{..., **kw}))` used to be handed `input_size`, which the
+    family refuses: a builder that declares no config gets the native size only if what it wraps takes it."""
+    from nasengine import supernets
+    from nasengine.supernets.ofa_mbv3 import OFAConfig, OFAMobileNetV3
+    from tests.conftest import TINY
+
+    @supernets.register("wrapped_mbv3_for_a_test")
+    def build(**kw):
+        return OFAMobileNetV3(OFAConfig(**{**TINY, **kw}))
+
+    net = supernets.create_for_task("wrapped_mbv3_for_a_test", 3, 7, (28, 28))
+    assert net.config["in_channels"] == 3 and net.config["num_classes"] == 7
+    with pytest.raises(TypeError, match="bogus"):  # other refusals still reach the user
+        supernets.create_for_task("wrapped_mbv3_for_a_test", 3, 7, (28, 28), bogus=1)

@@ -143,3 +143,14 @@ def test_profile_command_and_search_on_the_table(tiny_supernet_dir: Path, tmp_pa
     manifest = export(ExportRequest(tmp_path / "run", tmp_path / "exp", device="lut:ort-cpu-1t"))
     assert manifest["latency_kind"] == "predicted" and manifest["latency"]["source"] == "lut:ort-cpu-1t"
     assert export(ExportRequest(tmp_path / "run", tmp_path / "exp2", device="ort-cpu-1t"))["latency_kind"] == "measured"
+
+
+def test_the_profile_command_says_how_many_subnets_judge_the_table(tiny_supernet_dir: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """`--check 4` measures 4 subnets: 2 calibrate, 2 judge; the report said "on 2" as if 2 had been asked for."""
+    from tests.cli_helpers import run_cli
+
+    code, out, err = run_cli(capsys, "device", "profile", "ort-cpu-1t", tiny_supernet_dir, "--check", "4",
+                             "--out", tmp_path / "t.json", "--quiet")
+    assert code == 0, err
+    assert "error on 2 held-out subnets measured end to end (of 4: the other 2 calibrate the table)" in out
