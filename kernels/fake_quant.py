@@ -16,21 +16,10 @@ from torch import nn
 from nasengine.kernels.inputs import Inputs, as_args
 
 from nasengine.kernels.fold import fold_batchnorm
-from nasengine.kernels.quant_nodes import ActQuant, QuantOp, QuantRule, fuse_relus, keep_float, passthrough, \
-    quantize_children, quantizes_weights
-from nasengine.kernels.static import static_op
+from nasengine.kernels.quant_nodes import ActQuant, QuantOp, fuse_relus, passthrough, \
+    quantizes_weights
+from nasengine.kernels.static import quantization_rule, static_op
 from nasengine.kernels.trace import split_layers
-
-def _rule(m: nn.Module) -> QuantRule:
-    """The registered quantization rule of `m` (its registration must give one if it holds weights)."""
-    op = static_op(type(m))
-    if op is not None:
-        return op.quantization_rule(m)
-    if any(True for _ in m.parameters(recurse=False)):
-        raise TypeError(f"{type(m).__name__} holds weights but is not in the static vocabulary, so how it quantizes "
-                        f"is unknown (register it with kernels.register_static(..., quantize=...))")
-    return quantize_children if any(True for _ in m.children()) else keep_float
-
 
 def _silent(m: nn.Module) -> bool:
     op = static_op(type(m))
@@ -44,7 +33,7 @@ def _quantized(m: nn.Module) -> nn.Module:
         for name, child in list(m.named_children()):
             setattr(m, name, _quantized(child))
         return fuse_relus(m, _silent)
-    return _rule(m)(m, _quantized)
+    return quantization_rule(m)(m, _quantized)
 
 
 def holds_quantized_weights(module: nn.Module) -> bool:

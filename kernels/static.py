@@ -103,15 +103,6 @@ class StaticOp:
         return OpSpec(self.short, shape_channels(x), shape_channels(y), shape_hw(x), shape_hw(y),
                       extra=shape_tokens(x))
 
-    def quantization_rule(self, module: nn.Module) -> QuantRule:
-        """The rule fake quantization applies to `module`; TypeError when the op holds weights and says nothing."""
-        if self.quantize is not None:
-            return self.quantize
-        if any(True for _ in module.parameters(recurse=False)):
-            raise TypeError(f"static op {self.name!r} holds weights but its registration gives no quantization rule; "
-                            f"pass quantize= to register_static (kernels.quant_nodes: quantize_node, keep_float, ...)")
-        return quantize_children if any(True for _ in module.children()) else keep_float
-
 
 @dataclass(frozen=True)
 class Composite:
@@ -164,6 +155,20 @@ def registering_modules(module: nn.Module) -> list[str]:
     return sorted(found)
 
 
+def quantization_rule(module: nn.Module) -> QuantRule:
+    """The rule fake quantization applies to `module`: its registration's; without one, a module holding no weights
+    of its own takes its children's rules (or stays FP32), and one holding weights is a TypeError naming it."""
+    op = _OPS.get(type(module))
+    if op is not None and op.quantize is not None:
+        return op.quantize
+    if any(True for _ in module.parameters(recurse=False)):
+        what = f"static op {op.name!r}" if op is not None else f"{type(module).__name__} (no static op)"
+        raise TypeError(f"{what} holds weights but its registration gives no quantization rule; pass quantize= to "
+                        f"nasengine.kernels.register_static (nasengine.kernels.quant_nodes: quantize_node, "
+                        f"keep_float, ...)")
+    return quantize_children if any(True for _ in module.children()) else keep_float
+
+
 def check_static(module: nn.Module) -> None:
     """TypeError naming the first module of `module` the engine cannot handle: a type outside the vocabulary, a
     leaf holding weights without a cost description, or a type holding weights without a quantization rule."""
@@ -173,12 +178,12 @@ def check_static(module: nn.Module) -> None:
         op = static_op(type(sub))
         if op is None:
             raise TypeError(f"{type(sub).__name__} is not a static export module (register it with "
-                            f"kernels.register_static)")
+                            f"nasengine.kernels.register_static)")
         holds = any(True for _ in sub.parameters(recurse=False))
         if holds and op.describe is None and not any(True for _ in sub.children()):
             raise TypeError(f"static op {op.name!r} holds weights but its registration gives no cost description; "
                             f"pass describe= to register_static")
-        op.quantization_rule(sub)
+        quantization_rule(sub)
 
 
 def _silent(m: nn.Module, x: torch.Size, y: torch.Size) -> None:

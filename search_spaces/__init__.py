@@ -1,6 +1,6 @@
 """Search-space DSL: genes with finite choices, conditional genes, spaces, JSON archs, encodings, samplers.
 
->>> from search_spaces import Choice, Condition, Space
+>>> from nasengine.search_spaces import Choice, Condition, Space
 >>> space = Space([Choice("depth", [1, 2]), Choice("b1.kernel", [3, 5], active_if=Condition("depth", ">", 1))])
 >>> space.size
 3

@@ -113,11 +113,11 @@ class Choice:
     @property
     def is_range(self) -> bool:
         """Whether the gene is a numeric range (encoded by its position along the range, not as categories)."""
-        return False
+        return self.number_range() is not None
 
-    def position(self, index: int) -> float:
-        """Where option `index` lies along the gene, 0 (first) .. 1 (last)."""
-        return index / (len(self) - 1) if len(self) > 1 else 0.0
+    def number_range(self) -> "NumberRange | None":
+        """The numbers a range gene spans (for samplers and stores that model numbers); None for a choice."""
+        return None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Choice":
@@ -147,7 +147,48 @@ def _number(name: str, what: str, value: Any, kind: type) -> Any:
     return kind(value)
 
 
-class IntRange(Choice):
+@dataclass(frozen=True)
+class NumberRange:
+    """The numbers a range gene spans: `kind` "int" or "float", `low`..`high`, integer `step` (int ranges), `log`."""
+
+    kind: str
+    low: float
+    high: float
+    step: int = 1
+    log: bool = False
+
+
+class _Range(Choice):
+    """A numeric range searched on a grid of ordered values: what IntRange and FloatRange share."""
+
+    low: Any
+    high: Any
+    log: bool
+    TYPE = ""
+
+    def _finish(self, **fields: Any) -> None:
+        for key, value in fields.items():
+            object.__setattr__(self, key, value)
+
+    def _extra(self) -> dict[str, Any]:
+        return {}
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"type": self.TYPE, "name": self.name, "low": self.low, "high": self.high,
+                                **self._extra()}
+        if self.log:
+            data["log"] = True
+        if self.tag:
+            data["tag"] = self.tag
+        if self.active_if is not None:
+            data["active_if"] = self.active_if.to_dict()
+        return data
+
+    def _out_of_range(self, value: Any) -> ValueError:
+        return ValueError(f"gene {self.name!r}: {value!r} is outside {self.low:g}..{self.high:g}")
+
+
+class IntRange(_Range):
     """An integer gene `low..high` in steps of `step` (or, with `log`, about evenly spaced on a log scale): ordered,
     encoded by its position for predictors, mutated by steps proportional to its length.
 
@@ -155,10 +196,8 @@ class IntRange(Choice):
     (16, 32, 48, 64)
     """
 
-    low: int
-    high: int
     step: int
-    log: bool
+    TYPE = "int_range"
 
     def __init__(self, name: str, low: int, high: int, step: int = 1, log: bool = False, tag: str = "",
                  active_if: Condition | None = None):
@@ -168,60 +207,50 @@ class IntRange(Choice):
         if log and (low < 1 or step != 1):
             raise ValueError(f"gene {name!r}: a log range needs low >= 1 and step 1")
         if log:
-            count = min(high - low + 1, 64)
-            grid = np.unique(np.rint(np.geomspace(low, high, count)).astype(int)).tolist()
+            grid = np.unique(np.rint(np.geomspace(low, high, min(high - low + 1, 64))).astype(int)).tolist()
         else:
             if (high - low) % step:
                 raise ValueError(f"gene {name!r}: high - low ({high - low}) is not a multiple of step {step}")
             grid = list(range(low, high + 1, step))
         super().__init__(name, grid, tag, active_if, True)
-        for key, value in (("low", low), ("high", high), ("step", step), ("log", bool(log))):
-            object.__setattr__(self, key, value)
+        self._finish(low=low, high=high, step=step, log=bool(log))
 
-    @property
-    def is_range(self) -> bool:
-        return True
+    def number_range(self) -> NumberRange:
+        return NumberRange("int", self.low, self.high, self.step, self.log)
+
+    def _extra(self) -> dict[str, Any]:
+        return {"step": self.step} if self.step != 1 else {}
 
     def index(self, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(f"gene {self.name!r}: {value!r} is not a whole number in {self.low}..{self.high}")
         if not self.low <= value <= self.high:
-            raise ValueError(f"gene {self.name!r}: {value!r} is outside {self.low}..{self.high}")
-        i = int(np.argmin(np.abs(np.asarray(self.options) - value)))
+            raise self._out_of_range(value)
+        i = self.nearest(value)
         if self.options[i] != value:
             raise ValueError(f"gene {self.name!r}: {value!r} is not one of its values (step {self.step}"
                              f"{', log spacing' if self.log else ''}; nearest {self.options[i]})")
         return i
 
+    def nearest(self, value: float) -> int:
+        """The grid position nearest `value` (a log range holds only some of the integers between its ends)."""
+        return int(np.argmin(np.abs(np.asarray(self.options) - value)))
+
     def with_options(self, options: Sequence[Any]) -> Choice:
         return Choice(self.name, [o for o in self.options if o in set(options)], self.tag, self.active_if, True)
 
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"type": "int_range", "name": self.name, "low": self.low, "high": self.high}
-        if self.step != 1:
-            data["step"] = self.step
-        if self.log:
-            data["log"] = True
-        if self.tag:
-            data["tag"] = self.tag
-        if self.active_if is not None:
-            data["active_if"] = self.active_if.to_dict()
-        return data
 
-
-class FloatRange(Choice):
+class FloatRange(_Range):
     """A real gene `low..high`, searched at `steps` evenly spaced values (log-spaced with `log`), so every strategy,
     the trial store and the predictors handle it like any ordered gene; a value between grid points is taken to
-    the nearest one (12 significant digits kept).
+    the nearest one (12 significant digits kept; the ends are `low` and `high` exactly).
 
     >>> FloatRange("dropout", 0.0, 0.5, steps=6).options
     (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
     """
 
-    low: float
-    high: float
     steps: int
-    log: bool
+    TYPE = "float_range"
 
     def __init__(self, name: str, low: float, high: float, steps: int = 101, log: bool = False, tag: str = "",
                  active_if: Condition | None = None):
@@ -232,37 +261,32 @@ class FloatRange(Choice):
         if log and low <= 0:
             raise ValueError(f"gene {name!r}: a log range needs low > 0, got {low}")
         grid = np.geomspace(low, high, steps) if log else np.linspace(low, high, steps)
-        super().__init__(name, [float(f"{v:.12g}") for v in grid], tag, active_if, True)
-        for key, value in (("low", low), ("high", high), ("steps", steps), ("log", bool(log))):
-            object.__setattr__(self, key, value)
+        values = [min(max(float(f"{v:.12g}"), low), high) for v in grid]  # rounding never leaves the range
+        values[0], values[-1] = low, high
+        super().__init__(name, values, tag, active_if, True)
+        self._finish(low=low, high=high, steps=steps, log=bool(log))
 
-    @property
-    def is_range(self) -> bool:
-        return True
+    def number_range(self) -> NumberRange:
+        return NumberRange("float", self.low, self.high, 1, self.log)
+
+    def _extra(self) -> dict[str, Any]:
+        return {"steps": self.steps}
 
     def index(self, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(f"gene {self.name!r}: {value!r} is not a number in {self.low:g}..{self.high:g}")
         span = (self.high - self.low) * 1e-9
         if not self.low - span <= value <= self.high + span:
-            raise ValueError(f"gene {self.name!r}: {value!r} is outside {self.low:g}..{self.high:g}")
+            raise self._out_of_range(value)
+        return self.nearest(value)
+
+    def nearest(self, value: float) -> int:
         grid = np.log(self.options) if self.log else np.asarray(self.options)
         return int(np.argmin(np.abs(grid - (math.log(value) if self.log else value))))
 
     def with_options(self, options: Sequence[Any]) -> Choice:
         keep = {self.index(o) for o in options}
         return Choice(self.name, [o for i, o in enumerate(self.options) if i in keep], self.tag, self.active_if, True)
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"type": "float_range", "name": self.name, "low": self.low, "high": self.high,
-                                "steps": self.steps}
-        if self.log:
-            data["log"] = True
-        if self.tag:
-            data["tag"] = self.tag
-        if self.active_if is not None:
-            data["active_if"] = self.active_if.to_dict()
-        return data
 
 
 def _numeric(options: Sequence[Any]) -> bool:

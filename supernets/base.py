@@ -47,10 +47,6 @@ class FamilyConfig:
     """Base of a family's constructor settings (a frozen dataclass of plain JSON values): the registry hands a
     builder only the keys its config declares, `--set KEY=JSON` overrides one, and unknown keys are refused."""
 
-    def values(self) -> tuple[Any, ...]:
-        """The fields in declaration order (a constructor unpacks them)."""
-        return tuple(getattr(self, f.name) for f in fields(self))
-
     @classmethod
     def keys(cls) -> list[str]:
         return [f.name for f in fields(cls)]

@@ -72,8 +72,11 @@ class ElasticBert(Supernet):
     Genes `l{i}.*` configure the i-th layer the subnet runs, which is pretrained layer `kept_layers(depth)[i]`."""
 
     def __init__(self, config: BertConfig = BertConfig()):
-        (vocab_size, hidden, layers, heads, intermediate, max_positions, num_classes, eps, max_length, depths, dims,
-         head_options, intermediates, pad_token_id, pooling) = config.values()
+        vocab_size, hidden, layers, heads = config.vocab_size, config.hidden, config.layers, config.heads
+        intermediate, max_positions, num_classes = config.intermediate, config.max_positions, config.num_classes
+        eps = config.eps
+        max_length, depths, dims, head_options = config.max_length, config.depths, config.dims, config.head_options
+        intermediates, pad_token_id, pooling = config.intermediates, config.pad_token_id, config.pooling
         check_pooling(pooling)
         if hidden % heads:
             raise ValueError(f"hidden size {hidden} is not a multiple of {heads} heads")

@@ -45,8 +45,12 @@ class OFAMobileNetV3(Supernet):
     """
 
     def __init__(self, config: OFAConfig = OFAConfig()):
-        (in_channels, num_classes, stem_width, stage_widths, stage_strides, stage_acts, stage_se, head_width, depths,
-         kernels, expands, resolutions, stem_stride, dropout, widths) = config.values()
+        in_channels, num_classes, stem_width = config.in_channels, config.num_classes, config.stem_width
+        stage_widths = config.stage_widths
+        stage_strides, stage_acts, stage_se = config.stage_strides, config.stage_acts, config.stage_se
+        head_width = config.head_width
+        depths, kernels, expands, resolutions = config.depths, config.kernels, config.expands, config.resolutions
+        stem_stride, dropout, widths = config.stem_stride, config.dropout, config.widths
         n = len(stage_widths)
         if not (len(stage_strides) == len(stage_acts) == len(stage_se) == n):
             raise ValueError("stage_widths, stage_strides, stage_acts and stage_se need one entry per stage")

@@ -49,7 +49,10 @@ class ElasticViT(Supernet):
     """ViT supernet; head dimension is fixed, so attention width follows the number of heads."""
 
     def __init__(self, config: ViTConfig = ViTConfig()):
-        in_channels, num_classes, image_size, patch, depths, dims, heads, head_dim, mlp_ratios = config.values()
+        in_channels, num_classes, image_size = config.in_channels, config.num_classes, config.image_size
+        patch = config.patch
+        depths, dims, heads, head_dim = config.depths, config.dims, config.heads, config.head_dim
+        mlp_ratios = config.mlp_ratios
         if image_size % patch:
             raise ValueError(f"image_size {image_size} is not a multiple of the patch size {patch}")
         super().__init__(vit_space(depths, dims, heads, mlp_ratios))

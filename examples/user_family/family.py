@@ -82,8 +82,11 @@ class ElasticResNet(supernets.Supernet):
     """Stem, stages of basic blocks (the first of each stage strided and plain), global pool and a classifier."""
 
     def __init__(self, config: ResNetConfig = ResNetConfig()):
-        (in_channels, num_classes, stem_width, stage_widths, stage_strides, depths, widths, resolutions,
-         image_size) = config.values()
+        in_channels, num_classes, stem_width = config.in_channels, config.num_classes, config.stem_width
+        stage_widths = config.stage_widths
+        stage_strides, depths, widths = config.stage_strides, config.depths, config.widths
+        resolutions = config.resolutions
+        image_size = config.image_size
         if len(stage_widths) != len(stage_strides):
             raise ValueError("stage_widths and stage_strides need one entry per stage")
         super().__init__(elastic_resnet_space(len(stage_widths), depths, widths, resolutions))

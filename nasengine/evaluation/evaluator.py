@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from nasengine.kernels.calibration import preserved_state, recalibrate_bn
@@ -17,15 +19,48 @@ if TYPE_CHECKING:  # exported subnets are scored without importing any supernet 
     from nasengine.supernets.base import Supernet
 
 
+LOGITS_PER_BATCH = 1 << 25  # logits held at once while scoring (128 MB of float32): bounds a language model's batch
+
+
+def batch_rows(split: Split, batch_size: int) -> int:
+    """`batch_size`, or fewer rows where a row's logits are large (a token block of a language model: positions
+    x vocabulary), so that scoring never holds more than LOGITS_PER_BATCH logits."""
+    per_row = max(1, int(split.labels[:1].numel()) * int(split.identity.get("vocab", 0) or 0))
+    return max(1, min(batch_size, LOGITS_PER_BATCH // per_row)) if per_row > 1 else batch_size
+
+
+class Tally:
+    """Running top-1 hits, targets and summed cross-entropy of batches: accuracy over every target (each image,
+    or each next token of a text block) and the mean loss (its exp is a language model's perplexity)."""
+
+    def __init__(self) -> None:
+        self.correct, self.count, self.loss = 0, 0, 0.0
+
+    def add(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        flat, y = logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1)
+        self.correct += int((flat.argmax(dim=-1) == y).sum())
+        self.count += int(y.numel())
+        self.loss += float(F.cross_entropy(flat, y, reduction="sum"))
+
+    def scores(self) -> dict[str, float]:
+        mean = self.loss / max(self.count, 1)
+        return {"accuracy": self.correct / max(self.count, 1), "loss": mean, "perplexity": math.exp(min(mean, 700.0))}
+
+
 @torch.no_grad()
-def accuracy(model: nn.Module, split: Split, prepare: Any = None, batch_size: int = 256) -> float:
-    """Top-1 accuracy of `model` on `split`; `prepare(x)` maps task inputs to model inputs (e.g. resizing)."""
+def scores(model: nn.Module, split: Split, prepare: Any = None, batch_size: int = 256) -> dict[str, float]:
+    """Top-1 accuracy over every target, mean cross-entropy and its exp (perplexity) of `model` on `split`;
+    `prepare(x)` maps task inputs to model inputs (e.g. resizing)."""
     model.eval()
-    correct = 0
-    for x, y in split.batches(batch_size):
-        logits = model(*as_args(prepare(x) if prepare is not None else x))
-        correct += int((logits.argmax(dim=-1) == y).sum())
-    return correct / len(split)
+    tally = Tally()
+    for x, y in split.batches(batch_rows(split, batch_size)):
+        tally.add(model(*as_args(prepare(x) if prepare is not None else x)), y)
+    return tally.scores()
+
+
+def accuracy(model: nn.Module, split: Split, prepare: Any = None, batch_size: int = 256) -> float:
+    """Top-1 accuracy of `model` on `split` (see `scores`)."""
+    return scores(model, split, prepare, batch_size)["accuracy"]
 
 
 def onnx_accuracy(onnx_bytes: bytes, split: Split, prepare: Any = None, batch_size: int = 256) -> float:
@@ -39,14 +74,13 @@ def onnx_accuracy(onnx_bytes: bytes, split: Split, prepare: Any = None, batch_si
     options.log_severity_level = 3
     session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
     names = [arg.name for arg in session.get_inputs()]
-    correct = 0
-    for x, y in split.batches(batch_size, collate=False):  # graphs have the stored sequence length
+    tally = Tally()
+    for x, y in split.batches(batch_rows(split, batch_size), collate=False):  # graphs have the stored length
         feed = to_numpy(prepare(x) if prepare is not None else x)
         if len(names) == 1 and len(feed) == 1:
             feed = {names[0]: next(iter(feed.values()))}
-        logits = session.run(None, feed)[0]
-        correct += int((logits.argmax(axis=-1) == y.numpy()).sum())
-    return correct / len(split)
+        tally.add(torch.from_numpy(session.run(None, feed)[0]), y)
+    return tally.scores()["accuracy"]
 
 
 def calibration_indices(n_train: int, samples: int = 512) -> torch.Tensor:
@@ -105,9 +139,14 @@ class Evaluator:
 
     def evaluate(self, arch: Mapping[str, Any], split: Split | None = None) -> float:
         """Top-1 accuracy of `arch` with recalibrated BN on the evaluator's split (or the one given)."""
+        return self.scores(arch, split)["accuracy"]
+
+    def scores(self, arch: Mapping[str, Any], split: Split | None = None) -> dict[str, float]:
+        """Accuracy (over every target), mean cross-entropy and perplexity of `arch` with recalibrated BN on the
+        evaluator's split (or the one given): the one evaluation path, for classifiers and language models."""
         with self.calibrated(arch) as canonical:
-            return accuracy(self.supernet, split or self.split, lambda x: self.supernet.adapt_input(x, canonical),
-                            self.batch_size)
+            return scores(self.supernet, split or self.split, lambda x: self.supernet.adapt_input(x, canonical),
+                          self.batch_size)
 
     def extract(self, arch: Mapping[str, Any]) -> nn.Module:
         """A static subnet of `arch` with its recalibrated BN statistics baked in (the supernet is restored)."""

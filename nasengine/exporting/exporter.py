@@ -112,6 +112,8 @@ def _existing_export(out: Path, options: dict[str, Any]) -> dict[str, Any] | Non
     if not isinstance(recorded, dict):
         raise UserError(f"{out} already exists and holds an export that does not record its options; choose "
                         f"another --out or pass --overwrite to replace it")
+    if "pick" not in recorded and options.get("pick") == "most-accurate":  # nasengine 0.1 picked the most accurate
+        recorded = {**recorded, "pick": "most-accurate"}
     for key in options:
         if recorded.get(key) != options[key]:
             what = {"results_sha1": "an earlier state of the run's results",
@@ -218,7 +220,7 @@ def pick_subnet(results: pd.DataFrame, objectives: list[Objective], constraints:
     rest = [o for o in group if o is not acc]
     best = _best_of(candidates, [acc, *rest])
     speed = next((o for o in rest if o.column == latency_column(device)), rest[0] if rest else None)
-    if rule.pick == "most-accurate" or speed is None:
+    if rule.pick == "most-accurate" or speed is None or not rule.val_size:  # no split size: no noise to allow for
         return best, {"rule": "most-accurate", "most_accurate": _brief(best, group), "picked": _brief(best, group),
                       "text": "the most accurate Pareto subnet (ties: the better on the next objective)"}
     return _within_noise(candidates, group, acc, speed, rule, device)
@@ -377,7 +379,7 @@ def export(request: ExportRequest) -> dict[str, Any]:
                             else measurement.median_ms}
     files = {"config.json": json.dumps(subnet_config, indent=2).encode(),
              "manifest.json": json.dumps(manifest, indent=2).encode(), **files, **raw_graph,
-             **{name: path.read_bytes() for name, path in task.assets().items()}}
+             **task.assets()}
     _write_atomically(out, request.overwrite, files, module.state_dict())
     _mark_exported(Path(request.run_dir), device_name, row)
     return {**manifest, "resumed": False}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -23,7 +24,7 @@ from nasengine.rundir import prepare_output, recorded_status, update_marker
 from nasengine.searching.objectives import MAXIMIZE, MINIMIZE, Constraint, Objective, Row, \
     objective_from_callable_name, parse_bound
 from nasengine.searching.problem import Pending, SearchProblem
-from nasengine.searching.store import Evaluate, TrialStore, open_storage, redact, row_from_trial
+from nasengine.searching.store import Evaluate, StoreSettings, TrialStore, open_storage, redact, row_from_trial
 from nasengine.searching.strategies import get_strategy
 from nasengine.search_spaces.space import Arch, Space
 from nasengine.search_spaces.storage import atomic_file
@@ -227,18 +228,19 @@ def run_search(space: Space, objectives: Sequence[Objective], constraints: Seque
     problem = _Problem(space, list(objectives), list(constraints), evaluate, strategy)
     if run.out is None or run.role != "main":
         backend = _open(run.out, run.storage, repair=False)
-        planned = _recorded_plan(run.out) if run.out is not None else plan.budget
+        planned, session = _recorded_session(run.out) if run.out is not None else (plan.budget, uuid.uuid4().hex)
         return _run(problem, plan, planned, replace(run, out=None, start_workers=None),
-                    backend, name, resumed=False)
+                    backend, name, resumed=False, session=session)
     if run.overwrite and run.storage is not None:
         _delete_study(run.storage, name)
     existing = prepare_output(run.out, MARKER, full_identity, run.overwrite, "search run")
     with recorded_status(run.out / MARKER):
         backend = _open(run.out, run.storage, repair=True)
         planned = int(existing.get("plan_budget", plan.budget)) if existing else plan.budget
+        session = uuid.uuid4().hex  # the workers of this session share its failures; a later one retries them
         update_marker(run.out / MARKER, status="running", evals=plan.budget, plan_budget=planned, error=None,
-                      study=name, storage=redact(run.storage), hv_reference=hv_reference)
-        return _run(problem, plan, planned, run, backend, name, resumed=existing is not None)
+                      study=name, storage=redact(run.storage), hv_reference=hv_reference, session=session)
+        return _run(problem, plan, planned, run, backend, name, resumed=existing is not None, session=session)
 
 
 @dataclass(frozen=True)
@@ -258,10 +260,12 @@ def _open(out: Path | None, storage: str | None, repair: bool) -> Any:
     return open_storage(out if out is not None else Path("."), storage, repair=repair)
 
 
-def _recorded_plan(out: Path) -> int:
-    """The budget the run's strategies were sized with (a worker reads what the main process recorded)."""
+def _recorded_session(out: Path) -> tuple[int, str]:
+    """The budget the run's strategies were sized with and the session (a worker reads what the main process
+    recorded)."""
     try:
-        return int(json.loads((out / MARKER).read_text())["plan_budget"])
+        run = json.loads((out / MARKER).read_text())
+        return int(run["plan_budget"]), str(run["session"])
     except (OSError, ValueError, KeyError, TypeError):
         raise UserError(f"{out} has no search prepared by a main process (no plan_budget in {MARKER})") from None
 
@@ -276,12 +280,12 @@ def _delete_study(storage: str, name: str) -> None:
 
 
 def _run(problem: _Problem, plan: SearchPlan, planned: int, run: RunSettings, backend: Any, study_name: str,
-         resumed: bool) -> SearchResult:
+         resumed: bool, session: str) -> SearchResult:
     """Evaluate `plan.budget` subnets in the store's study (strategies sized by the `planned` budget), then write the
     reports when the run has a directory."""
     objectives, constraints = problem.objectives, problem.constraints
-    store = TrialStore(backend, study_name, problem.space, objectives, worker=run.worker,
-                       claim_timeout_s=run.claim_timeout_s)
+    store = TrialStore(backend, study_name, problem.space, objectives,
+                       StoreSettings(run.worker, run.claim_timeout_s, session=session))
     started = time.perf_counter()
     stored_before = set(store.completed)  # what this session found: the rest is new, whichever worker did it
     helpers = run.start_workers(study_name) if run.start_workers is not None else []
@@ -308,8 +312,13 @@ def _run(problem: _Problem, plan: SearchPlan, planned: int, run: RunSettings, ba
             failed = False
         finally:
             _finish_workers(helpers, terminate=failed, write=bar.write)
+            if run.out is not None:  # also when failures stopped the search: the file says why
+                _write_failures(run.out, [replace(r, number=i) for i, r in enumerate(search_problem.history)
+                                          if r.failed])
     numbered = [replace(row, number=i) for i, row in enumerate(search_problem.history)]  # by trajectory position
     rows, failed = [r for r in numbered if not r.failed], [r for r in numbered if r.failed]
+    if failed and not rows:
+        raise UserError(f"every one of the {len(failed)} evaluations failed, the first with {failed[0].error}")
     front = pareto_rows(rows, objectives, constraints)
     new = sum(1 for r in numbered if r.key not in stored_before)
     summary = {"evaluated": len(rows), "failed": len(failed), "new_this_session": new,
@@ -322,7 +331,6 @@ def _run(problem: _Problem, plan: SearchPlan, planned: int, run: RunSettings, ba
         result.results_frame, result.pareto_frame = reports.write_reports(run.out, rows, objectives, constraints,
                                                                           identity=identity)
         result.summary.update(reports.summary(rows, objectives, constraints, identity))
-        _write_failures(run.out, failed)
         update_marker(run.out / MARKER, status="complete", summary=result.summary, error=None)
     return result
 

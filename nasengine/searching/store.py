@@ -21,7 +21,9 @@ import re
 import socket
 import threading
 import time
+import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -36,7 +38,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 from nasengine.errors import UserError, first_line, one_line
 from nasengine.searching.objectives import Objective, Row
 from nasengine.searching.problem import Pending
-from nasengine.search_spaces.choices import FloatRange, IntRange
+from nasengine.search_spaces.choices import NumberRange
 from nasengine.search_spaces.space import Arch, Space
 
 JOURNAL = "store.journal"
@@ -123,6 +125,13 @@ def redact(url: str | None) -> str | None:
     return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
+def number_distribution(numbers: NumberRange) -> BaseDistribution:
+    """The optuna distribution of a range gene's numbers (the trial store records them; samplers model them)."""
+    if numbers.kind == "int":
+        return IntDistribution(int(numbers.low), int(numbers.high), log=numbers.log, step=numbers.step)
+    return FloatDistribution(numbers.low, numbers.high, log=numbers.log)
+
+
 class _DropStudyCreated(logging.Filter):
     """optuna logs "A new study created in ..." on its own console handler; the run's files already say it."""
 
@@ -168,18 +177,31 @@ def row_from_trial(trial: FrozenTrial) -> Row:
                str(attrs.get("worker", "")))
 
 
+@dataclass(frozen=True)
+class StoreSettings:
+    """How a store's worker behaves: its name, when a silent claim counts as dead (`claim_timeout_s`), how often it
+    polls for others' results and refreshes its own claims, and the `session` its failed evaluations belong to
+    (every worker of one session sees them and does not evaluate them again; a later session tries them again)."""
+
+    worker: str | None = None
+    claim_timeout_s: float = 1800.0
+    poll_s: float = 0.2
+    heartbeat_s: float = 60.0
+    session: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
 class TrialStore:
     """One search's evaluations: cached by arch key, claimed before evaluation, completed as optuna trials."""
 
     def __init__(self, storage: BaseStorage, study_name: str, space: Space, objectives: Sequence[Objective],
-                 worker: str | None = None, claim_timeout_s: float = 1800.0, poll_s: float = 0.2,
-                 heartbeat_s: float = 60.0):
+                 settings: StoreSettings | None = None):
+        settings = settings or StoreSettings()
         self.storage, self.space, self.objectives = storage, space, list(objectives)
-        self.study_name, self.claim_timeout_s, self.poll_s = study_name, claim_timeout_s, poll_s
-        self.heartbeat_s, self.heartbeat_failures = heartbeat_s, 0
+        self.study_name, self.claim_timeout_s, self.poll_s = study_name, settings.claim_timeout_s, settings.poll_s
+        self.heartbeat_s, self.heartbeat_failures, self.session = settings.heartbeat_s, 0, settings.session
         self.host, self.pid = host_identity(), os.getpid()
         self.token = _process_start(self.pid)
-        self.worker = worker or f"{socket.gethostname()}:{self.pid}"
+        self.worker = settings.worker or f"{socket.gethostname()}:{self.pid}"
         directions = [o.direction for o in self.objectives]
         self.study_id = open_study(storage, study_name, directions)
         recorded = [d.name.lower() for d in storage.get_study_directions(self.study_id)]
@@ -208,6 +230,14 @@ class TrialStore:
             key = trial.user_attrs.get("arch_key")
             if key is not None and key not in self.completed:
                 self.completed[key] = row_from_trial(trial)
+        for trial in self._trials((TrialState.FAIL,)):  # this session's failed evaluations, by any worker
+            attrs = trial.user_attrs
+            key = attrs.get("arch_key")
+            if attrs.get("evaluation_failed") and attrs.get("session") == self.session and key is not None \
+                    and key not in self.failed and key not in self.completed:
+                self.failed[key] = Row(json.loads(key), key, {}, {}, int(attrs.get("index", trial.number)),
+                                       int(attrs.get("round", 0)), str(attrs.get("worker", "")),
+                                       error=str(attrs.get("failed_because", "")))
         return claims
 
     # ------------------------------------------------------------------ claims
@@ -225,6 +255,7 @@ class TrialStore:
             self.storage.set_trial_user_attr(trial_id, "failed_because", reason)
             if evaluation:
                 self.storage.set_trial_user_attr(trial_id, "evaluation_failed", True)
+                self.storage.set_trial_user_attr(trial_id, "session", self.session)
             self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
         except (UpdateFinishedTrialError, RuntimeError):
             pass  # someone else finished or failed it first
@@ -237,10 +268,9 @@ class TrialStore:
             value = arch[gene.name]
             if value is None:
                 continue
-            if isinstance(gene, IntRange):
-                dists[gene.name] = IntDistribution(gene.low, gene.high, log=gene.log, step=1 if gene.log else gene.step)
-            elif isinstance(gene, FloatRange):
-                dists[gene.name] = FloatDistribution(gene.low, gene.high, log=gene.log)
+            numbers = gene.number_range()
+            if numbers is not None:
+                dists[gene.name] = number_distribution(numbers)
             elif all(isinstance(o, _OPTUNA_TYPES) for o in gene.options):
                 dists[gene.name] = CategoricalDistribution(gene.options)
             else:

@@ -13,7 +13,7 @@ from pymoo.core.mutation import Mutation
 
 from nasengine.search_spaces.space import Space
 
-LONG = 8  # an ordered gene with more options than this moves in steps proportional to its length
+LONG = 8  # a range gene with more values than this moves in steps proportional to its length
 
 
 class GeneLayout:
@@ -22,12 +22,13 @@ class GeneLayout:
     def __init__(self, space: Space):
         self.sizes = np.array([len(g) for g in space.genes], dtype=np.int64)
         self.ordered = np.array([g.ordered for g in space.genes], dtype=bool)
+        self.ranges = np.array([g.is_range for g in space.genes], dtype=bool)
 
     def mutate(self, X: np.ndarray, rng: np.random.Generator, rate: float | None = None) -> np.ndarray:
         """Mutate each gene with probability `rate` (default 1/genes, at least one gene per row): categorical
         genes to a different option drawn uniformly, ordered genes one step up or down (two steps with
-        probability 1/4 where a gene has more than two options), reflected at the ends; an ordered gene of
-        more than LONG options (an IntRange or FloatRange) moves by a normal draw of 15 % of its length."""
+        probability 1/4 where a gene has more than two options), reflected at the ends; a range gene (IntRange,
+        FloatRange) of more than LONG values moves by a normal draw of 15 % of its length."""
         X = np.asarray(X, dtype=np.int64).copy()
         n, n_var = X.shape
         rate = 1.0 / max(n_var, 1) if rate is None else rate
@@ -39,14 +40,14 @@ class GeneLayout:
             mask[i, rng.choice(np.flatnonzero(mutable))] = True
         rows, cols = np.nonzero(mask)
         sizes = self.sizes[cols]
-        ordered = self.ordered[cols]
+        ordered, ranges = self.ordered[cols], self.ranges[cols]
         # categorical: a uniformly drawn *other* option
         shift = 1 + (rng.random(len(cols)) * (sizes - 1)).astype(np.int64)
         categorical_value = (X[rows, cols] + shift) % sizes
         # ordered: +-1 (or +-2) steps, reflected at the ends
         double = (rng.random(len(cols)) < 0.25) & (sizes > 2)  # two options: a double step would go nowhere
         step = np.where(rng.random(len(cols)) < 0.5, -1, 1) * np.where(double, 2, 1)
-        long = ordered & (sizes > LONG)
+        long = ranges & (sizes > LONG)
         if long.any():  # drawn only then, so the mutations of spaces without long genes stay as they were
             spread = np.maximum(1, np.rint(np.abs(rng.normal(0.0, 0.15 * (sizes - 1))))).astype(np.int64)
             step = np.where(long, np.sign(step) * spread, step)

@@ -77,8 +77,8 @@ class Task(ABC):
         """How raw samples become this task's inputs, as the versioned contract exports carry (`image_preprocessing`,
         or the text task's): `nasengine.exporting.preprocess` applies it to raw images or strings."""
 
-    def assets(self) -> dict[str, Path]:
-        """Files an exported subnet ships beside its weights so it runs on raw samples (a tokenizer), by name."""
+    def assets(self) -> dict[str, bytes]:
+        """Files an exported subnet ships beside its weights so it runs on raw samples (a tokenizer): name -> bytes."""
         return {}
 
 

@@ -287,8 +287,8 @@ class TextTask(Task):
         loaded, truncation and padding to `max_length`, the inputs it yields and the class names."""
         return text_preprocessing(self.tokenizer_path.name, self.max_length, self.classes)
 
-    def assets(self) -> dict[str, Path]:
-        return {self.tokenizer_path.name: self.tokenizer_path}
+    def assets(self) -> dict[str, bytes]:
+        return {self.tokenizer_path.name: self.tokenizer_path.read_bytes()}
 
 
 def open_text(path: Path, options: Mapping[str, Any] | None) -> TextTask:

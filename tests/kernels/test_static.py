@@ -120,3 +120,17 @@ def test_a_weighted_leaf_without_a_cost_description_is_refused() -> None:
         check_static(torch.nn.Sequential(Undescribed(2)))
     with pytest.raises(TypeError, match="LSTM is not a static export module"):
         check_static(torch.nn.Sequential(torch.nn.LSTM(2, 2)))
+
+
+def test_a_residual_written_by_nasengine_0_1_still_loads() -> None:
+    """0.1 wrote a residual's body beside its type; 0.2 writes it among its args: both rebuild the same module."""
+    body = torch.nn.Sequential(torch.nn.Conv2d(2, 2, 3, padding=1), torch.nn.ReLU())
+    block = Residual(body).eval()
+    old = {"type": "Residual", "body": to_spec(body)}
+    new = to_spec(block)
+    assert new == {"type": "Residual", "args": {"body": to_spec(body)}}
+    x = torch.randn(1, 2, 5, 5)
+    for spec in (old, new):
+        rebuilt = from_spec(spec).eval()
+        rebuilt.load_state_dict(block.state_dict())
+        assert torch.equal(rebuilt(x), block(x))

@@ -20,7 +20,7 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 from nasengine.searching.problem import SearchProblem
 from nasengine.searching.strategies.base import Strategy, register_strategy
 from nasengine.searching.variation import GeneCrossover, GeneLayout, GeneMutation
-from nasengine.predictors.accuracy import fit_predictor
+from nasengine.predictors.accuracy import MIN_ROWS, fit_predictor
 from nasengine.search_spaces.encoding import OneHotEncoding
 
 
@@ -108,6 +108,8 @@ class LINAS(Strategy):
     def _propose(self, problem: SearchProblem, layout: GeneLayout, n: int,
                  seed: int) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
         rows = problem.evaluated  # failed evaluations teach the predictors nothing
+        if len(rows) < MIN_ROWS:  # too few to fit on (early evaluations failed): this round samples uniformly
+            return [], {}
         onehot = OneHotEncoding()
         X_real = np.stack([onehot.encode(problem.space, r.arch) for r in rows])
         models = [self._fit(X_real, rows, o.column, seed) for o in problem.objectives]

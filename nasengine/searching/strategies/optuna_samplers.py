@@ -17,7 +17,6 @@ from optuna.samplers import BaseSampler, NSGAIISampler, TPESampler
 from nasengine.searching.problem import SearchProblem
 from nasengine.searching.store import open_study
 from nasengine.searching.strategies.base import Strategy, register_strategy
-from nasengine.search_spaces.choices import FloatRange, IntRange
 from nasengine.search_spaces.space import Arch
 
 CONSTRAINTS_ATTR = "constraint_violations"
@@ -33,23 +32,18 @@ def suggest_arch(trial: optuna.Trial, problem: SearchProblem) -> Arch:
     for gene in problem.space.genes:
         if not problem.space.is_active(gene, arch):
             arch[gene.name] = None
-        elif isinstance(gene, IntRange):  # the sampler models the number; the arch holds the nearest grid value
-            value = trial.suggest_int(gene.name, gene.low, gene.high, log=gene.log, step=1 if gene.log else gene.step)
-            arch[gene.name] = gene.options[_nearest(gene, value)]
-        elif isinstance(gene, FloatRange):
-            value = trial.suggest_float(gene.name, gene.low, gene.high, log=gene.log)
-            arch[gene.name] = gene.options[gene.index(value)]
+        elif gene.is_range:  # the sampler models the number; the arch holds the nearest grid value
+            numbers = gene.number_range()
+            value = trial.suggest_int(gene.name, int(numbers.low), int(numbers.high), step=numbers.step,
+                                      log=numbers.log) if numbers.kind == "int" else \
+                trial.suggest_float(gene.name, numbers.low, numbers.high, log=numbers.log)
+            arch[gene.name] = gene.options[gene.nearest(value)]
         elif gene.ordered:
             arch[gene.name] = gene.options[trial.suggest_int(gene.name, 0, len(gene) - 1)]
         else:
             index = trial.suggest_categorical(gene.name, list(range(len(gene))))
             arch[gene.name] = gene.options[int(index)]
     return arch
-
-
-def _nearest(gene: IntRange, value: int) -> int:
-    """The grid position nearest `value` (a log IntRange holds only some of the integers between its ends)."""
-    return min(range(len(gene)), key=lambda i: abs(gene.options[i] - value))
 
 
 class OptunaStrategy(Strategy):

@@ -237,3 +237,36 @@ def test_storage_urls_are_redacted() -> None:
 
     assert redact("postgresql+psycopg2://me:secret@db:5432/x") == "postgresql+psycopg2://me:***@db:5432/x"
     assert redact("postgresql://me@db/x") == "postgresql://me@db/x"
+
+
+def test_linas_goes_on_when_its_first_evaluations_fail() -> None:
+    """Predictors need a few real rows: while failures leave too few, LINAS samples uniformly instead of crashing."""
+    def error(arch: dict) -> float:
+        if arch["width"] != 16:
+            raise ValueError("only width 16 builds")
+        return toy.error(arch)
+
+    result = nasengine.search(toy.SPACE, {"error": error, "latency_ms": toy.latency_ms}, strategy="linas",
+                              budget=30, seed=0, options=SearchOptions(max_failures=30))
+    assert result.rows and all(r.arch["width"] == 16 for r in result.rows) and result.failed
+
+
+def test_a_search_whose_every_evaluation_fails_says_so_and_keeps_the_reasons(tmp_path: Path) -> None:
+    def broken(arch: dict) -> float:
+        raise ZeroDivisionError("division by zero")
+
+    with pytest.raises(UserError, match="every one of the 4 evaluations failed, the first with ZeroDivisionError"):
+        nasengine.search(toy.SPACE, {"error": broken}, budget=4, out=tmp_path / "run")
+    assert len(pd.read_csv(tmp_path / "run" / "failures.csv")) == 4
+    with pytest.raises(UserError, match="the last 3 evaluations failed"):
+        nasengine.search(toy.SPACE, {"error": broken}, budget=10, out=tmp_path / "stopped",
+                         options=SearchOptions(max_failures=3))
+    assert len(pd.read_csv(tmp_path / "stopped" / "failures.csv")) == 3  # written although the search stopped
+    assert json.loads((tmp_path / "stopped" / "run.json").read_text())["status"] == "failed"
+
+
+def test_range_ends_are_exact_and_every_value_lies_in_the_range() -> None:
+    from nasengine.search_spaces import FloatRange
+
+    gene = FloatRange("x", 0.0, 2 / 3, steps=7)
+    assert gene.options[0] == 0.0 and gene.options[-1] == 2 / 3 and all(0 <= v <= 2 / 3 for v in gene.options)

@@ -16,7 +16,7 @@ import optuna
 from nasengine.searching.api import load_rows
 from nasengine.searching.objectives import Objective
 from nasengine.searching.problem import Pending
-from nasengine.searching.store import TrialStore, open_storage
+from nasengine.searching.store import StoreSettings, TrialStore, open_storage
 from tests.nasengine.searching import toy
 
 OBJECTIVES = [Objective("error"), Objective("latency_ms")]
@@ -100,7 +100,7 @@ def test_a_stale_claim_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
 
 def test_a_live_claim_is_waited_for_not_duplicated(tmp_path: Path) -> None:
     storage = open_storage(tmp_path, None)
-    first = TrialStore(storage, "s", toy.SPACE, OBJECTIVES, poll_s=0.01)
+    first = TrialStore(storage, "s", toy.SPACE, OBJECTIVES, StoreSettings(poll_s=0.01))
     arch = toy.SPACE.min()
     claim = first._claim(arch, toy.SPACE.key(arch), 0, 0)  # this process, alive: a live claim
     first.worker = "first"
@@ -120,7 +120,7 @@ def test_a_live_claim_is_waited_for_not_duplicated(tmp_path: Path) -> None:
         storage.set_trial_state_values(claim, optuna.trial.TrialState.COMPLETE, [0.25, 2.0])
 
     threading.Thread(target=finish).start()
-    second = TrialStore(open_storage(tmp_path, None), "s", toy.SPACE, OBJECTIVES, poll_s=0.01)
+    second = TrialStore(open_storage(tmp_path, None), "s", toy.SPACE, OBJECTIVES, StoreSettings(poll_s=0.01))
     second.token = first.token  # same process: the claim is live (pid alive, same start time)
     second.pid = first.pid
     rows = second.evaluate([Pending(0, 0, arch)], evaluate)
@@ -154,7 +154,8 @@ def test_a_failing_heartbeat_is_reported_not_swallowed(caplog) -> None:
                 raise OSError("connection to the database lost")
             super().set_trial_user_attr(trial_id, key, value)
 
-    store = TrialStore(FlakyStorage(), "study", toy.SPACE, OBJECTIVES, claim_timeout_s=5.0, heartbeat_s=0.01)
+    store = TrialStore(FlakyStorage(), "study", toy.SPACE, OBJECTIVES,
+                       StoreSettings(claim_timeout_s=5.0, heartbeat_s=0.01))
 
     def slow(arch):
         time.sleep(0.2)
@@ -166,3 +167,21 @@ def test_a_failing_heartbeat_is_reported_not_swallowed(caplog) -> None:
     assert row.metrics["error"] == toy.error(arch)
     assert store.heartbeat_failures > 0
     assert "connection to the database lost" in caplog.text and "another worker may evaluate" in caplog.text
+
+
+def test_workers_of_one_session_share_failures_and_a_later_session_retries_them(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def failing(arch):
+        calls.append(json.dumps(arch))
+        raise RuntimeError("out of memory")
+
+    arch = toy.SPACE.validate(toy.SPACE.sample(seed=0))
+    items = [Pending(0, 0, arch)]
+    first = TrialStore(open_storage(tmp_path, None), "s", toy.SPACE, OBJECTIVES, StoreSettings(session="a"))
+    (row,) = first.evaluate(items, failing)
+    assert row.failed and row.error == "RuntimeError: out of memory"
+    same = TrialStore(open_storage(tmp_path, None), "s", toy.SPACE, OBJECTIVES, StoreSettings(session="a"))
+    assert same.evaluate(items, failing)[0].failed and len(calls) == 1  # another worker of the session: not again
+    later = TrialStore(open_storage(tmp_path, None), "s", toy.SPACE, OBJECTIVES, StoreSettings(session="b"))
+    assert not later.evaluate(items, lambda a: ({"error": 0.1, "latency_ms": 1.0}, {}))[0].failed  # retried
