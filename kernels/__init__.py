@@ -11,6 +11,7 @@ from nasengine.kernels.transformer import ClassToken, ElasticEncoderLayer, Elast
     EncoderLayer, PatchEmbedding, SelfAttention
 from nasengine.kernels.text import ElasticTokenEmbedding, Pooler, TextClassifier, TokenEmbedding
 from nasengine.kernels.describe import LayerSpec, OpSpec, conv_out_hw, total_macs, total_params
+from nasengine.kernels import decoder  # noqa: F401  (registers the decoder's static modules)
 from nasengine.kernels.activations import ACTIVATIONS, activation
 from nasengine.kernels.layers import ConvBNAct, ElasticMBConv, ElasticSqueezeExcite, make_divisible
 from nasengine.kernels.ops import ElasticBatchNorm2d, ElasticConv2d, ElasticLinear

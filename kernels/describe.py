@@ -34,6 +34,8 @@ class OpSpec:
             return self._extra("count", 0)
         if self.kind == "layernorm":
             return 2 * self.out_channels
+        if self.kind == "rmsnorm":  # a scale, no shift
+            return self.out_channels
         if self.kind == "conv2d":
             weights = self.out_channels * (self.in_channels // self.groups) * self.kernel * self.kernel
             return weights + (self.out_channels if self.bias else 0)
@@ -52,8 +54,9 @@ class OpSpec:
             return per_pixel * self.out_hw[0] * self.out_hw[1]
         if self.kind == "linear":  # once per token of a sequence
             return self.out_channels * self.in_channels * self._extra("tokens")
-        if self.kind == "attention":  # q.k^T and attention.v: grows with the square of the sequence length
-            return 2 * self._extra("heads") * self._extra("tokens") ** 2 * self._extra("head_dim")
+        if self.kind == "attention":  # q.k^T and attention.v: each of `tokens` queries against every key (and a cache)
+            t = self._extra("tokens")
+            return 2 * self._extra("heads") * t * (t + self._extra("cache", 0)) * self._extra("head_dim")
         return 0
 
     def to_dict(self) -> dict[str, Any]:
