@@ -10,6 +10,7 @@ from nasengine.supernets.registry import available, create, create_for_task, ent
 from nasengine.supernets import ofa_mbv3 as _ofa_mbv3  # noqa: F401  (registers its family)
 from nasengine.supernets import vit as _vit  # noqa: F401  (registers vit, vit_digits)
 from nasengine.supernets import bert as _bert  # noqa: F401  (registers bert)
+from nasengine.supernets import llama as _llama  # noqa: F401  (registers llama)
 
 __all__ = ["Cost", "FamilyConfig", "Layer", "Supernet", "available", "create", "create_for_task", "entry",
            "from_config", "register"]

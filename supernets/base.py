@@ -132,6 +132,17 @@ class Supernet(nn.Module, ABC):
             self.set_active(previous)
         return module.eval()
 
+    def phases(self, arch: Mapping[str, Any], cache_tokens: int) -> dict[str, tuple[Any, list[InputSpec]]]:
+        """Latencies devices measure for `arch` besides one forward pass over its inputs, by metric stem: name ->
+        (build() of the module to time, its inputs). A decoder adds "decode": one token against a key/value cache
+        of `cache_tokens` positions (recorded as `decode_ms:<device>`). Families of one pass add nothing."""
+        return {}
+
+    def cache_bytes(self, arch: Mapping[str, Any], cache_tokens: int) -> int:
+        """Bytes of state `arch` keeps per `cache_tokens` positions at inference (a decoder's key/value cache, in
+        float32): part of the `memory_mb` metric beside the weights. Zero for families that keep none."""
+        return 0
+
     def check_export(self) -> None:
         """TypeError naming the first module of the largest or smallest subnet's export that the engine cannot
         handle (outside the static vocabulary, or holding weights without a cost or quantization rule; see

@@ -73,9 +73,10 @@ def load_supernet(directory: Path) -> tuple[Supernet, dict[str, Any]]:
 
 
 def weights_digest(directory: Path) -> str:
-    """SHA-1 of the weights file: runs record it, so a retrained supernet never reuses stale evaluations."""
+    """SHA-1 of the weights file (a directory's model.safetensors, or the file itself: a GGUF checkpoint): runs
+    record it, so a retrained supernet never reuses stale evaluations."""
     h = hashlib.sha1()
-    with open(Path(directory) / WEIGHTS, "rb") as f:
+    with open(Path(directory) if Path(directory).is_file() else Path(directory) / WEIGHTS, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()

@@ -51,7 +51,7 @@ class Entry:
 _REGISTRY: Registry[Entry] = Registry("supernet")
 
 
-TRAIN_DEFAULT_KEYS = ("epochs", "lr", "warmup")
+TRAIN_DEFAULT_KEYS = ("epochs", "lr", "warmup", "label_smoothing")
 
 
 def register(name: str, task: str | None = None, summary: str = "",

@@ -135,15 +135,20 @@ def train_step(net: Supernet, x: Inputs, y: torch.Tensor, phase: Phase, rng: np.
     net.set_active(largest)
     x = net.adapt_input(x, largest)
     logits = net(*as_args(x))
-    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    loss = label_loss(logits, y, label_smoothing)
     loss.backward()
     teacher = F.softmax(logits.detach(), dim=-1)
     for arch in others:
         net.set_active(arch)
         out = net(*as_args(x))
-        (F.cross_entropy(out, y, label_smoothing=label_smoothing)
-         + kd_weight * soft_cross_entropy(out, teacher)).backward()
+        (label_loss(out, y, label_smoothing) + kd_weight * soft_cross_entropy(out, teacher)).backward()
     return float(loss.detach())
+
+
+def label_loss(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """Cross-entropy of the targets: one per sample (a class), or one per position (the next token of a text
+    block, logits (B, T, V)); the mean over every target."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), label_smoothing=label_smoothing)
 
 
 def _torch_seed(seed: int, epoch: int, rank: int) -> int:
