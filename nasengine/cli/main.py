@@ -1,4 +1,4 @@
-"""The `nasengine` command line: train, search, export, evaluate, devices, supernets."""
+"""The `nasengine` command line: train, search, export, evaluate, generate, devices, supernets."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any, Callable, NoReturn, Sequence
 
 from nasengine.cli.argtypes import image_size, positive_float, positive_int, positive_or_zero_float, whole_number
 from nasengine.cli.devices import add_device_commands
+from nasengine.cli.generate import add_generate_command
 from nasengine import __version__
 from nasengine.errors import UserError, one_line
 from nasengine.search_spaces.registry import RegistryError
@@ -69,11 +70,12 @@ def _data_options(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dev", default=None, metavar="TSV",
-                   help="text data: a TSV scored as the test split (default: a share of --data held out)")
+    p.add_argument("--dev", default=None, metavar="FILE",
+                   help="text data: a TSV (or, for a language model, a .txt / .jsonl) scored as the test split "
+                        "(default: a share of --data held out)")
     p.add_argument("--max-length", type=positive_int, default=None,
-                   help="text data: tokens per sequence, truncated and padded (default 64); the devices time "
-                        "subnets at this length")
+                   help="text data: tokens per sequence, truncated and padded (default 64; a language model's "
+                        "token blocks: 128); the devices time subnets at this length")
     p.add_argument("--holdout", choices=("row", "sentence"), default=None,
                    help="text data: hold out single rows (default), or whole sentences with every row they "
                         "contain, for phrase banks such as SST-2's training file whose rows include each "
@@ -132,7 +134,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
     acc = result["final_accuracy"]
     print(f"trained {args.supernet} in {result['seconds']:.0f}s -> {args.out}")
     for name in ("max", "min"):
-        print(f"  {name} subnet: val {acc[name]['val']:.2%}  test {acc[name]['test']:.2%}")
+        scores = acc[name]
+        perplexity = (f"  (perplexity val {scores['val_perplexity']:.2f}  test {scores['test_perplexity']:.2f})"
+                      if "val_perplexity" in scores else "")
+        print(f"  {name} subnet: val {scores['val']:.2%}  test {scores['test']:.2%}{perplexity}")
 
 
 def _cmd_search(args: argparse.Namespace) -> None:
@@ -144,7 +149,7 @@ def _cmd_search(args: argparse.Namespace) -> None:
                                   args.latency_budget, objectives, args.strategy, args.seed, args.overwrite,
                                   not args.quiet, tuple(args.constraint or ()), args.storage, args.study,
                                   args.workers, plugins, args.quantization, args.quant_accuracy,
-                                  hv_reference=args.hv_reference))
+                                  hv_reference=args.hv_reference, decode_cache=args.decode_cache))
     print(f"searched {result['evaluated']} subnets ({result['new_this_session']} new) in {result['seconds']:.0f}s "
           f"-> {args.out}")
     if result.get("failed"):
@@ -154,7 +159,9 @@ def _cmd_search(args: argparse.Namespace) -> None:
     for device, front in pareto.groupby("device", sort=False, dropna=False):
         where = f"{device}: " if isinstance(device, str) and device else ""
         line = f"  {where}{len(front)} Pareto subnets"
-        if "accuracy" in front:
+        if "perplexity" in front:
+            line += f", perplexity {front['perplexity'].min():.2f}-{front['perplexity'].max():.2f}"
+        elif "accuracy" in front:
             line += f", accuracy {front['accuracy'].min():.2%}-{front['accuracy'].max():.2%}"
         column = f"latency_ms:{device}"
         if isinstance(device, str) and column in front:
@@ -200,14 +207,18 @@ def _cmd_export(args: argparse.Namespace) -> None:
         except ValueError as exc:
             raise UserError(f"--arch: {exc}") from None
     manifest = export(ExportRequest(Path(args.run), Path(args.out), args.latency_budget, args.device, args.overwrite,
-                                    arch, args.pick))
+                                    arch, args.pick, tuple(dict.fromkeys(args.format or ()))))
     searched = manifest["search_latency_ms"]
     head = (f"{args.out} already holds this export (same run and options; nothing redone)" if manifest.get("resumed")
             else f"exported -> {args.out}")
     how = "predicted for" if manifest.get("latency_kind") == "predicted" else "on"
-    print(f"{head}: test accuracy {manifest['accuracy']:.2%}, {manifest['latency_ms']:.3f} ms {how} "
+    perplexity = f"test perplexity {manifest['perplexity']:.3f}, " if manifest.get("perplexity") else ""
+    print(f"{head}: {perplexity}test accuracy {manifest['accuracy']:.2%}, {manifest['latency_ms']:.3f} ms {how} "
           f"{manifest['device']} (search split: {manifest['search_accuracy']:.2%}"
           + (f", {searched:.3f} ms" if searched is not None else "") + f"), {manifest['params']:,} params")
+    for phase, timing in (manifest.get("phases") or {}).items():
+        print(f"  {phase}: {timing['ms']:.3f} ms per token against a cache of {manifest.get('decode_cache')} "
+              f"positions on {manifest['device']}")
     for line in _pick_lines(manifest.get("pick"), manifest["device"]):
         print(line)
 
@@ -226,13 +237,15 @@ def _pick_lines(pick: Any, device: str) -> list[str]:
 
 
 def _row_text(row: dict[str, Any], device: str) -> str:
-    """`#172 (99.16%, 0.045 ms)` from the manifest's summary of a results row."""
+    """`#172 (99.16%, 0.045 ms)` (a language model: `#3 (perplexity 18.21, 9.310 ms)`) from the manifest's summary
+    of a results row."""
     accuracy = row.get("accuracy")
     if accuracy is None and row.get("error") is not None:
         accuracy = 1.0 - row["error"]
-    latency = row.get(f"latency_ms:{device}")
-    values = ([f"{accuracy:.2%}"] if accuracy is not None else []) + ([f"{latency:.3f} ms"] if latency is not None
-                                                                      else [])
+    latency = row.get(f"decode_ms:{device}", row.get(f"latency_ms:{device}"))
+    quality = f"perplexity {row['perplexity']:.2f}" if row.get("perplexity") is not None else \
+        f"{accuracy:.2%}" if accuracy is not None else None
+    values = ([quality] if quality else []) + ([f"{latency:.3f} ms"] if latency is not None else [])
     return f"#{row.get('number')}" + (f" ({', '.join(values)})" if values else "")
 
 
@@ -243,8 +256,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         score = score_subnet(Path(args.subnet), args.split, args.graph)
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(str(exc)) from None
-    print(f"{args.subnet}: top-1 accuracy {score['accuracy']:.2%} on the {score['split']} split "
-          f"({score['n']:,} samples) with {score['graph']}")
+    what = (f"perplexity {score['perplexity']:.3f}, next-token accuracy {score['accuracy']:.2%}"
+            if "perplexity" in score else f"top-1 accuracy {score['accuracy']:.2%}")
+    print(f"{args.subnet}: {what} on the {score['split']} split ({score['n']:,} "
+          f"{'blocks' if 'perplexity' in score else 'samples'}) with {score['graph']}")
 
 
 def _cmd_supernets(args: argparse.Namespace) -> None:
@@ -275,8 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--data", default=None,
                    help="data set: a built-in name (digits, fashion-mnist) or a path to an .npz (x, y[, x_val, "
-                        "y_val, x_test, y_test]), a folder of MNIST-style IDX files, or a folder with one "
-                        "sub-folder of PNG/JPEG images per class (default: the family's own, if it names one)")
+                        "y_val, x_test, y_test]), a folder of MNIST-style IDX files, a folder with one "
+                        "sub-folder of PNG/JPEG images per class, a TSV of labelled text, or a .txt / .jsonl of "
+                        "text for a language model (default: the family's own, if it names one)")
     _add_data_options(p)
     p.add_argument("--epochs", type=positive_int, help="default 20 (families grown from a checkpoint: their own, "
                                                        "bert 2)")
@@ -295,9 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=JSON",
                    help="override a supernet constructor argument, e.g. --set head_width=128 (repeatable; an "
                         "unknown key lists the keys the family takes)")
-    p.add_argument("--checkpoint", default=None, metavar="DIR",
-                   help="pretrained Hugging Face-format directory (config.json, model.safetensors, tokenizer.json or "
-                        "vocab.txt) for families grown from one (bert; default: the installed MiniLM-L6)")
+    p.add_argument("--checkpoint", default=None, metavar="DIR|FILE.gguf",
+                   help="pretrained checkpoint for families grown from one: a Hugging Face-format directory "
+                        "(config.json, model.safetensors, tokenizer.json or vocab.txt), or a GGUF file (llama) "
+                        "(default: bert the installed MiniLM-L6, llama the installed SmolLM2-135M-Instruct)")
     p.add_argument("--init-from", default=None, metavar="SN",
                    help="start from the weights of a trained supernet with the same parameter shapes (e.g. fine-"
                         "tune it with other strides, resolutions or data) instead of a random initialisation")
@@ -315,7 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "as --constraint latency<=MS)")
     p.add_argument("--objectives", default="error,latency",
                    help="comma-separated metrics: error, accuracy, latency (one per device), params, macs, "
-                        "size_mb, or one a plugin registers (default error,latency)")
+                        "size_mb, memory_mb, perplexity and decode_ms (language models), or one a plugin registers "
+                        "(default error,latency)")
     p.add_argument("--constraint", action="append", metavar="METRIC<=X",
                    help="bound a metric, e.g. latency<=2.5, size_mb<=1, accuracy>=0.8 (repeatable)")
     p.add_argument("--strategy", default="nsga2",
@@ -333,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="none: FP32 subnets (default); int8: every layer INT8; search: a precision (fp32/int8) per "
                         "layer searched with the architecture. INT8 graphs are onnxruntime QDQ, calibrated on "
                         "training images; their accuracy and latency are measured on the quantized graph")
+    p.add_argument("--decode-cache", type=positive_int, default=256, metavar="TOKENS",
+                   help="decoders (llama): the key/value cache length their per-token decode latency (decode_ms) and "
+                        "memory (memory_mb) are taken at (default 256)")
     p.add_argument("--hv-reference", type=Path, default=None, metavar="FILE",
                    help='fixed hypervolume scale, so runs can be compared: JSON {"ideal": {COLUMN: VALUE, ...}, '
                         '"nadir": {...}, "reference": 1.1} naming every objective column (default: this run\'s '
@@ -350,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "all); --pick then chooses among them")
     p.add_argument("--device", default=None,
                    help="device whose Pareto set to pick from (default: the run's first device)")
+    p.add_argument("--format", action="append", default=None, metavar="NAME",
+                   help="also write this format (repeatable): hf (a transformers LLaMA directory), gguf (F16), "
+                        "gguf-q8_0, or a plugin's; config.json, model.safetensors and ONNX are always written")
     p.add_argument("--arch", default=None, help="export this arch (JSON, or @file.json) instead of choosing one")
     p.add_argument("--pick", choices=["within-noise", "most-accurate"], default="within-noise",
                    help="within-noise (default): the fastest on --device (no latency objective: the best on the next "
@@ -366,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score the FP32 model or model.int8.onnx (default: the graph the export deployed)")
     p.set_defaults(handler=_cmd_evaluate)
 
+    add_generate_command(sub)
     add_device_commands(sub, _Parser)
 
     p = sub.add_parser("supernets", help="list the registered supernets")
@@ -378,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.choices[name]
         sp.add_argument("--overwrite", action="store_true", help="replace the output directory")
         sp.add_argument("--quiet", action="store_true", help="no progress output")
-    for name in ("train", "search", "export", "evaluate", "measure"):
+    for name in ("train", "search", "export", "evaluate", "measure", "generate"):
         sub.choices[name].add_argument("--threads", type=positive_int, default=None,
                                        help="torch threads for training and evaluation (default: all cores); "
                                             "device thread counts are set by the device")

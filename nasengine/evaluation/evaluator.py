@@ -64,8 +64,13 @@ def accuracy(model: nn.Module, split: Split, prepare: Any = None, batch_size: in
 
 
 def onnx_accuracy(onnx_bytes: bytes, split: Split, prepare: Any = None, batch_size: int = 256) -> float:
-    """Top-1 accuracy of an ONNX graph (FP32 or quantized) run by onnxruntime on `split`: how a deployed graph
-    scores, with the same batches and input preparation as `accuracy`."""
+    """Top-1 accuracy of an ONNX graph (FP32 or quantized) run by onnxruntime on `split` (see `onnx_scores`)."""
+    return onnx_scores(onnx_bytes, split, prepare, batch_size)["accuracy"]
+
+
+def onnx_scores(onnx_bytes: bytes, split: Split, prepare: Any = None, batch_size: int = 256) -> dict[str, float]:
+    """`scores` of an ONNX graph (FP32 or quantized) run by onnxruntime on `split`: how a deployed graph scores,
+    with the same batches and input preparation as the torch module."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -80,7 +85,7 @@ def onnx_accuracy(onnx_bytes: bytes, split: Split, prepare: Any = None, batch_si
         if len(names) == 1 and len(feed) == 1:
             feed = {names[0]: next(iter(feed.values()))}
         tally.add(torch.from_numpy(session.run(None, feed)[0]), y)
-    return tally.scores()["accuracy"]
+    return tally.scores()
 
 
 def calibration_indices(n_train: int, samples: int = 512) -> torch.Tensor:

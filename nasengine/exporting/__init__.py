@@ -1,15 +1,17 @@
 """Export: a chosen subnet as a standalone directory (config.json, model.safetensors, ONNX, INT8 ONNX, manifest), and
 an export loaded back, re-scored and re-measured without any supernet code (`subnet`), or run on raw images and
 strings (`preprocess`: the preprocessing contract every export records; `predictor`: `load_predictor`;
-`raw_graph`: the contract as ONNX nodes, model.raw.onnx)."""
+`raw_graph`: the contract as ONNX nodes, model.raw.onnx; `generate`: text from an exported language model)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from nasengine.exporting.generate import generate_text
 from nasengine.exporting.subnet import evaluate_subnet, load_subnet, score_subnet
 
-__all__ = ["ExportRequest", "Predictor", "evaluate_subnet", "export", "load_predictor", "load_subnet", "score_subnet"]
+__all__ = ["ExportRequest", "Predictor", "evaluate_subnet", "export", "generate_text", "load_predictor", "load_subnet",
+           "score_subnet"]
 
 
 def __getattr__(name: str) -> Any:

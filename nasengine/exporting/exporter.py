@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from statistics import NormalDist
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -29,9 +29,10 @@ from nasengine.kernels.inputs import apply_input_transform, take
 from nasengine.kernels.static import registering_modules, to_spec
 from nasengine.measurement.devices import Workload, get_device
 from nasengine.errors import UserError
-from nasengine.evaluation.evaluator import Evaluator, accuracy, onnx_accuracy
+from nasengine.evaluation.evaluator import Evaluator, onnx_scores, scores
 from nasengine.graphs.onnx_writer import onnx_error, to_onnx
 from nasengine.exporting.subnet import FORMAT
+from nasengine.exporting.formats import FORMATS, write_formats
 from nasengine.exporting.preprocess import export_preprocessing
 from nasengine.exporting.raw_graph import with_raw_graph
 from nasengine.reporting.fronts import (ACCURACY_COLUMNS, frame_costs, frame_feasible, front, group_constraints,
@@ -40,7 +41,7 @@ from nasengine.reporting.reports import mark_exported, objectives_from_identity
 from nasengine.searching.objectives import Constraint, Objective
 from nasengine.searching.runner import DEFAULT_DEVICE, MARKER
 from nasengine.training.loading import load_trained
-from nasengine.searching.supernet_metrics import Quantization
+from nasengine.searching.supernet_metrics import DECODE_CACHE, Quantization, measure_phases
 from nasengine.search_spaces.quantization import int8_layers
 from nasengine.rundir import check_creatable
 from nasengine.tasks import task_from_spec
@@ -59,6 +60,7 @@ class ExportRequest:
     overwrite: bool = False
     arch: dict[str, Any] | None = None  # export this arch instead of choosing from the Pareto set
     pick: str = "within-noise"  # within-noise | most-accurate (see `pick_subnet`)
+    formats: tuple[str, ...] = ()  # more formats written beside the engine's own (nasengine.exporting.formats)
 
 
 def _read_run(run_dir: Path) -> dict[str, Any]:
@@ -91,6 +93,7 @@ def _export_options(request: ExportRequest, run: dict[str, Any], device_name: st
     return {"run": str(Path(request.run_dir).resolve()), "device": device_name,
             "latency_budget_ms": request.latency_budget_ms, "arch": request.arch,
             "pick": None if request.arch is not None else request.pick,
+            **({"formats": list(request.formats)} if request.formats else {}),
             "results_sha1": _file_sha1(Path(request.run_dir) / "results.csv"),
             "supernet_weights_sha1": run["identity"].get("supernet_weights_sha1")}
 
@@ -265,6 +268,8 @@ def export(request: ExportRequest) -> dict[str, Any]:
         raise UserError(f"--latency-budget must be a positive number of ms, got {request.latency_budget_ms}")
     if request.pick not in PICKS:
         raise UserError(f"--pick must be one of {', '.join(PICKS)}, got {request.pick!r}")
+    for name in request.formats:  # unknown names are refused before anything is computed or written
+        FORMATS.get(name)
     out = Path(request.out)
     check_creatable(out)
     if out.exists() and not out.is_dir():
@@ -315,7 +320,8 @@ def export(request: ExportRequest) -> dict[str, Any]:
     transform = net.input_transform(arch)
     test = task.split("test")
     prepare = (lambda x: apply_input_transform(x, transform))
-    fp32_accuracy = accuracy(module, test, prepare)
+    fp32_scores = scores(module, test, prepare)
+    fp32_accuracy = fp32_scores["accuracy"]
     files = {"model.onnx": to_onnx(module, net.example_inputs(arch, 1), dynamic_batch=True)}
     # real inputs at their stored shape: the ONNX graph must compute what torch does
     probe = net.adapt_input(take(test.inputs, slice(0, 8)), arch)
@@ -341,8 +347,12 @@ def export(request: ExportRequest) -> dict[str, Any]:
 
     measurement = device.measure(workload(int8_graph, True) if int8_graph is not None
                                  else workload(files["model.onnx"], False))
+    cache_tokens = int(identity.get("decode_cache", DECODE_CACHE))
+    phases = {phase: {"ms": m.median_ms, "iqr_ms": m.iqr_ms, "inputs": m.inputs}
+              for phase, m in measure_phases(net, arch, device, cache_tokens).items()}
     cost = net.cost(arch)
     searched = row.get(latency_column(device_name), float("nan"))
+    deployed = onnx_scores(int8_graph, test, prepare) if int8_graph is not None else fp32_scores
     # one preprocessing contract in config.json and manifest.json; image exports add model.raw.onnx (raw NHWC in)
     preprocessing, raw_graph = with_raw_graph(export_preprocessing(task.preprocessing, transform,
                                                                    net.input_specs(arch)), files["model.onnx"], module)
@@ -353,8 +363,7 @@ def export(request: ExportRequest) -> dict[str, Any]:
                      "preprocessing": preprocessing}
     manifest = {
         "format": FORMAT, "arch": arch, "graph": "model.int8.onnx" if int8_graph is not None else "model.onnx",
-        "accuracy": onnx_accuracy(int8_graph, test, prepare) if int8_graph is not None else fp32_accuracy,
-        "accuracy_split": test.identity,
+        "accuracy": deployed["accuracy"], "accuracy_split": test.identity,
         "search_accuracy": search_accuracy, "search_split": task.split("val").identity,
         "latency_ms": measurement.median_ms, "latency": measurement.to_dict(),
         # a lookup table or a predictor gives a latency without running the model: never reported as re-measured
@@ -370,6 +379,12 @@ def export(request: ExportRequest) -> dict[str, Any]:
         "run": str(Path(request.run_dir).resolve()), "options": options,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if phases:  # a decoder's per-token latency against a cache of `decode_cache` positions
+        manifest.update(phases=phases, decode_cache=cache_tokens)
+    if task.language_model:  # perplexity of the test text, and the search's on the validation text
+        searched_perplexity = row.get("perplexity", float("nan"))
+        manifest.update(perplexity=deployed["perplexity"], loss=deployed["loss"],
+                        search_perplexity=None if pd.isna(searched_perplexity) else float(searched_perplexity))
     if quantization.mode != "none":
         manifest["quant_policy"] = policy
         manifest["quantization"] = quant_info
@@ -377,10 +392,12 @@ def export(request: ExportRequest) -> dict[str, Any]:
                             "latency_ms": device.measure(workload(files["model.onnx"], False)).median_ms
                             if int8_graph is not None
                             else measurement.median_ms}
+    assets = task.assets()
+    manifest["formats"] = list(request.formats)
     files = {"config.json": json.dumps(subnet_config, indent=2).encode(),
-             "manifest.json": json.dumps(manifest, indent=2).encode(), **files, **raw_graph,
-             **task.assets()}
-    _write_atomically(out, request.overwrite, files, module.state_dict())
+             "manifest.json": json.dumps(manifest, indent=2).encode(), **files, **raw_graph, **assets}
+    _write_atomically(out, request.overwrite, files, module.state_dict(),
+                      lambda tmp: write_formats(request.formats, module, tmp, assets))
     _mark_exported(Path(request.run_dir), device_name, row)
     return {**manifest, "resumed": False}
 
@@ -403,9 +420,14 @@ def required_modules(module: torch.nn.Module) -> list[str]:
     return registering_modules(module)
 
 
-def _write_atomically(out: Path, overwrite: bool, files: dict[str, bytes], state: dict[str, torch.Tensor]) -> None:
+def _write_atomically(out: Path, overwrite: bool, files: dict[str, bytes], state: dict[str, torch.Tensor],
+                      more: Callable[[Path], Any] | None = None) -> None:
+    """The export directory, complete or not at all: files, weights, and what `more(directory)` writes (the
+    requested formats) before the directory appears."""
     with atomic_directory(out, overwrite) as tmp:
         for name, data in files.items():
             atomic_write(tmp / name, data)
         with atomic_file(tmp / "model.safetensors") as weights:  # usual permissions (safetensors writes 0600)
             save_file({k: v.contiguous() for k, v in state.items()}, str(weights))
+        if more is not None:
+            more(tmp)

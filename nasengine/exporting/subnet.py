@@ -19,7 +19,7 @@ from nasengine.kernels.inputs import apply_input_transform, specs_from_config, t
 from nasengine.kernels.static import from_spec
 from nasengine.kernels.weights import load_weights
 from nasengine.errors import first_line
-from nasengine.evaluation.evaluator import accuracy, onnx_accuracy, quantization_images
+from nasengine.evaluation.evaluator import onnx_scores, quantization_images, scores
 from nasengine.plugins import recorded_plugin_of, reload_recorded
 from nasengine.tasks import task_from_spec
 
@@ -100,8 +100,9 @@ def deployed_graph_name(path: str | Path, graph: str | None = None) -> str:
 
 def score_subnet(path: str | Path, split: str | None = None, graph: str | None = None) -> dict[str, Any]:
     """Top-1 accuracy of an exported subnet on a split of its task (the manifest's split by default), with the
-    split's name, size and the graph scored: {"accuracy", "split", "n", "graph"}. The FP32 model is run as the
-    reloaded torch module; the INT8 graph by onnxruntime."""
+    split's name, size and the graph scored: {"accuracy", "split", "n", "graph"}, and for a language model its
+    "perplexity" and "loss" (mean next-token cross-entropy). The FP32 model is run as the reloaded torch module; the
+    INT8 graph by onnxruntime."""
     path = Path(path)
     config = read_subnet_config(path)
     if split is None:
@@ -112,13 +113,15 @@ def score_subnet(path: str | Path, split: str | None = None, graph: str | None =
         split = recorded["split"]
     name = deployed_graph_name(path, graph)
     reload_recorded(config.get("plugins", []))  # a plugin's data kind or named data set rebuilds the split
-    data = task_from_spec(config["task"]).split(split)
+    task = task_from_spec(config["task"])
+    data = task.split(split)
     prepare = (lambda x: apply_input_transform(x, config["input_transform"]))
     if name == GRAPHS["fp32"]:
-        value = accuracy(load_subnet(path), data, prepare)
+        value = scores(load_subnet(path), data, prepare)
     else:
-        value = onnx_accuracy(read_onnx(path / name), data, prepare)
-    return {"accuracy": value, "split": split, "n": len(data), "graph": name}
+        value = onnx_scores(read_onnx(path / name), data, prepare)
+    language = {"perplexity": value["perplexity"], "loss": value["loss"]} if task.language_model else {}
+    return {"accuracy": value["accuracy"], **language, "split": split, "n": len(data), "graph": name}
 
 
 def evaluate_subnet(path: str | Path, split: str | None = None, graph: str | None = None) -> float:

@@ -52,6 +52,9 @@ register_metric(Metric("latency_ms", MINIMIZE, "latency (ms)", per_device=True, 
 register_metric(Metric("params", MINIMIZE, "parameters"))
 register_metric(Metric("macs", MINIMIZE, "MACs"))
 register_metric(Metric("size_mb", MINIMIZE, "model size (MB, float32)", aliases=("size",)))
+register_metric(Metric("perplexity", MINIMIZE, "perplexity (exp of the mean token cross-entropy)"))
+register_metric(Metric("memory_mb", MINIMIZE, "memory (MB): weights plus a decoder's key/value cache"))
+register_metric(Metric("decode_ms", MINIMIZE, "decode latency per token (ms)", per_device=True, aliases=("decode",)))
 
 
 def metric_column(name: str, device: str | None = None) -> str:

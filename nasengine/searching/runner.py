@@ -21,7 +21,8 @@ from nasengine.searching.api import MARKER, RunSettings, SearchPlan, SearchResul
 from nasengine.searching.hypervolume import load_reference
 from nasengine.searching.objectives import METRICS, Constraint, bind_objectives, metric_column, parse_bound, \
     parse_constraint
-from nasengine.searching.supernet_metrics import BUILTIN_METRICS, SUPERNET_METRICS, Quantization, SupernetMetrics
+from nasengine.searching.supernet_metrics import (BUILTIN_METRICS, DECODE_CACHE, SUPERNET_METRICS, Quantization,
+                                                 SupernetMetrics)
 from nasengine.graphs.quantization import SCHEME
 from nasengine.tasks import task_from_spec
 
@@ -51,6 +52,7 @@ class SearchRequest:
     quant_accuracy: str = "real"  # real (onnxruntime on the split) | estimate (fake quantization)
     extra_identity: dict[str, Any] = field(default_factory=dict)
     hv_reference: Any = None  # fixed hypervolume scale: a JSON file path or its decoded mapping (hypervolume.py)
+    decode_cache: int = DECODE_CACHE  # key/value positions a decoder's per-token latency and memory are taken at
 
     def resolved_devices(self) -> tuple[str, ...]:
         """The devices given, or the default one when a latency objective or constraint needs a device."""
@@ -96,28 +98,36 @@ def search(request: SearchRequest, role: str = "main") -> dict[str, Any]:
     objectives = bind_objectives(list(request.objectives), list(devices_named))
     constraints = constraints_of(request, devices_named)
     wanted = list(dict.fromkeys([*(o.column for o in objectives), *(c.column for c in constraints)]))
-    computed = {*BUILTIN_METRICS, *(metric_column("latency_ms", d) for d in devices_named), *SUPERNET_METRICS.names()}
+    phases = list(net.phases(net.space.max(), request.decode_cache))  # a decoder's decode latency, say
+    computed = {*BUILTIN_METRICS, *(metric_column("latency_ms", d) for d in devices_named), *SUPERNET_METRICS.names(),
+                *(metric_column(f"{p}_ms", d.name) for p in phases for d in devices if d.runs_models),
+                *(["perplexity"] if task.language_model else [])}
     missing = [c for c in wanted if c not in computed]
     if missing:
-        raise UserError(f"metric {missing[0]!r} is registered but nothing computes it for a supernet; register "
-                        f"it with nasengine.searching.register_supernet_metric(name, fn)")
+        raise UserError(f"metric {missing[0]!r} is not computed for this supernet, its task or these devices "
+                        f"(perplexity: language models; decode_ms: decoders on devices that run models; your own: "
+                        f"nasengine.searching.register_supernet_metric(name, fn))")
     extra = [c for c in wanted if c in SUPERNET_METRICS]
     lock = Path(request.out) / MEASURE_LOCK if request.workers > 1 or role == "worker" else None
     evaluator = Evaluator(net, task, "val")
-    evaluate = SupernetMetrics(evaluator, devices, extra, measure_lock=lock, quantization=quantization)
+    evaluate = SupernetMetrics(evaluator, devices, extra, measure_lock=lock, quantization=quantization,
+                               cache_tokens=request.decode_cache)
     identity = {"supernet_dir": str(Path(request.supernet_dir).resolve()),
                 "supernet_weights_sha1": supernets.weights_digest(Path(request.supernet_dir)),
                 "devices": list(devices_named), "latency_budget_ms": request.latency_budget_ms,
                 **request.extra_identity}
     if request.hv_reference is not None:  # checked against the objectives before anything is written
         identity["hv_reference"] = load_reference(request.hv_reference, objectives)
+    if phases:  # a decoder's latencies and memory depend on the cache length
+        identity["decode_cache"] = request.decode_cache
     if quantization.mode != "none":  # recorded only when used, so FP32 runs of earlier versions still resume
         identity["quantization"] = {"mode": quantization.mode, "accuracy": quantization.accuracy, **SCHEME,
                                     "calibration_samples": evaluator.quantization_samples}
     first_device = devices_named[0] if devices_named else None
 
     def on_row(row: Any, bar: Any) -> None:  # (failed evaluations are shown by the search itself)
-        status = {"acc": f"{row.metrics['accuracy']:.3f}"}
+        status = ({"ppl": f"{row.metrics['perplexity']:.2f}"} if "perplexity" in row.metrics
+                  else {"acc": f"{row.metrics['accuracy']:.3f}"})
         if first_device is not None:
             status["ms"] = f"{row.metrics[f'latency_ms:{first_device}']:.3f}"
         bar.update(1, **status)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from nasengine.measurement.devices.base import Device, Workload
+from nasengine.measurement.devices.timing import Measurement
 from nasengine.errors import UserError
 from nasengine.evaluation.evaluator import Evaluator
 from nasengine.searching.objectives import Metric, metric_column, register_metric
@@ -19,7 +20,8 @@ from nasengine.search_spaces.registry import Registry
 from nasengine.search_spaces.space import Arch, Space
 
 BYTES_PER_PARAM = 4  # float32 weights
-BUILTIN_METRICS = ("accuracy", "error", "params", "macs", "size_mb")
+DECODE_CACHE = 256  # key/value positions a decoder's per-token latency and memory are taken at (--decode-cache)
+BUILTIN_METRICS = ("accuracy", "error", "params", "macs", "size_mb", "memory_mb")
 QUANTIZATION_MODES = ("none", "int8", "search")
 QUANT_ACCURACY = ("real", "estimate")
 
@@ -75,9 +77,10 @@ class SupernetMetrics:
     """`(arch) -> (metrics, details)` for the trial store: what the search of a trained supernet records."""
 
     def __init__(self, evaluator: Evaluator, devices: Sequence[Device], extra: Sequence[str] = (),
-                 measure_lock: Path | None = None, quantization: Quantization | None = None):
+                 measure_lock: Path | None = None, quantization: Quantization | None = None,
+                 cache_tokens: int = DECODE_CACHE):
         self.evaluator, self.devices = evaluator, list(devices)
-        self.measure_lock = measure_lock
+        self.measure_lock, self.cache_tokens = measure_lock, cache_tokens
         self.quantization = quantization or Quantization()
         self.supernet = evaluator.supernet
         unknown = [n for n in extra if n not in SUPERNET_METRICS]
@@ -91,12 +94,17 @@ class SupernetMetrics:
         return Workload.of_supernet(self.supernet, arch, lambda: self.evaluator.quantization_inputs(arch),
                                     dynamic_onnx=graph, policy=policy)
 
-    def _accuracy(self, arch: Arch, int8: list[str]) -> tuple[float, bytes | None]:
+    def _accuracy(self, arch: Arch, int8: list[str]) -> tuple[dict[str, float], bytes | None]:
+        """Accuracy (and, for a language model, perplexity) of `arch` as deployed, and its INT8 graph if any."""
         if not int8:
-            return self.evaluator.evaluate(arch), None
+            scores = self.evaluator.scores(arch)
+            language = self.evaluator.task.language_model
+            return {k: scores[k] for k in (("accuracy", "perplexity") if language else ("accuracy",))}, None
         if self.quantization.accuracy == "estimate":
-            return self.evaluator.fake_quantized(arch, int8), self.evaluator.deployed_graph(arch, int8)
-        return self.evaluator.quantized(arch, int8)
+            return ({"accuracy": self.evaluator.fake_quantized(arch, int8)},
+                    self.evaluator.deployed_graph(arch, int8))
+        accuracy, graph = self.evaluator.quantized(arch, int8)
+        return {"accuracy": accuracy}, graph
 
     def _size_mb(self, arch: Arch, int8: list[str], params: int) -> float:
         """Weights in MB: 4 bytes per FP32 parameter, 1 per parameter of an INT8 layer."""
@@ -111,9 +119,12 @@ class SupernetMetrics:
         canonical = self.supernet.space.validate(network)
         int8 = int8_layers(policy)
         cost = self.supernet.cost(canonical)
-        accuracy, graph = self._accuracy(canonical, int8)
-        metrics: dict[str, float] = {"accuracy": accuracy, "error": 1.0 - accuracy, "params": float(cost.params),
-                                     "macs": float(cost.macs), "size_mb": self._size_mb(canonical, int8, cost.params)}
+        scores, graph = self._accuracy(canonical, int8)
+        size_mb = self._size_mb(canonical, int8, cost.params)
+        metrics: dict[str, float] = {**scores, "error": 1.0 - scores["accuracy"], "params": float(cost.params),
+                                     "macs": float(cost.macs), "size_mb": size_mb,
+                                     "memory_mb": size_mb + self.supernet.cache_bytes(canonical,
+                                                                                      self.cache_tokens) / 1e6}
         details: dict[str, Any] = {"split": self.evaluator.split.name}
         if self.quantization.mode != "none":
             details["quant_policy"] = json.dumps(policy, separators=(",", ":"))
@@ -126,9 +137,30 @@ class SupernetMetrics:
             details[f"latency_repeats:{device.name}"] = measurement.repeats
             details[f"latency_source:{device.name}"] = measurement.source
             details[f"latency_inputs:{device.name}"] = measurement.inputs  # batch and sequence length as timed
+            self._measure_phases(canonical, device, metrics, details)
         for entry in self.extra:
             metrics[entry.metric.name] = float(entry.compute(canonical, self.supernet))
         return metrics, details
+
+
+    def _measure_phases(self, arch: Arch, device: Device, metrics: dict[str, float], details: dict[str, Any]) -> None:
+        """The family's other latencies on `device` (a decoder's per-token decode against a cache), recorded as
+        `<phase>_ms:<device>`; devices that predict from layers (tables, predictors) time the forward pass only."""
+        with _exclusive(self.measure_lock):
+            measured = measure_phases(self.supernet, arch, device, self.cache_tokens)
+        for phase, measurement in measured.items():
+            metrics[metric_column(f"{phase}_ms", device.name)] = measurement.median_ms
+            details[f"{phase}_iqr_ms:{device.name}"] = measurement.iqr_ms
+            details[f"{phase}_inputs:{device.name}"] = measurement.inputs
+
+
+def measure_phases(supernet: Any, arch: Arch, device: Device, cache_tokens: int) -> dict[str, Measurement]:
+    """The family's latencies beyond the forward pass (a decoder's per-token decode against a cache of
+    `cache_tokens`) timed on `device`; none on devices that predict from layers (tables, predictors)."""
+    if not device.runs_models:
+        return {}
+    return {phase: device.measure(Workload(arch, f"{supernet.space.key(arch)}|{phase}", build, inputs))
+            for phase, (build, inputs) in supernet.phases(arch, cache_tokens).items()}
 
 
 @contextmanager

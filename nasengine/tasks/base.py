@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
@@ -57,6 +56,8 @@ class Task(ABC):
     num_classes: int = 0
     in_channels: int = 1
     input_size: tuple[int, int] = (0, 0)
+    # next-token prediction: scored (and reported) by perplexity beside next-token accuracy
+    language_model: bool = False
 
     @property
     @abstractmethod

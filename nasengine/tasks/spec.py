@@ -75,6 +75,16 @@ def _register_text() -> None:
 _register_text()
 
 
+def _register_causal_lm() -> None:
+    from nasengine.tasks.causal_lm import KIND, SUFFIXES, lm_from_spec, open_lm
+
+    register_task_kind(TaskKind(KIND, lambda p: p.is_file() and p.suffix.lower() in SUFFIXES, open_lm,
+                                lm_from_spec))
+
+
+_register_causal_lm()
+
+
 def file_hashes(root: Path, files: list[Path]) -> dict[str, str]:
     """SHA-256 of each file, keyed by its path relative to `root` (the file name when `root` is the file)."""
     out = {}
@@ -136,7 +146,7 @@ def open_data(text: str, overrides: Mapping[str, Any] | None = None) -> Task:
             return read_path(kind, path, path.stem if path.is_file() else path.resolve().name,
                              _options(ArrayTaskOptions(), overrides))
     raise UserError(f"--data {text}: not an .npz file, a folder of IDX files, a folder with one sub-folder of "
-                    f"images per class or a .tsv text file")
+                    f"images per class, a .tsv text file or a .txt / .jsonl text corpus")
 
 
 def options_from_spec(spec: Mapping[str, Any]) -> ArrayTaskOptions:

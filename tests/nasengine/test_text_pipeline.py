@@ -90,7 +90,7 @@ def test_text_errors_are_one_line(files: dict[str, Path], tmp_path: Path, capsys
     assert "trained from scratch" in one_line_error(code, err)
     code, _, err = run_cli(capsys, "train", "bert", "--checkpoint", tmp_path / "nowhere", "--data", files["train"],
                            "--out", tmp_path / "c")
-    assert "no such directory" in one_line_error(code, err)
+    assert "no such file or directory" in one_line_error(code, err)
     x, y = labelled()
     np.savez(tmp_path / "images.npz", x=x, y=y)
     code, _, err = run_cli(capsys, "train", "ofa_mbv3", "--data", tmp_path / "images.npz", "--holdout",

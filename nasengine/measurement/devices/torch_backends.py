@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
+from nasengine.kernels.inputs import Inputs, as_args, named
 from nasengine.measurement.devices.base import Device, DeviceConfig, Workload
 from nasengine.measurement.devices.registry import register_backend
 from nasengine.measurement.devices.timing import Measurement, time_repeated
@@ -11,7 +14,8 @@ from nasengine.measurement.devices.timing import Measurement, time_repeated
 
 @register_backend("torch-cpu")
 class TorchCpuDevice(Device):
-    """Times `model(x)` under inference mode with `threads` intra-op threads (restored afterwards)."""
+    """Times the model on its example inputs (every declared input, in order) under inference mode with `threads`
+    intra-op threads (restored afterwards)."""
 
     backend = "torch-cpu"
 
@@ -20,12 +24,13 @@ class TorchCpuDevice(Device):
         self.threads = config.int_setting("threads", 1)
 
     def _measure(self, workload: Workload) -> Measurement:
-        model, x = workload.model(), workload.example_input(self.batch_size)
+        model, inputs = workload.model(), workload.example_input(self.batch_size)
+        args = as_args(inputs)
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
             with torch.inference_mode():
-                return time_repeated(lambda: model(x), self.timing)
+                return replace(time_repeated(lambda: model(*args), self.timing), inputs=describe_inputs(inputs))
         finally:
             torch.set_num_threads(previous)
 
@@ -52,14 +57,22 @@ class TorchCudaDevice(Device):
         device = torch.device("cuda", self.index)
         dtype = torch.float16 if self.half else torch.float32
         model = workload.model().to(device=device, dtype=dtype)
-        x = workload.example_input(self.batch_size).to(device=device, dtype=dtype)
+        # floats in the model's precision; token ids and masks keep their integer type
+        inputs = workload.example_input(self.batch_size)
+        args = [x.to(device=device, dtype=dtype if x.is_floating_point() else x.dtype) for x in as_args(inputs)]
 
         def run() -> None:
-            model(x)
+            model(*args)
             torch.cuda.synchronize(device)
 
         try:
             with torch.inference_mode():
-                return time_repeated(run, self.timing)
+                return replace(time_repeated(run, self.timing), inputs=describe_inputs(inputs))
         finally:
             workload.model().to("cpu", dtype=torch.float32)
+
+
+def describe_inputs(inputs: Inputs) -> str:
+    """`name:dtype[shape]` of each input fed, as onnxruntime devices record it (batch and sequence length)."""
+    return ",".join(f"{name}:{str(x.dtype).removeprefix('torch.')}[{','.join(map(str, x.shape))}]"
+                    for name, x in named(inputs).items())

@@ -81,6 +81,27 @@ def test_torch_cpu_and_int8_backends_measure() -> None:
         assert m.median_ms > 0 and m.repeats == 5
 
 
+class _TokensAndMask(nn.Module):
+    """A model of two named integer inputs, as text models take them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(50, 8)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return (self.embed(input_ids) * attention_mask.unsqueeze(-1)).sum(1)
+
+
+def test_torch_devices_feed_every_named_input_and_record_them() -> None:
+    from nasengine.kernels.inputs import InputSpec
+
+    specs = [InputSpec("input_ids", "int64", (7,), 50), InputSpec("attention_mask", "int64", (7,), 2)]
+    device = get_device("torch-cpu-1t")
+    device.timing = TimingSettings(**FAST)
+    m = device.measure(Workload({"a": 1}, "tokens", lambda: _TokensAndMask().eval(), specs))
+    assert m.median_ms > 0 and m.inputs == "input_ids:int64[1,7],attention_mask:int64[1,7]"
+
+
 def test_int8_graph_is_quantized_without_flooding_the_log(caplog) -> None:
     import logging
 
