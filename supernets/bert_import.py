@@ -19,11 +19,10 @@ import torch
 
 from nasengine.kernels.weights import read_tensors
 from nasengine.search_spaces.messages import first_line
+from nasengine.supernets.hf_checkpoint import CONFIG, WEIGHTS, read_hf_json
 
 if TYPE_CHECKING:
     from nasengine.supernets.bert import ElasticBert
-
-CONFIG, WEIGHTS = "config.json", "model.safetensors"
 
 
 def default_checkpoint() -> Path | None:
@@ -51,17 +50,8 @@ def read_pooling(directory: Path) -> str:
 def read_hf_config(directory: Path) -> dict[str, Any]:
     """ElasticBert's size arguments from a checkpoint's config.json; ValueError naming what is wrong."""
     directory = Path(directory)
-    if not (directory / WEIGHTS).is_file():
-        pickled = " (pytorch_model.bin is a pickle and is never loaded)" if (directory / "pytorch_model.bin").exists() \
-            else ""
-        raise ValueError(f"{directory} has no {WEIGHTS}{pickled}")
-    try:
-        raw = json.loads((directory / CONFIG).read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{directory} has no {CONFIG}") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"{directory / CONFIG} is not readable JSON ({first_line(exc)})") from None
-    if not isinstance(raw, dict) or raw.get("model_type", "bert") != "bert":
+    raw = read_hf_json(directory)
+    if raw.get("model_type", "bert") != "bert":
         raise ValueError(f"{directory / CONFIG} is not a BERT config (model_type {raw.get('model_type')!r})")
     if raw.get("hidden_act", "gelu") != "gelu" or raw.get("position_embedding_type", "absolute") != "absolute":
         raise ValueError(f"{directory / CONFIG}: only gelu activations and absolute positions are supported")

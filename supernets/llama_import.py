@@ -24,11 +24,12 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_token
 
 from nasengine.kernels.weights import read_tensors
 from nasengine.search_spaces.messages import first_line
+from nasengine.supernets.hf_checkpoint import CONFIG, WEIGHTS, read_hf_json
 
 if TYPE_CHECKING:
     from nasengine.supernets.llama import ElasticLlama
 
-CONFIG, WEIGHTS, TOKENIZER = "config.json", "model.safetensors", "tokenizer.json"
+TOKENIZER = "tokenizer.json"
 SMOLLM_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CONTROL, USER_DEFINED = 3, 4  # llama.cpp token types
 _GPT2_SPLIT = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
@@ -140,18 +141,8 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]
 def read_hf_config(directory: Path) -> dict[str, Any]:
     """LlamaConfig's size arguments from a Hugging Face directory's config.json; ValueError naming what is wrong."""
     directory = Path(directory)
-    if not (directory / WEIGHTS).is_file() and not (directory / f"{WEIGHTS}.index.json").is_file():
-        pickled = " (pytorch_model.bin is a pickle and is never loaded)" if (directory / "pytorch_model.bin").exists() \
-            else ""
-        raise ValueError(f"{directory} has no {WEIGHTS}{pickled}")
-    try:
-        raw = json.loads((directory / CONFIG).read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{directory} has no {CONFIG}") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"{directory / CONFIG} is not readable JSON ({first_line(exc)})") from None
-    if not isinstance(raw, dict) or (raw.get("model_type") != "llama"
-                                     and "LlamaForCausalLM" not in (raw.get("architectures") or [])):
+    raw = read_hf_json(directory, sharded=True)
+    if raw.get("model_type") != "llama" and "LlamaForCausalLM" not in (raw.get("architectures") or []):
         raise ValueError(f"{directory / CONFIG} is not a LLaMA config (model_type {raw.get('model_type')!r})")
     rope = raw.get("rope_parameters") or raw.get("rope_scaling") or {}
     if raw.get("hidden_act", "silu") != "silu" or raw.get("attention_bias") or raw.get("mlp_bias") \

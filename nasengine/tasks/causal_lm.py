@@ -21,19 +21,12 @@ import numpy as np
 import torch
 
 from nasengine.errors import UserError
+from nasengine.tasks.files import check_recorded_files, sha256_file
 from nasengine.tasks.base import EpochBatches, Split, Task
 
 KIND = "causal_lm"
 SUFFIXES = (".txt", ".jsonl")
 LM_OPTIONS = ("dev", "tokenizer", "max_length", "val_fraction", "test_fraction", "split_seed", "max_train")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_documents(path: Path) -> list[str]:
@@ -134,7 +127,7 @@ class CausalLMTask(Task):
         for key, path in self._files.items():
             if not Path(path).is_file():
                 raise UserError(f"{path}: no such file (the {key} file)")
-        self._sha256 = {k: _sha256(Path(v)) for k, v in self._files.items()}
+        self._sha256 = {k: sha256_file(Path(v)) for k, v in self._files.items()}
         self.tokenizer = load_tokenizer(self.tokenizer_path)
         self.eos = end_of_text(self.tokenizer)
         self.num_classes = int(self.tokenizer.get_vocab_size())
@@ -226,11 +219,7 @@ def lm_from_spec(spec: Mapping[str, Any]) -> CausalLMTask:
     """Rebuild a language-modelling task from its spec; UserError when a file is missing or changed since."""
     try:
         files, rule = dict(spec["files"]), dict(spec["split"])
-        for key, path in files.items():
-            if not Path(path).is_file():
-                raise UserError(f"the {key} file {path} that this model was trained with is missing")
-            if _sha256(Path(path)) != spec["sha256"][key]:
-                raise UserError(f"data changed since training: {path} is changed (retrain, or restore the file)")
+        check_recorded_files(files, spec["sha256"])
         split = LMSplit(Path(files["dev"]) if "dev" in files else None, int(spec["max_length"]),
                         float(rule["val_fraction"]), float(rule["test_fraction"]), int(rule["seed"]),
                         rule.get("max_train"))

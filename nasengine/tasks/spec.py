@@ -7,7 +7,6 @@ refuses, naming the file, when anything changed since the spec was written.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any, Callable, Mapping
 
 from nasengine.errors import UserError
 from nasengine.tasks.arrays import ArrayTask, ArrayTaskOptions, SplitRule
+from nasengine.tasks.files import sha256_file
 from nasengine.tasks.base import Task, available_tasks, named_task_factory
 from nasengine.search_spaces.registry import Registry
 from nasengine.tasks.readers import DataError, ImageData, find_idx_files, read_idx_dir, read_image_folder, read_npz
@@ -89,11 +89,7 @@ def file_hashes(root: Path, files: list[Path]) -> dict[str, str]:
     """SHA-256 of each file, keyed by its path relative to `root` (the file name when `root` is the file)."""
     out = {}
     for path in files:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        out[path.name if path == root else str(path.relative_to(root))] = h.hexdigest()
+        out[path.name if path == root else str(path.relative_to(root))] = sha256_file(path)
     return out
 
 

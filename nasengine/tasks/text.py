@@ -25,6 +25,7 @@ import torch
 
 from nasengine.kernels.inputs import trim_padding
 from nasengine.errors import UserError
+from nasengine.tasks.files import check_recorded_files, sha256_file
 from nasengine.tasks.base import PREPROCESSING_SCHEMA, PREPROCESSING_VERSION, EpochBatches, Split, Task
 
 KIND = "text_tsv"
@@ -32,14 +33,6 @@ TEXT_OPTIONS = ("dev", "tokenizer", "max_length", "val_fraction", "test_fraction
                 "holdout")
 HOLDOUT_UNITS = ("row", "sentence")
 PHRASE_INDEX_WORDS = 128  # longer texts form their own group and are not searched for sub-phrases (cost ~ words²)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_tsv(path: Path) -> tuple[list[str], list[str]]:
@@ -217,7 +210,7 @@ class TextTask(Task):
         self._files = {"train": str(self.train_path), "tokenizer": str(self.tokenizer_path)}
         if self.dev_path is not None:
             self._files["dev"] = str(self.dev_path)
-        self._sha256 = {k: _sha256(Path(v)) for k, v in self._files.items()}  # of the bytes read below
+        self._sha256 = {k: sha256_file(Path(v)) for k, v in self._files.items()}  # of the bytes read below
         labels, texts = read_tsv(self.train_path)
         dev = read_tsv(self.dev_path) if self.dev_path is not None else None
         self.classes = sorted(set(labels) | set(dev[0] if dev else []), key=lambda v: (len(v), v))
@@ -314,11 +307,7 @@ def text_from_spec(spec: Mapping[str, Any]) -> TextTask:
     """Rebuild a text task from its spec; UserError when a file is missing or changed since."""
     try:
         files, rule = dict(spec["files"]), dict(spec["split"])
-        for key, path in files.items():
-            if not Path(path).is_file():
-                raise UserError(f"the {key} file {path} that this model was trained with is missing")
-            if _sha256(Path(path)) != spec["sha256"][key]:
-                raise UserError(f"data changed since training: {path} is changed (retrain, or restore the file)")
+        check_recorded_files(files, spec["sha256"])
         split = TextSplit(Path(files["dev"]) if "dev" in files else None, int(spec["max_length"]),
                           float(rule["val_fraction"]), float(rule["test_fraction"]), int(rule["seed"]),
                           rule.get("max_train"), str(rule.get("holdout", "row")))

@@ -231,8 +231,14 @@ def test_smollm2_gguf_matches_transformers() -> None:
         reference = hf(ids).logits
         diff = (net(ids) - reference).abs().max().item()
         exact = (static(ids) - reference).abs().max().item()
+        reference64 = hf.double()(ids).logits  # rounding out of the way: what is left is a difference in the maths
+        diff64 = (net.double()(ids) - reference64).abs().max().item()
+        exact64 = (static.double()(ids) - reference64).abs().max().item()
     print(f"SmolLM2-135M GGUF over {ids.shape[1]} tokens (logits up to {reference.abs().max().item():.1f}): max abs "
           f"logit difference {diff:.3g} for the largest subnet (reordered), {exact:.3g} for the checkpoint as read; "
-          f"{time.perf_counter() - start:.0f} s")
-    assert diff <= 1e-4 and exact <= 1e-5  # reordering only changes the order of float sums
+          f"in float64 {diff64:.3g} and {exact64:.3g}; {time.perf_counter() - start:.0f} s")
+    assert diff64 <= 1e-8 and exact64 <= 1e-8  # the same computation
+    # float32: reordering channels only changes the order of sums, 30 layers deep (measured 8.5e-5 here; the
+    # rounding depends on the CPU's vector width, so the bound leaves room for other machines)
+    assert diff <= 2e-4 and exact <= 2e-5
     assert json.loads(json.dumps(net.config))["layers"] == 30
