@@ -124,7 +124,9 @@ def perplexities(net: Any, task: Any, archs: dict[str, dict[str, Any]]) -> dict[
 
 
 def parity(checkpoint: Path) -> dict[str, Any]:
-    """Max abs logit difference of the largest subnet (importance-reordered) and transformers on real text."""
+    """Max abs logit difference of the largest subnet (importance-reordered) and transformers on real text, in
+    float32 (what both run) and float64 (where rounding is out of the way, so what remains is a difference in what
+    is computed)."""
     import transformers
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
@@ -142,8 +144,11 @@ def parity(checkpoint: Path) -> dict[str, Any]:
     ids = torch.tensor([tokenizer(text).input_ids[:128]])
     with torch.no_grad():
         ours, theirs = net(ids), hf(ids).logits
+        ours64, theirs64 = net.double()(ids), hf.double()(ids).logits
     return {"tokens": ids.shape[1], "max_abs_logit_diff": float((ours - theirs).abs().max()),
-            "max_abs_logit": float(theirs.abs().max())}
+            "max_abs_logit": float(theirs.abs().max()),
+            "float64_max_abs_logit_diff": float((ours64 - theirs64).abs().max()),
+            "same_argmax": float((ours.argmax(-1) == theirs.argmax(-1)).float().mean())}
 
 
 def probe_step_seconds(net: Any, task: Any, batch_size: int) -> float:

@@ -163,10 +163,12 @@ def _cmd_search(args: argparse.Namespace) -> None:
             line += f", perplexity {front['perplexity'].min():.2f}-{front['perplexity'].max():.2f}"
         elif "accuracy" in front:
             line += f", accuracy {front['accuracy'].min():.2%}-{front['accuracy'].max():.2%}"
-        column = f"latency_ms:{device}"
+        timed = [c for c in map(str, result.get("objectives", [])) if c.endswith(f"_ms:{device}")]
+        column = timed[0] if timed else f"latency_ms:{device}"  # the timing searched on (decode, say), else prefill
         if isinstance(device, str) and column in front:
             low, high = front[column].min(), front[column].max()
-            line += f", {low:.3f}-{high:.3f} ms ({high / low:.1f}x)"
+            stem = column.split("_ms:")[0]
+            line += f", {'' if stem == 'latency' else stem + ' '}{low:.3f}-{high:.3f} ms ({high / low:.1f}x)"
         print(line + (f" ({objectives_text})" if objectives_text else ""))
     hypervolume = _final_hypervolume(Path(args.out), result.get("hypervolume"))
     if hypervolume is not None:

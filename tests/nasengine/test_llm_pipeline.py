@@ -66,6 +66,7 @@ def test_search_on_perplexity_decode_latency_and_memory(trained: tuple[Path, Pat
     inputs = results["decode_inputs:torch-cpu-1t"].iloc[0]
     assert "input_ids:int64[1,1]" in inputs and ",8," in inputs  # one token against a cache of 8 positions
     assert json.loads((tmp_path / "run" / "run.json").read_text())["identity"]["decode_cache"] == 8
+    assert "Pareto subnets, perplexity " in out and ", decode " in out  # the summary gives the timing searched on
 
 
 def test_layer_tables_predict_prefill_and_refuse_decode(trained: tuple[Path, Path], tmp_path: Path,
