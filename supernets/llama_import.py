@@ -56,24 +56,24 @@ def default_checkpoint() -> Path | None:
     return None
 
 
+def _names(layers: int, embed: str, norm: str, head: str, layer: str, per_layer: dict[str, str]) -> dict[str, str]:
+    """CausalLM tensor name -> another format's: three whole-model tensors, then `layer`.format(i) + each layer's."""
+    names = {"embed.weight": embed, "norm.weight": norm, "lm_head.weight": head}
+    for i in range(layers):
+        for theirs, ours in per_layer.items():
+            names[f"layers.{i}.{ours}.weight"] = f"{layer.format(i)}.{theirs}.weight"
+    return names
+
+
 def hf_names(layers: int) -> dict[str, str]:
     """CausalLM tensor name -> Hugging Face LlamaForCausalLM tensor name."""
-    names = {"embed.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight",
-             "lm_head.weight": "lm_head.weight"}
-    for i in range(layers):
-        for theirs, ours in _HF_LAYER_NAMES.items():
-            names[f"layers.{i}.{ours}.weight"] = f"model.layers.{i}.{theirs}.weight"
-    return names
+    return _names(layers, "model.embed_tokens.weight", "model.norm.weight", "lm_head.weight", "model.layers.{}",
+                  _HF_LAYER_NAMES)
 
 
 def gguf_names(layers: int) -> dict[str, str]:
     """CausalLM tensor name -> llama.cpp GGUF tensor name."""
-    names = {"embed.weight": "token_embd.weight", "norm.weight": "output_norm.weight",
-             "lm_head.weight": "output.weight"}
-    for i in range(layers):
-        for theirs, ours in _LAYER_NAMES.items():
-            names[f"layers.{i}.{ours}.weight"] = f"blk.{i}.{theirs}.weight"
-    return names
+    return _names(layers, "token_embd.weight", "output_norm.weight", "output.weight", "blk.{}", _LAYER_NAMES)
 
 
 def unpermute_rotary(w: np.ndarray, heads: int) -> np.ndarray:
