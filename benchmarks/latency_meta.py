@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from latency_spaces import DATA_ROOT, load_space, reference_arch_ids  # noqa: E402
+from latency_spaces import DATA_ROOT, DESCRIPTORS, load_space, reference_arch_ids  # noqa: E402
 
 from nasengine.predictors.latency import MetaLatencyPredictor  # noqa: E402
 
@@ -88,7 +88,8 @@ class DeviceResult:
 
 
 def run_space(
-    space: str, seeds: int, mode: str, n_meta: int, encoding: str = "onehot", log: bool = True
+    space: str, seeds: int, mode: str, n_meta: int, encoding: str = "onehot", log: bool = True,
+    descriptors: bool = True,
 ) -> tuple[list[DeviceResult], list[float]]:
     """Leave-one-device-out on one space. mode 'seen': meta-fit on all archs, pool = all archs; 'unseen': meta-fit
     on n_meta archs, pool = the others; 'dissimilar': as 'seen' but the sources exclude every device whose
@@ -96,7 +97,8 @@ def run_space(
     fixed split, sources = only HELP's meta-training devices, every other device is a target."""
     unseen = mode == "unseen"
     data = load_space(space, encoding=encoding)
-    X, macs = data.X, data.macs
+    X, macs = (data.with_descriptors() if descriptors else data.X), data.macs
+    n_desc = len(DESCRIPTORS) if descriptors else 0
     X_ref = X if encoding == "onehot" else load_space(space).X  # the reference always uses the one-hot encoding
     names = list(data.latencies)
     lat = np.stack([data.latencies[d] for d in names], 1)
@@ -119,7 +121,7 @@ def run_space(
                 meta_rows, pool = np.sort(perm[:n_meta]), np.sort(perm[n_meta:])
             else:
                 meta_rows = pool = np.arange(len(X))
-            model = MetaLatencyPredictor(seed=s)
+            model = MetaLatencyPredictor(seed=s, descriptors=n_desc)
             t0 = time.perf_counter()
             model.meta_fit(X[meta_rows], {names[j]: lat[meta_rows, j] for j in others})
             fit_times.append(time.perf_counter() - t0)
@@ -227,6 +229,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n-meta", type=int, default=4000, help="meta-training archs in the unseen-arch variant")
     ap.add_argument("--modes", default="seen,unseen,dissimilar", help="comma list of seen, unseen, dissimilar, help")
     ap.add_argument("--encoding", default="onehot", choices=["onehot", "int"], help="'int' = raw integer genes")
+    ap.add_argument("--descriptors", action=argparse.BooleanOptionalAction, default=True,
+                    help="append the op descriptions' cost descriptors to the encoding (the product's default)")
     ap.add_argument("--append", action="store_true", help="add to the generated part of --out instead of replacing it")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "latency_meta.md"))
     args = ap.parse_args(argv)
@@ -240,15 +244,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"latency data not found at {DATA_ROOT}")
     spaces = ["ofa", "fbnet"] if args.space == "all" else [args.space]
     lines = [MARKER, "", f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `python benchmarks/latency_meta.py "
-             f"--space {args.space} --seeds {args.seeds} --modes {args.modes} --encoding {args.encoding}`. "
+             f"--space {args.space} --seeds {args.seeds} --modes {args.modes} --encoding {args.encoding}"
+             f"{'' if args.descriptors else ' --no-descriptors'}`. "
              "Spearman rho over the whole pool; support archs are "
              "drawn from the pool and included in it.", ""]
     sections: list[str] = []
     rows = []
     for space in spaces:
         for mode in args.modes.split(","):
-            res, times = run_space(space, args.seeds, mode, args.n_meta, args.encoding)
+            res, times = run_space(space, args.seeds, mode, args.n_meta, args.encoding, descriptors=args.descriptors)
             label = space if args.encoding == "onehot" else f"{space} ({args.encoding} encoding)"
+            label += "" if args.descriptors else ", no descriptors"
             rows.append((label, mode, res, times))
             sections += report(space, res, times, mode, args.seeds, args.n_meta)
     lines += ["### Summary (mean Spearman rho over left-out devices)", ""] + summary(rows) + [""] + sections

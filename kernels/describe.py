@@ -115,3 +115,45 @@ def total_params(layers: Iterable[LayerSpec]) -> int:
 
 def total_macs(layers: Iterable[LayerSpec]) -> int:
     return sum(layer.macs for layer in layers)
+
+
+DESCRIPTORS = ("macs", "params", "activations", "ops", "layers", "dense_conv_macs", "pointwise_macs",
+               "grouped_conv_macs", "attention_macs", "dense_convs", "pointwise_ops", "grouped_convs",
+               "elementwise_ops")
+
+
+def _out_elements(op: OpSpec) -> int:
+    """Elements an op writes at batch 1 (channels x pixels x tokens)."""
+    return op.out_channels * op.out_hw[0] * op.out_hw[1] * op._extra("tokens")
+
+
+def cost_descriptors(layers: Iterable[LayerSpec]) -> dict[str, float]:
+    """Hardware-agnostic costs of a subnet from its op descriptions, the same for any family: total MACs, params
+    and written activations, op and layer counts, and MACs and op counts per kind of compute (dense, pointwise,
+    grouped/depthwise convolution, attention). Devices differ in which of these dominate their latency (a
+    batch-1 GPU pays per op launched, a phone per MAC), so a few measurements suffice to weigh them."""
+    d = dict.fromkeys(DESCRIPTORS, 0.0)
+    for layer in layers:
+        d["layers"] += 1.0 if layer.ops else 0.0
+        for op in layer.ops:
+            if op.kind == "free_parameters":
+                d["params"] += op.params
+                continue
+            d["macs"] += op.macs
+            d["params"] += op.params
+            d["activations"] += _out_elements(op)
+            d["ops"] += 1.0
+            if op.kind == "conv2d" and op.groups > 1:
+                d["grouped_conv_macs"] += op.macs
+                d["grouped_convs"] += 1.0
+            elif op.kind == "linear" or (op.kind == "conv2d" and op.kernel == 1):
+                d["pointwise_macs"] += op.macs
+                d["pointwise_ops"] += 1.0
+            elif op.kind == "conv2d":
+                d["dense_conv_macs"] += op.macs
+                d["dense_convs"] += 1.0
+            elif op.kind == "attention":
+                d["attention_macs"] += op.macs
+            else:
+                d["elementwise_ops"] += 1.0
+    return d

@@ -19,7 +19,7 @@ import numpy as np
 from nasengine.kernels.inputs import to_numpy
 from nasengine.measurement.devices import Workload, get_device
 from nasengine.measurement.devices.base import Device
-from nasengine.measurement.devices.predicted import MODELS_DIR, arch_features
+from nasengine.measurement.devices.predicted import FEATURES, MODELS_DIR, N_DESCRIPTORS, arch_features
 from nasengine.measurement.devices.table import table_key
 from nasengine.errors import UserError
 from nasengine.progress import Progress
@@ -116,7 +116,7 @@ def adapt_device(target: str, supernet_dir: Path, sources: Sequence[str] = DEFAU
     usable = {name: v for name, v in latencies.items() if np.sum(~np.isnan(v)) >= 3}
     if not usable:
         raise UserError("the source devices gave fewer than 3 latencies of the pool; add measurable sources")
-    meta = MetaLatencyPredictor(seed=seed).meta_fit(X, usable)
+    meta = MetaLatencyPredictor(seed=seed, descriptors=N_DESCRIPTORS).meta_fit(X, usable)
     chosen = [int(i) for i in meta.select_support(X, support)]
     rest = [i for i in range(len(archs)) if i not in set(chosen)]
     check_idx = [rest[i] for i in np.random.default_rng(seed).permutation(len(rest))[:check]]
@@ -135,7 +135,7 @@ def adapt_device(target: str, supernet_dir: Path, sources: Sequence[str] = DEFAU
         adapted.save(tmp / "predictor")
         (tmp / "model.json").write_text(json.dumps({
             "target": target, "sources": list(usable), "pool": len(archs), "seed": seed,
-            "features": "onehot+log_macs+log_params", "space": net.space.to_dict(),
+            "features": FEATURES, "space": net.space.to_dict(),
             "support": [{"arch": archs[i], "latency_ms": float(v)} for i, v in zip(chosen, measured[:support])],
             "check": report, "meta_fit_seconds": meta.fit_seconds}, indent=1))
     return {"path": str(out), "sources": list(usable), "support": support, "check": report,

@@ -17,7 +17,8 @@ KIND = "AdaptedLatencyPredictor"
 
 @dataclass
 class AdaptedLatencyPredictor:
-    """Predicts a device's latency (ms) for any encoding: exp(center + scale * (prior mean + basis @ weights))."""
+    """Predicts a device's latency (ms) for any encoding:
+    exp(center + scale * (mean_weight * prior mean + basis @ weights))."""
 
     basis: Basis
     weights: np.ndarray
@@ -25,6 +26,7 @@ class AdaptedLatencyPredictor:
     scale: float
     noise: float
     n_support: int
+    mean_weight: float = 1.0
 
     def predict_log(self, X: np.ndarray, chunk: int = 8192) -> np.ndarray:
         """Predicted natural-log latency in ms (rows processed in chunks to bound memory)."""
@@ -32,7 +34,7 @@ class AdaptedLatencyPredictor:
         out = np.empty(X.shape[0])
         for i in range(0, X.shape[0], chunk):
             P, m = self.basis.design(X[i : i + chunk])
-            out[i : i + chunk] = self.center + self.scale * (m + P @ self.weights)
+            out[i : i + chunk] = self.center + self.scale * (self.mean_weight * m + P @ self.weights)
         return out
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -41,7 +43,8 @@ class AdaptedLatencyPredictor:
 
     def _meta(self) -> dict[str, Any]:
         """JSON scalars of this predictor."""
-        return {"center": self.center, "scale": self.scale, "noise": self.noise, "n_support": self.n_support}
+        return {"center": self.center, "scale": self.scale, "noise": self.noise, "n_support": self.n_support,
+                "mean_weight": self.mean_weight}
 
     def _arrays(self) -> dict[str, np.ndarray]:
         """Arrays of this predictor (basis ones prefixed)."""
@@ -58,6 +61,7 @@ class AdaptedLatencyPredictor:
             float(meta["scale"]),
             float(meta["noise"]),
             int(meta["n_support"]),
+            float(meta.get("mean_weight", 1.0)),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import numpy as np
 
 from nasengine.predictors.latency.encoder import SourceEncoder
 from nasengine.predictors.latency.features import FeatureMap
+from nasengine.predictors.latency.head import PriorGroup
 
 INTERCEPT = 3.0  # constant column; prior sd of the offset in standardized target units
 
@@ -23,18 +24,71 @@ def row_hashes(X: np.ndarray) -> np.ndarray:
 
 
 def assemble(
-    F: np.ndarray, Zr: np.ndarray, Za: np.ndarray | None, enc_weight: float, exact_weight: float
+    F: np.ndarray, Zr: np.ndarray, Za: np.ndarray | None, enc_weight: float, exact_weight: float,
+    D: np.ndarray | None = None,
 ) -> np.ndarray:
     """Basis matrix: predicted source latencies, optionally measured ones and the raw features, each block scaled
-    so that its prior variance per arch is its weight, plus an intercept column."""
+    so that its prior variance per arch is its weight, then the cost descriptors D (unit prior variance per arch;
+    the head rescales this block per device) and an intercept column."""
     S, p = Zr.shape[1], F.shape[1]
     blocks = [Zr / np.sqrt(S)]
     if exact_weight > 0 and Za is not None:
         blocks.append(Za * np.sqrt(exact_weight / S))
     if enc_weight > 0:
         blocks.append(F * np.sqrt(enc_weight / p))
+    if D is not None and D.shape[1]:
+        blocks.append(D / np.sqrt(D.shape[1]))
     blocks.append(np.full((F.shape[0], 1), INTERCEPT))
     return np.hstack(blocks)
+
+
+SOURCE_SCALES = (1.0, 0.1)  # keep the sources' prior, or shrink it for a device unlike all of them
+DESCRIPTOR_SCALES = (1.0, 0.0, 0.1, 0.3, 3.0)  # how much a device's latency follows the cost descriptors
+
+
+def prior_groups(n_columns: int, n_sources: int, n_desc: int) -> tuple[PriorGroup, ...]:
+    """The head's per-device prior choices over a basis matrix from assemble(): the scale of the predicted
+    sources (first columns) and of the cost descriptors (just before the intercept)."""
+    groups = [PriorGroup(slice(0, n_sources), SOURCE_SCALES)]
+    if n_desc:
+        groups.append(PriorGroup(slice(n_columns - 1 - n_desc, n_columns - 1), DESCRIPTOR_SCALES))
+    return tuple(groups)
+
+
+@dataclass
+class Descriptors:
+    """The trailing `count` columns of an encoding are non-negative costs (MACs, op counts...): log1p, then
+    standardized with the meta-training archs' mean and sd."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return int(self.mean.size)
+
+    @classmethod
+    def fit(cls, X: np.ndarray, count: int) -> "Descriptors":
+        """Learn the standardization of the last `count` columns of X (count 0 = no descriptors)."""
+        if count == 0:
+            return cls(np.zeros(0), np.ones(0))
+        raw = cls.raw(X, count)
+        sd = raw.std(0)
+        return cls(raw.mean(0), np.where(sd > 1e-12, sd, 1.0))
+
+    @staticmethod
+    def raw(X: np.ndarray, count: int) -> np.ndarray:
+        """log1p of the descriptor columns (ValueError when one is negative)."""
+        cols = X[:, X.shape[1] - count :]
+        if np.any(cols < 0):
+            raise ValueError("cost descriptors (the encoding's last columns) must be non-negative")
+        return np.log1p(cols)
+
+    def transform(self, X: np.ndarray) -> np.ndarray | None:
+        """Standardized log descriptors of the rows of X, or None when there are none."""
+        if self.count == 0:
+            return None
+        return (self.raw(X, self.count) - self.mean) / self.scale
 
 
 def prior_mean(Zr: np.ndarray, stats: np.ndarray) -> np.ndarray:
@@ -53,6 +107,7 @@ class Basis:
     log_scale: float  # typical sd of a device's log-latency, used when the support is too small to tell
     enc_weight: float = 0.0
     exact_weight: float = 0.0
+    descriptors: Descriptors = field(default_factory=lambda: Descriptors.fit(np.zeros((1, 1)), 0))
     hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
     z_actual: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     _lookup: dict[int, int] | None = field(default=None, repr=False, compare=False)
@@ -73,16 +128,22 @@ class Basis:
             Za[seen] = np.where(np.isnan(known), Zr[seen], known)
         return F, Zr, Za
 
+    def groups(self, P: np.ndarray) -> tuple[PriorGroup, ...]:
+        """The head's prior groups for a basis matrix P of this basis."""
+        return prior_groups(P.shape[1], self.encoder.intercept.size, self.descriptors.count)
+
     def design(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Basis matrix and prior mean (standardized log-latency units) for the rows of X."""
         F, Zr, Za = self.parts(X)
-        return assemble(F, Zr, Za, self.enc_weight, self.exact_weight), prior_mean(Zr, self.mean_stats)
+        D = self.descriptors.transform(X)
+        return assemble(F, Zr, Za, self.enc_weight, self.exact_weight, D), prior_mean(Zr, self.mean_stats)
 
     def state(self) -> dict[str, np.ndarray]:
         """Arrays that rebuild this basis (feature map and encoder arrays are prefixed)."""
         s = {f"fmap.{k}": v for k, v in self.fmap.state().items()}
         s.update({f"enc.{k}": v for k, v in self.encoder.state().items()})
         s["mean_stats"] = self.mean_stats
+        s["desc_mean"], s["desc_scale"] = self.descriptors.mean, self.descriptors.scale
         s["scalars"] = np.array([self.log_scale, self.enc_weight, self.exact_weight])
         if self.exact_weight > 0:
             s["hashes"] = self.hashes
@@ -102,6 +163,8 @@ class Basis:
             log_scale,
             enc_w,
             exact_w,
+            Descriptors(np.asarray(s.get("desc_mean", np.zeros(0)), float),
+                        np.asarray(s.get("desc_scale", np.ones(0)), float)),
             np.asarray(s.get("hashes", np.zeros(0)), np.uint64),
             np.asarray(s.get("z_actual", np.zeros((0, 0))), float),
         )

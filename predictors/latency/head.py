@@ -1,8 +1,11 @@
-"""Robust Bayesian linear head: posterior-mean weights on k support points, noise by marginal likelihood."""
+"""Robust Bayesian linear head: posterior-mean weights on k support points; the noise, the prior scale of column
+groups and whether to keep the sources' prior mean are all chosen by marginal likelihood."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -10,44 +13,74 @@ NOISE_GRID = np.logspace(-3, 1, 25)
 
 
 @dataclass(frozen=True)
+class PriorGroup:
+    """Basis columns whose prior variance multiplier the evidence picks from `scales` (the first is the default,
+    kept on ties)."""
+
+    columns: slice
+    scales: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class HeadFit:
-    """Posterior mean weights over the basis columns, the chosen noise variance and the per-point robust weights."""
+    """Posterior mean weights over the basis columns, the chosen noise variance, the per-point robust weights,
+    the multiplier kept on the prior mean (0 or 1) and the chosen scale of each prior group."""
 
     weights: np.ndarray
     noise: float
     point_weights: np.ndarray
+    mean_weight: float = 1.0
+    scales: tuple[float, ...] = ()
 
 
-def _log_evidence(K: np.ndarray, y: np.ndarray) -> float:
-    """Gaussian log marginal likelihood (up to a constant) of y under covariance K."""
-    try:
-        c = np.linalg.cholesky(K)
-    except np.linalg.LinAlgError:
-        return -np.inf
-    v = np.linalg.solve(c, y)
-    return float(-0.5 * v @ v - np.log(np.diag(c)).sum())
+def _evidence_over_noise(A: np.ndarray, y: np.ndarray, pw: np.ndarray) -> np.ndarray:
+    """Gaussian log marginal likelihood (up to a constant) of y under A + s2 diag(1/pw) for every s2 of NOISE_GRID,
+    from one eigendecomposition of diag(pw)^1/2 A diag(pw)^1/2."""
+    r = np.sqrt(pw)
+    lam, U = np.linalg.eigh(A * r[:, None] * r[None, :])
+    z2 = (U.T @ (r * y)) ** 2
+    total = np.clip(lam, 0.0, None)[None, :] + NOISE_GRID[:, None]
+    return -0.5 * (z2[None, :] / total).sum(1) - 0.5 * np.log(total).sum(1)
 
 
-def fit_head(P: np.ndarray, y: np.ndarray, nu: float | None = 4.0, iters: int = 5) -> HeadFit:
-    """Fit y ~ P w + eps with w ~ N(0, I); the noise variance maximizes the evidence on a grid and, when nu is
-    set, Student-t noise (nu dof) is approximated by reweighting points on their leave-one-out residuals, so a
-    single outlier measurement cannot drag the whole fit."""
+def fit_head(P: np.ndarray, y: np.ndarray, prior_mean: np.ndarray | None = None, nu: float | None = 4.0,
+             iters: int = 5, groups: Sequence[PriorGroup] = ()) -> HeadFit:
+    """Fit y ~ c * prior_mean + P w + eps with w ~ N(0, diag(v)): v is 1 except on each group's columns, where it is
+    one of the group's scales; c is 1 or 0. The evidence picks c, the scales and the noise variance, so a device
+    unlike every source can drop the sources' prior and lean on other columns (the cost descriptors) while a
+    familiar one keeps it. When nu is set, Student-t noise (nu dof) is approximated by reweighting points on their
+    leave-one-out residuals, so a single outlier measurement cannot drag the whole fit."""
     P = np.asarray(P, float)
     y = np.asarray(y, float)
-    k = len(y)
-    K0 = P @ P.T
+    k, p = P.shape
+    m = np.zeros(k) if prior_mean is None else np.asarray(prior_mean, float)
+    live = [g for g in groups if P[:, g.columns].shape[1] > 0]
+    variances = []
+    for choice in itertools.product(*(g.scales for g in live)):
+        v = np.ones(p)
+        for g, s in zip(live, choice):
+            v[g.columns] = s
+        variances.append((choice, v, (P * v) @ P.T))
+    means = (1.0, 0.0) if prior_mean is not None else (1.0,)
     pw = np.ones(k)
-    noise = float(NOISE_GRID[len(NOISE_GRID) // 2])
+    best = (variances[0], 1.0, float(NOISE_GRID[len(NOISE_GRID) // 2]))
     for _ in range(iters if nu else 1):
-        scores = [_log_evidence(K0 + np.diag(s2 / pw), y) for s2 in NOISE_GRID]
-        noise = float(NOISE_GRID[int(np.argmax(scores))])
+        top = -np.inf
+        for var in variances:
+            for c in means:
+                ev = _evidence_over_noise(var[2], y - c * m, pw)
+                i = int(np.argmax(ev))
+                if ev[i] > top + 1e-9:
+                    top, best = float(ev[i]), (var, c, float(NOISE_GRID[i]))
         if not nu or k < 4:
             break
-        Ki = np.linalg.inv(K0 + np.diag(noise / pw))
-        loo = (Ki @ y) / np.diag(Ki)
+        (_, _, A), c, noise = best
+        Ki = np.linalg.inv(A + np.diag(noise / pw))
+        loo = (Ki @ (y - c * m)) / np.diag(Ki)
         pw = np.clip((nu + 1.0) / (nu + loo**2 / noise), 1e-3, None)
-    alpha = np.linalg.solve(K0 + np.diag(noise / pw), y)
-    return HeadFit(P.T @ alpha, noise, pw)
+    (choice, v, A), c, noise = best
+    alpha = np.linalg.solve(A + np.diag(noise / pw), y - c * m)
+    return HeadFit(v * (P.T @ alpha), noise, pw, c, tuple(float(s) for s in choice))
 
 
 @dataclass(frozen=True)
@@ -58,15 +91,20 @@ class TargetFit:
     center: float
     scale: float
 
+    def predict_standardized(self, P: np.ndarray, prior_mean: np.ndarray) -> np.ndarray:
+        """Predictions in the standardized units the head was fitted in."""
+        return self.head.mean_weight * prior_mean + P @ self.head.weights
+
 
 def fit_target(
-    P: np.ndarray, prior: np.ndarray, y_log: np.ndarray, fallback_scale: float, nu: float | None = 4.0
+    P: np.ndarray, prior: np.ndarray, y_log: np.ndarray, fallback_scale: float, nu: float | None = 4.0,
+    groups: Sequence[PriorGroup] = (),
 ) -> TargetFit:
-    """Standardize the measured log-latencies (median, sd; fallback sd when the support cannot tell), subtract
-    the prior mean and fit the robust head on the rest."""
+    """Standardize the measured log-latencies (median, sd; fallback sd when the support cannot tell) and fit the
+    robust head on them, the prior mean and the prior groups."""
     y_log = np.asarray(y_log, float)
     center = float(np.median(y_log))
     sd = float(np.std(y_log)) if y_log.size >= 2 else 0.0
     scale = sd if sd > 1e-9 * max(1.0, abs(center)) else float(fallback_scale)
-    head = fit_head(P, (y_log - center) / scale - prior, nu=nu)
+    head = fit_head(P, (y_log - center) / scale, prior, nu=nu, groups=groups)
     return TargetFit(head, center, scale)

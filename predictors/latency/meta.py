@@ -10,7 +10,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from nasengine.predictors.latency.adapted import AdaptedLatencyPredictor
-from nasengine.predictors.latency.basis import Basis, row_hashes
+from nasengine.predictors.latency.basis import Basis, Descriptors, row_hashes
 from nasengine.predictors.latency.design import greedy_d_optimal
 from nasengine.predictors.latency.encoder import SourceEncoder
 from nasengine.predictors.latency.features import FeatureMap, check_matrix
@@ -57,10 +57,12 @@ class MetaLatencyPredictor:
     combines them; adapts to a new device from a handful of measured archs by robust Bayesian regression."""
 
     def __init__(self, seed: int = 0, nu: float | None = 4.0, mlp: str = "auto", max_levels: int = 16,
-                 grid: tuple[tuple[float, float], ...] = DEFAULT_GRID, design_noise: float = 0.1,
-                 max_candidates: int = 20000) -> None:
+                 grid: tuple[tuple[float, float], ...] = DEFAULT_GRID, design_noise: float = 1.0,
+                 max_candidates: int = 20000, descriptors: int = 0) -> None:
         """seed fixes every random choice; nu = Student-t dof of the head's noise (None = Gaussian); mlp = whether
-        the encoder may add a residual MLP; grid = (enc_weight, exact_weight) pairs meta-learning picks from."""
+        the encoder may add a residual MLP; grid = (enc_weight, exact_weight) pairs meta-learning picks from;
+        descriptors = how many trailing columns of every encoding are non-negative cost descriptors
+        (kernels.describe.cost_descriptors), which a new device may weigh freely."""
         if mlp not in ("auto", "always", "never"):
             raise ValueError(f"mlp must be 'auto', 'always' or 'never'; got {mlp!r}")
         self.seed = int(seed)
@@ -70,6 +72,9 @@ class MetaLatencyPredictor:
         self.grid = tuple((float(a), float(b)) for a, b in grid)
         self.design_noise = float(design_noise)
         self.max_candidates = int(max_candidates)
+        if isinstance(descriptors, bool) or int(descriptors) != descriptors or descriptors < 0:
+            raise ValueError(f"descriptors must be a non-negative integer; got {descriptors!r}")
+        self.descriptors = int(descriptors)
         self.basis: Basis | None = None
         self.devices: list[str] = []
         self.episode_scores: list[float] = []
@@ -85,7 +90,11 @@ class MetaLatencyPredictor:
 
     def _meta_fit(self, X: np.ndarray, latencies: Mapping[str, Any]) -> None:
         """Body of meta_fit."""
+        if self.descriptors >= X.shape[1]:
+            raise ValueError(f"descriptors ({self.descriptors}) must leave encoding columns (X has {X.shape[1]})")
         self.devices, L = _check_latencies(latencies, X.shape[0])
+        desc = Descriptors.fit(X, self.descriptors)
+        D = desc.transform(X)
         mu, sd = np.nanmean(L, 0), np.nanstd(L, 0)
         Y = (L - mu) / np.where(sd > 1e-12, sd, 1.0)
         fmap = FeatureMap.fit(X, self.max_levels)
@@ -94,14 +103,15 @@ class MetaLatencyPredictor:
         Zr = encoder.predict(F)
         Za = np.where(np.isnan(Y), Zr, Y)
         if Y.shape[1] >= 2:
-            scores = episode_scores(F, Zr, Za, Y, list(self.grid), self.seed, Episodes(nu=self.nu))
+            episodes = Episodes(nu=self.nu, design_noise=self.design_noise)
+            scores = episode_scores(F, Zr, Za, Y, list(self.grid), self.seed, episodes, D)
             enc_w, exact_w = choose(list(self.grid), scores)
             self.episode_scores = [float(s) for s in scores]
         else:
             enc_w, exact_w = SINGLE_SOURCE
             self.episode_scores = []
         self.basis = Basis(
-            fmap, encoder, mean_stats(Zr, Y), float(np.median(sd)), enc_w, exact_w,
+            fmap, encoder, mean_stats(Zr, Y), float(np.median(sd)), enc_w, exact_w, desc,
             row_hashes(X) if exact_w > 0 else np.zeros(0, np.uint64),
             Y if exact_w > 0 else np.zeros((0, 0)),
         )
@@ -136,15 +146,16 @@ class MetaLatencyPredictor:
         if not np.all(np.isfinite(y)) or np.any(y <= 0):
             raise ValueError("y_ms must be positive finite latencies in ms")
         P, m = basis.design(X_support)
-        fit = fit_target(P, m, np.log(y), basis.log_scale, self.nu)
-        return AdaptedLatencyPredictor(basis, fit.head.weights, fit.center, fit.scale, fit.head.noise, y.size)
+        fit = fit_target(P, m, np.log(y), basis.log_scale, self.nu, basis.groups(P))
+        return AdaptedLatencyPredictor(basis, fit.head.weights, fit.center, fit.scale, fit.head.noise, y.size,
+                                       fit.head.mean_weight)
 
     def _meta(self) -> dict[str, Any]:
         """JSON scalars of this predictor."""
         return {
             "seed": self.seed, "nu": self.nu, "mlp": self.mlp, "max_levels": self.max_levels,
             "grid": [list(g) for g in self.grid], "design_noise": self.design_noise,
-            "max_candidates": self.max_candidates, "devices": self.devices,
+            "max_candidates": self.max_candidates, "descriptors": self.descriptors, "devices": self.devices,
             "episode_scores": self.episode_scores, "fit_seconds": self.fit_seconds,
         }
 
@@ -159,7 +170,7 @@ class MetaLatencyPredictor:
         meta, arrays = load_state(path, KIND)
         model = cls(seed=meta["seed"], nu=meta["nu"], mlp=meta["mlp"], max_levels=meta["max_levels"],
                     grid=tuple(tuple(g) for g in meta["grid"]), design_noise=meta["design_noise"],
-                    max_candidates=meta.get("max_candidates", 20000))
+                    max_candidates=meta.get("max_candidates", 20000), descriptors=meta.get("descriptors", 0))
         model.devices = list(meta["devices"])
         model.episode_scores = list(meta["episode_scores"])
         model.fit_seconds = float(meta["fit_seconds"])

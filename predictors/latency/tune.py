@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nasengine.predictors.latency.basis import assemble, prior_mean
+from nasengine.predictors.latency.basis import assemble, prior_groups, prior_mean
 from nasengine.predictors.latency.design import greedy_d_optimal
 from nasengine.predictors.latency.head import fit_target
 from nasengine.predictors.metrics import spearman_rho
@@ -28,16 +28,19 @@ def mean_stats(Zr: np.ndarray, Y: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class Episodes:
     """How tuning episodes are drawn: support sizes `ks`, at most `max_devices` source devices each playing the new
-    one, at most `max_pool` of its architectures ranked, and the robust head's Student-t `nu`."""
+    one, at most `max_pool` of its architectures ranked, the robust head's Student-t `nu` and the support design's
+    noise variance."""
 
     ks: tuple[int, ...] = (10, 20)
     max_devices: int = 12
     max_pool: int = 2000
     nu: float | None = 4.0
+    design_noise: float = 1.0
 
 
 def episode_scores(F: np.ndarray, Zr: np.ndarray, Za: np.ndarray | None, Y: np.ndarray,
-                   grid: list[tuple[float, float]], seed: int, episodes: Episodes = Episodes()) -> np.ndarray:
+                   grid: list[tuple[float, float]], seed: int, episodes: Episodes = Episodes(),
+                   D: np.ndarray | None = None) -> np.ndarray:
     """Mean Spearman rho of each (enc_weight, exact_weight) in grid when each of up to max_devices source devices
     in turn plays the new device: basis from the others, D-optimal support of size k, robust head, rank its pool."""
     ks, max_devices, max_pool, nu = episodes.ks, episodes.max_devices, episodes.max_pool, episodes.nu
@@ -56,13 +59,14 @@ def episode_scores(F: np.ndarray, Zr: np.ndarray, Za: np.ndarray | None, Y: np.n
         m = prior_mean(zr, st)
         y = Y[pool, j]
         for g, (enc_w, exact_w) in enumerate(grid):
-            P = assemble(F[pool], zr, za, enc_w, exact_w)
+            P = assemble(F[pool], zr, za, enc_w, exact_w, None if D is None else D[pool])
+            groups = prior_groups(P.shape[1], zr.shape[1], 0 if D is None else D.shape[1])
             for k in ks:
                 if k > pool.size // 2:
                     continue
-                idx = greedy_d_optimal(P, k, seed=seed)
-                fit = fit_target(P[idx], m[idx], y[idx], 1.0, nu)
-                pred = m + P @ fit.head.weights
+                idx = greedy_d_optimal(P, k, noise=episodes.design_noise, seed=seed)
+                fit = fit_target(P[idx], m[idx], y[idx], 1.0, nu, groups)
+                pred = fit.predict_standardized(P, m)
                 scores[g].append(spearman_rho(y, pred))
     return np.array([np.mean(s) if s else np.nan for s in scores])
 

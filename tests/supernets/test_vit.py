@@ -50,3 +50,18 @@ def test_quantizable_layers_follow_depth() -> None:
     layers = {layer.path: layer.active_if for layer in net.quantizable_layers()}
     assert layers["embed"] is None and layers["classifier"] is None and layers["layers.l0"] is None
     assert layers["layers.l3"] is not None and layers["layers.l3"].gene == "depth"
+
+
+def test_cost_descriptors_of_a_vit_see_attention_and_tokens() -> None:
+    """The few-shot latency predictor's encoding works for transformers through the same op descriptions."""
+    from nasengine.kernels.describe import cost_descriptors
+    from nasengine.measurement.devices.predicted import N_DESCRIPTORS, arch_features
+
+    net = supernets.create("vit_digits")
+    small, large = net.space.min(), net.space.max()
+    d_small, d_large = cost_descriptors(net.describe(small)), cost_descriptors(net.describe(large))
+    assert 0 < d_small["attention_macs"] < d_large["attention_macs"]
+    assert d_small["layers"] < d_large["layers"] and d_small["pointwise_macs"] < d_large["pointwise_macs"]
+    assert d_large["macs"] == net.cost(large).macs
+    features = arch_features(net.space, large, net.describe(large))
+    assert features.shape == (len(net.space.encode(large, "onehot")) + N_DESCRIPTORS,)

@@ -20,17 +20,31 @@ from nasengine.measurement.devices.base import Device, DeviceConfig, Workload
 from nasengine.measurement.devices.registry import register_backend, register_resolver
 from nasengine.measurement.devices.timing import Measurement
 from nasengine.errors import UserError
-from nasengine.kernels.describe import LayerSpec
+from nasengine.kernels.describe import DESCRIPTORS, LayerSpec, cost_descriptors
 from nasengine.search_spaces.space import Arch, Space
 
 MODELS_DIR = "latency_models"
 
 
+FEATURES = "onehot+cost_descriptors"
+N_DESCRIPTORS = len(DESCRIPTORS)  # trailing columns of arch_features that the predictor treats as costs
+
+
 def arch_features(space: Space, arch: Arch, layers: Sequence[LayerSpec]) -> np.ndarray:
-    """The encoding the predictor sees: one-hot genes plus log MACs and log parameters of the subnet."""
+    """The encoding the predictor sees: one-hot genes, then the subnet's cost descriptors from its op
+    descriptions (MACs, params, activations, op counts and MACs per kind of compute)."""
+    costs = cost_descriptors(layers)
+    return np.concatenate([space.encode(arch, "onehot"), [costs[name] for name in DESCRIPTORS]])
+
+
+def _features_v1(space: Space, arch: Arch, layers: Sequence[LayerSpec]) -> np.ndarray:
+    """The encoding of predictors adapted before cost descriptors: one-hot genes, log MACs, log params."""
     macs = sum(layer.macs for layer in layers)
     params = sum(layer.params for layer in layers)
     return np.concatenate([space.encode(arch, "onehot"), [math.log(macs + 1.0), math.log(params + 1.0)]])
+
+
+_FEATURES = {FEATURES: arch_features, "onehot+log_macs+log_params": _features_v1}  # saved name -> encoding
 
 
 class PredictedLatency:
@@ -41,6 +55,7 @@ class PredictedLatency:
             info = json.loads((directory / "model.json").read_text())
             self.target, self.n_support = info["target"], len(info["support"])
             self.space = Space.from_dict(info["space"])
+            self.features = _FEATURES[info.get("features", FEATURES)]
         except (TypeError, KeyError, AttributeError) as exc:
             raise ValueError(f"{directory / 'model.json'} is not an adapted latency predictor ({exc!r}); run "
                              f"`nasengine device adapt` again") from None
@@ -49,7 +64,7 @@ class PredictedLatency:
         self.predictor = AdaptedLatencyPredictor.load(directory / "predictor")
 
     def predict(self, arch: Arch, layers: Sequence[LayerSpec]) -> float:
-        return float(self.predictor.predict(arch_features(self.space, arch, layers)[None, :])[0])
+        return float(self.predictor.predict(self.features(self.space, arch, layers)[None, :])[0])
 
 
 @register_backend("predicted")

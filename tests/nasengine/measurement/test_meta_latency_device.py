@@ -23,6 +23,8 @@ from nasengine.measurement.profiling import profile_device
 from nasengine.training.loading import load_trained
 from nasengine.search_spaces.samplers import sample_unique
 from nasengine.predictors.metrics import spearman_rho
+from nasengine.kernels.describe import DESCRIPTORS, cost_descriptors
+from nasengine.measurement.devices.predicted import N_DESCRIPTORS, PredictedLatency, arch_features
 
 
 def board_latency(arch: dict) -> float:
@@ -89,3 +91,28 @@ def test_adapt_command_on_a_device_from_a_config_file(tiny_supernet_dir: Path, t
     assert "adapted a latency predictor for cfg-board from 4 measurements" in run.stdout
     info = json.loads((tiny_supernet_dir / "latency_models" / "cfg-board" / "model.json").read_text())
     assert info["sources"] == ["torch-cpu-1t"] and info["check"]["n"] == 4
+
+
+def test_descriptors_agree_with_the_supernets_cost(tiny_supernet_dir: Path) -> None:
+    net, _ = load_trained(tiny_supernet_dir)
+    seen = set()
+    for arch in sample_unique(net.space, 12, seed=0, include_extremes=True):
+        layers = net.describe(arch)
+        d = cost_descriptors(layers)
+        cost = net.cost(arch)
+        assert d["macs"] == cost.macs and d["params"] == cost.params
+        assert d["ops"] >= d["layers"] > 0
+        features = arch_features(net.space, arch, layers)  # the predictor's encoding ends with the descriptors
+        assert list(features[-N_DESCRIPTORS:]) == [d[name] for name in DESCRIPTORS]
+        seen.add((d["layers"], d["grouped_convs"], d["ops"]))
+    assert len(seen) > 1, "depth and block choices must change the counts"
+
+
+def test_a_saved_predictor_with_unknown_features_is_refused(tiny_supernet_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "latency_models" / "odd"
+    folder.mkdir(parents=True)
+    net, _ = load_trained(tiny_supernet_dir)
+    (folder / "model.json").write_text(json.dumps({"target": "odd", "support": [], "space": net.space.to_dict(),
+                                                   "features": "onehot+something_new"}))
+    with pytest.raises(ValueError, match="is not an adapted latency predictor"):
+        PredictedLatency(folder)
