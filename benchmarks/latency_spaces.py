@@ -9,7 +9,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from nasengine.kernels.describe import DESCRIPTORS, LayerSpec, OpSpec, cost_descriptors
+from nasengine.kernels.describe import DESCRIPTORS, LayerSpec, OpSpec, cost_descriptors, total_macs
 
 DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "latency"
 
@@ -53,48 +53,6 @@ def _make_divisible(v: float, divisor: int = 8) -> int:
 def _down(h: int, stride: int) -> int:
     """Spatial size after a 'same'-padded conv with this stride."""
     return -(-h // stride)
-
-
-def ofa_macs(arch: dict) -> float:
-    """Multiply-accumulates of an OFA MobileNetV3 w1.0 subnet at its resolution."""
-    h = _down(int(arch["r"]), 2)
-    macs = h * h * 3 * 16 * 9  # stem 3x3 s2
-    macs += h * h * 16 * 9 + h * h * 16 * 16  # first block: dw 3x3 + 1x1 projection (expand 1)
-    c_in = 16
-    for s, (width, stride, se) in enumerate(zip(OFA_WIDTHS, OFA_STRIDES, OFA_SE)):
-        for i in range(int(arch["d"][s])):
-            k, e = int(arch["ks"][s * OFA_MAX_DEPTH + i]), float(arch["e"][s * OFA_MAX_DEPTH + i])
-            st = stride if i == 0 else 1
-            mid = _make_divisible(round(c_in * e))
-            h_out = _down(h, st)
-            macs += h * h * c_in * mid + h_out * h_out * mid * k * k + h_out * h_out * mid * width
-            if se:
-                macs += 2 * mid * _make_divisible(mid // 4)
-            c_in, h = width, h_out
-    macs += h * h * c_in * 960 + 960 * 1280 + 1280 * 1000  # final expand, feature mix, classifier
-    return float(macs)
-
-
-def fbnet_macs(arch: dict) -> float:
-    """Multiply-accumulates of an HW-NAS-Bench FBNet CIFAR-100 network (32x32 input)."""
-    h, c_in = 32, 16
-    macs = h * h * 3 * 16 * 9  # stem 3x3 s1
-    layer = 0
-    for n_layers, width, stride in zip(FBNET_LAYERS, FBNET_WIDTHS, FBNET_STRIDES):
-        for i in range(n_layers):
-            st = stride if i == 0 else 1
-            h_out = _down(h, st)
-            op = FBNET_OPS[int(arch["ops"][layer])]
-            if op is None:
-                if st != 1 or c_in != width:
-                    macs += h_out * h_out * c_in * width
-            else:
-                k, e, g = op
-                mid = c_in * e
-                macs += h * h * c_in * mid // g + h_out * h_out * mid * k * k + h_out * h_out * mid * width // g
-            c_in, h, layer = width, h_out, layer + 1
-    macs += h * h * c_in * 1504 + 1504 * 100  # 1x1 header, classifier
-    return float(macs)
 
 
 def _conv_bn(c_in: int, c_out: int, h: int, k: int, stride: int, groups: int, act: str | None) -> list[OpSpec]:
@@ -168,6 +126,16 @@ def fbnet_layers(arch: dict) -> list[LayerSpec]:
             layers.append(LayerSpec(f"l{layer}", "block" if op else "skip", tuple(ops)))
             c_in, h, layer = width, h_out, layer + 1
     return layers + _head(c_in, h, 1504, 100, "relu")
+
+
+def ofa_macs(arch: dict) -> float:
+    """Multiply-accumulates of an OFA MobileNetV3 w1.0 subnet at its resolution (from its op descriptions)."""
+    return float(total_macs(ofa_layers(arch)))
+
+
+def fbnet_macs(arch: dict) -> float:
+    """Multiply-accumulates of an HW-NAS-Bench FBNet CIFAR-100 network (32x32 input; from its op descriptions)."""
+    return float(total_macs(fbnet_layers(arch)))
 
 
 def descriptor_matrix(layers_of_archs: list[list[LayerSpec]]) -> np.ndarray:

@@ -134,7 +134,7 @@ def cost_descriptors(layers: Iterable[LayerSpec]) -> dict[str, float]:
     batch-1 GPU pays per op launched, a phone per MAC), so a few measurements suffice to weigh them."""
     d = dict.fromkeys(DESCRIPTORS, 0.0)
     for layer in layers:
-        d["layers"] += 1.0 if layer.ops else 0.0
+        d["layers"] += 1.0 if any(op.kind != "free_parameters" for op in layer.ops) else 0.0
         for op in layer.ops:
             if op.kind == "free_parameters":
                 d["params"] += op.params

@@ -57,24 +57,39 @@ def prior_groups(n_columns: int, n_sources: int, n_desc: int) -> tuple[PriorGrou
 
 @dataclass
 class Descriptors:
-    """The trailing `count` columns of an encoding are non-negative costs (MACs, op counts...): log1p, then
-    standardized with the meta-training archs' mean and sd."""
+    """The trailing `keep.size` columns of an encoding are non-negative costs (MACs, op counts...): log1p, then
+    standardized with the meta-training archs' mean and sd; columns constant there (attention MACs of a CNN) are
+    dropped, so they cannot swing predictions on other archs."""
 
-    mean: np.ndarray
+    mean: np.ndarray  # of the kept columns
     scale: np.ndarray
+    keep: np.ndarray  # bool per descriptor column
 
     @property
     def count(self) -> int:
-        return int(self.mean.size)
+        """How many trailing encoding columns are descriptors."""
+        return int(self.keep.size)
+
+    @property
+    def width(self) -> int:
+        """Columns of the descriptor block in the basis."""
+        return int(self.keep.sum())
 
     @classmethod
     def fit(cls, X: np.ndarray, count: int) -> "Descriptors":
         """Learn the standardization of the last `count` columns of X (count 0 = no descriptors)."""
         if count == 0:
-            return cls(np.zeros(0), np.ones(0))
+            return cls(np.zeros(0), np.ones(0), np.zeros(0, bool))
         raw = cls.raw(X, count)
         sd = raw.std(0)
-        return cls(raw.mean(0), np.where(sd > 1e-12, sd, 1.0))
+        keep = sd > 1e-9
+        return cls(raw.mean(0)[keep], sd[keep], keep)
+
+    def logged(self, X: np.ndarray) -> np.ndarray:
+        """X with its descriptor columns on a log scale (what the feature map and source encoder see)."""
+        if self.count == 0:
+            return X
+        return np.hstack([X[:, : X.shape[1] - self.count], self.raw(X, self.count)])
 
     @staticmethod
     def raw(X: np.ndarray, count: int) -> np.ndarray:
@@ -86,9 +101,16 @@ class Descriptors:
 
     def transform(self, X: np.ndarray) -> np.ndarray | None:
         """Standardized log descriptors of the rows of X, or None when there are none."""
-        if self.count == 0:
+        if self.width == 0:
             return None
-        return (self.raw(X, self.count) - self.mean) / self.scale
+        return (self.raw(X, self.count)[:, self.keep] - self.mean) / self.scale
+
+
+def _descriptors_from_state(s: dict[str, np.ndarray]) -> Descriptors:
+    """Descriptors saved by Basis.state (none in predictors saved before descriptors existed)."""
+    mean = np.asarray(s.get("desc_mean", np.zeros(0)), float)
+    keep = np.asarray(s.get("desc_keep", np.ones(mean.size)), bool)
+    return Descriptors(mean, np.asarray(s.get("desc_scale", np.ones(mean.size)), float), keep)
 
 
 def prior_mean(Zr: np.ndarray, stats: np.ndarray) -> np.ndarray:
@@ -114,7 +136,7 @@ class Basis:
 
     def parts(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Standardized features, predicted source latencies and (if used) measured ones, NaN filled by predictions."""
-        F = self.fmap.transform(X)
+        F = self.fmap.transform(self.descriptors.logged(X))
         Zr = self.encoder.predict(F)
         if self.exact_weight <= 0 or self.hashes.size == 0:
             return F, Zr, None
@@ -130,7 +152,7 @@ class Basis:
 
     def groups(self, P: np.ndarray) -> tuple[PriorGroup, ...]:
         """The head's prior groups for a basis matrix P of this basis."""
-        return prior_groups(P.shape[1], self.encoder.intercept.size, self.descriptors.count)
+        return prior_groups(P.shape[1], self.encoder.intercept.size, self.descriptors.width)
 
     def design(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Basis matrix and prior mean (standardized log-latency units) for the rows of X."""
@@ -144,6 +166,7 @@ class Basis:
         s.update({f"enc.{k}": v for k, v in self.encoder.state().items()})
         s["mean_stats"] = self.mean_stats
         s["desc_mean"], s["desc_scale"] = self.descriptors.mean, self.descriptors.scale
+        s["desc_keep"] = self.descriptors.keep.astype(np.int8)
         s["scalars"] = np.array([self.log_scale, self.enc_weight, self.exact_weight])
         if self.exact_weight > 0:
             s["hashes"] = self.hashes
@@ -163,8 +186,7 @@ class Basis:
             log_scale,
             enc_w,
             exact_w,
-            Descriptors(np.asarray(s.get("desc_mean", np.zeros(0)), float),
-                        np.asarray(s.get("desc_scale", np.ones(0)), float)),
+            _descriptors_from_state(s),
             np.asarray(s.get("hashes", np.zeros(0)), np.uint64),
             np.asarray(s.get("z_actual", np.zeros((0, 0))), float),
         )

@@ -61,7 +61,8 @@ def fit_head(P: np.ndarray, y: np.ndarray, prior_mean: np.ndarray | None = None,
         for g, s in zip(live, choice):
             v[g.columns] = s
         variances.append((choice, v, (P * v) @ P.T))
-    means = (1.0, 0.0) if prior_mean is not None else (1.0,)
+    # dropping the prior mean needs evidence: at least 3 points that differ (else the fit would rank nothing)
+    means = (1.0, 0.0) if prior_mean is not None and k >= 3 and np.ptp(y) > 0 else (1.0,)
     pw = np.ones(k)
     best = (variances[0], 1.0, float(NOISE_GRID[len(NOISE_GRID) // 2]))
     for _ in range(iters if nu else 1):

@@ -95,3 +95,22 @@ def test_phones_to_gpus_on_real_latencies() -> None:
     scores = [spearman_rho(model.adapt(X[idx], data.latencies[t][idx]).predict(X), data.latencies[t])
               for t in targets[:3]]
     assert np.mean(scores) > 0.9, scores
+
+
+def test_flat_or_tiny_support_keeps_the_prior_and_constant_descriptors_drop_out() -> None:
+    X, D, phones, gpu = two_families(n=300)
+    D = np.hstack([D, np.zeros((len(D), 1))])  # a cost this family never has (attention MACs of a CNN)
+    XD = np.hstack([X, D])
+    model = MetaLatencyPredictor(seed=0, mlp="never", descriptors=3).meta_fit(XD, phones)
+    assert model.basis.descriptors.count == 3 and model.basis.descriptors.width == 2
+    phone = phones["phone0"]
+    for idx in ([5], [5, 9], [5, 9, 11]):  # one or two points, or three equal latencies: nothing to reject it on
+        flat = np.full(len(idx), 3.0) if len(idx) == 3 else phone[idx]
+        dev = model.adapt(XD[idx], flat)
+        assert dev.mean_weight == 1.0
+        assert spearman_rho(dev.predict(XD), phone) > 0.5, "the sources' prior must still rank the archs"
+    odd = XD.copy()
+    odd[:, -1] = 1e9  # a value never seen in meta-training on the dropped column changes nothing
+    idx = model.select_support(XD, 10)
+    dev = model.adapt(XD[idx], gpu[idx])
+    np.testing.assert_allclose(dev.predict(odd), dev.predict(XD), rtol=1e-12)
