@@ -141,21 +141,29 @@ class TreesForm:
                     stack += [(self.left[t, node], d + 1), (self.right[t, node], d + 1)]
         return depth
 
-    def predict(self, Z: np.ndarray) -> np.ndarray:
-        n, n_trees = Z.shape[0], self.left.shape[0]
-        X32 = Z.astype(np.float32)
-        rows = np.arange(n)[:, None]
-        trees = np.arange(n_trees)[None, :]
-        node = np.zeros((n, n_trees), dtype=np.intp)
-        for _ in range(self.depth):
-            left = self.left[trees, node]
-            x = X32[rows, self.feature[trees, node]]  # leaves have feature -2: read but discarded below
-            step = np.where(x <= self.threshold[trees, node], left, self.right[trees, node])
-            node = np.where(left < 0, node, step)
-        leaf = self.value[trees, node]
-        out = np.full(n, self.init)
-        for t in range(n_trees):  # same accumulation order as scikit-learn, tree after tree
-            out += self.learning_rate * leaf[:, t]
+    def predict(self, Z: np.ndarray, chunk: int = 4096) -> np.ndarray:
+        """All trees for all rows at once, `chunk` rows at a time (cache-sized), with flat 1-D gathers (about 2x
+        faster than 2-D fancy indexing); the same comparisons and summation order as scikit-learn."""
+        n_trees, width = self.left.shape
+        left, right, feature = self.left.ravel(), self.right.ravel(), np.maximum(self.feature.ravel(), 0)
+        threshold, value = self.threshold.ravel(), self.value.ravel()
+        roots = np.arange(n_trees) * width  # flat index of each tree's node 0
+        out = np.empty(Z.shape[0])
+        for start in range(0, Z.shape[0], chunk):
+            X32 = np.ascontiguousarray(Z[start : start + chunk], dtype=np.float32)
+            n, d = X32.shape
+            row_offset = (np.arange(n) * d)[:, None]
+            node = np.repeat(roots[None, :], n, axis=0)
+            for _ in range(self.depth):
+                child = left.take(node)  # -1 at a leaf: the row stays there
+                x = X32.ravel().take(row_offset + feature.take(node))  # leaves read feature 0, discarded below
+                step = roots + np.where(x <= threshold.take(node), child, right.take(node))
+                node = np.where(child < 0, node, step)
+            leaf = value.take(node)
+            acc = np.full(n, self.init)
+            for t in range(n_trees):  # same accumulation order as scikit-learn, tree after tree
+                acc += self.learning_rate * leaf[:, t]
+            out[start : start + n] = acc
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -256,3 +256,24 @@ def test_quality_by_size_reports_every_size_kind_and_repeat(data):
     assert all(s["repeats"] == 2 and s["kendall_tau_std"] >= 0 for s in summary)
     with pytest.raises(ValueError, match="no training size"):
         quality_by_size(X[:30], y[:30], sizes=(40,))
+
+
+def test_tree_form_matches_scikit_learn_across_chunks() -> None:
+    """The numpy tree ensemble scores rows in chunks with flat gathers; it must equal scikit-learn bit for bit."""
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    from nasengine.predictors.accuracy.models import MODELS, _gbr
+
+    rng = np.random.default_rng(3)
+    Z = rng.normal(size=(120, 12))
+    t = Z[:, 0] * Z[:, 1] + 0.1 * rng.normal(size=120)
+    params = MODELS.get("gbr").params
+    form = _gbr(Z, t, 0, params)
+    reference = GradientBoostingRegressor(
+        n_estimators=params["n_estimators"], learning_rate=params["learning_rate"], max_depth=params["max_depth"],
+        subsample=params["subsample"], min_samples_leaf=min(params["min_samples_leaf"], 30),
+        max_features=params["max_features"], random_state=0).fit(Z, t)
+    candidates = rng.normal(size=(1001, 12))
+    expected = reference.predict(candidates)
+    for chunk in (7, 1000, 4096):
+        np.testing.assert_array_equal(form.predict(candidates, chunk=chunk), expected)
