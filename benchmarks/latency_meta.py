@@ -99,7 +99,7 @@ def run_space(
     data = load_space(space, encoding=encoding)
     X, macs = (data.with_descriptors() if descriptors else data.X), data.macs
     n_desc = len(DESCRIPTORS) if descriptors else 0
-    X_ref = X if encoding == "onehot" else load_space(space).X  # the reference always uses the one-hot encoding
+    X_ref = data.X if encoding == "onehot" else load_space(space).X  # the reference: one-hot encoding only
     names = list(data.latencies)
     lat = np.stack([data.latencies[d] for d in names], 1)
     ref_ids = reference_arch_ids(space)
