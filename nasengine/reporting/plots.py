@@ -1,7 +1,7 @@
 """pareto.png and hypervolume.png: one panel per front (per pair of objectives for 3+), numbers that never
 overlap, the exported subnet starred with its number, INT8/FP32 subnets told apart, readable ticks (few major
 labels, no minor ones), axes named by objective and device, the hypervolume's scale stated. No pyplot: the
-process-wide matplotlib backend stays the user's."""
+process-wide matplotlib backend stays the user's. What each axis shows and how it is scaled: reporting.axes."""
 
 
 from __future__ import annotations
@@ -11,162 +11,15 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from nasengine.reporting.fronts import (ACCURACY_COLUMNS, _column, frame_feasible, front_groups, group_constraints,
-                                        pareto_mask)
-from nasengine.searching.objectives import MAXIMIZE, MINIMIZE, Constraint, Objective
+from nasengine.reporting.fronts import frame_feasible, front_groups, group_constraints, pareto_mask
+from nasengine.searching.objectives import Constraint, Objective
+from nasengine.reporting.axes import PNG_DPI, Axis, evaluation_numbers, plot_axes, save_png, style_axis, tick_label
 from nasengine.reporting.labels import STAR_SIZE, Label, front_labels, place_labels
-from nasengine.search_spaces.storage import atomic_file
-
-
-_PNG_DPI = 110
-
-
-def _save(fig: Any, path: Path) -> None:
-    with atomic_file(Path(path)) as tmp:
-        fig.savefig(tmp, dpi=_PNG_DPI, format="png")
-
-
-def _fmt(value: float, _pos: Any = None) -> str:
-    """Short plain tick labels: 0.5, 12, 250, 20k, 1.5M."""
-    if value == 0 or not math.isfinite(value):
-        return "0" if value == 0 else ""
-    for threshold, divisor, suffix in ((1e9, 1e9, "G"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
-        if abs(value) >= threshold:
-            return f"{value / divisor:.3g}{suffix}"
-    return f"{value:.4g}"
-
-
-def _log_ticks(lo: float, hi: float, most: int = 6) -> list[float]:
-    """At most `most` round ticks (1-2-5, 1-3, decades, every k-th decade) within [lo, hi] on a log axis."""
-    first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
-    for subs in ((1.0, 2.0, 5.0), (1.0, 3.0), (1.0,)):
-        ticks = [s * 10.0 ** e for e in range(first, last + 1) for s in subs if lo <= s * 10.0 ** e <= hi]
-        if 2 <= len(ticks) <= most:
-            return ticks
-    decades = [10.0 ** e for e in range(first, last + 1) if lo <= 10.0 ** e <= hi]
-    step = max(1, math.ceil(len(decades) / most))
-    return decades[::step] or [lo, hi]
-
-
-def _style_axis(axis: Any, values: np.ndarray, set_scale: Callable[[str], Any]) -> None:
-    """Log scale when positive values span more than 10x; a few plain major labels, never minor ones."""
-    from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
-
-    finite = values[np.isfinite(values)]
-    if len(finite) and finite.min() > 0 and finite.max() / finite.min() > 10:
-        set_scale("log")
-        axis.set_major_locator(FixedLocator(_log_ticks(float(finite.min()), float(finite.max()))))
-    else:
-        axis.set_major_locator(MaxNLocator(nbins=5))
-    axis.set_major_formatter(FuncFormatter(_fmt))
-    axis.set_minor_formatter(NullFormatter())
-
-
-def _axis_label(o: Objective, engine: bool = True) -> str:
-    """An objective's axis title and which way is better: the engine's label (latency as a median, named by
-    device) for a supernet run; the objective's own column name for a Python-API run, whose values are the
-    user's and may mean anything."""
-    arrow = "lower is better" if o.direction == MINIMIZE else "higher is better"
-    if not engine:
-        return f"{o.column} ({arrow})"
-    base = o.column.partition(":")[0] if o.device else o.column
-    text = o.label or base
-    if base == "latency_ms":
-        text = f"median {text}"
-    return f"{text} on {o.device} ({arrow})" if o.device else f"{text} ({arrow})"
-
-
-class _Axis:
-    """One plotted quantity: `kind` "column" (a results column, shown as it is), "accuracy" (the engine's top-1
-    accuracy in %, from `column`: `accuracy` or `1 - error`; either one for context when None) or "number" (the
-    evaluation order)."""
-
-    def __init__(self, label: str, maximise: bool = False, column: str | None = None, kind: str = "column") -> None:
-        self.label, self.maximise, self.column, self.kind = label, maximise, column, kind
-
-    def values(self, frame: pd.DataFrame) -> np.ndarray:
-        """This quantity for every line of `frame`, as plotted."""
-        if self.kind == "number":
-            return _numbers(frame).astype(float)
-        if self.kind == "column":
-            return _column(frame, str(self.column))
-        source = self.column or next((c for c in ACCURACY_COLUMNS if c in frame.columns), None)
-        if source == "accuracy":
-            return 100.0 * _column(frame, "accuracy")
-        if source == "error":
-            return 100.0 * (1.0 - _column(frame, "error"))
-        return np.full(len(frame), np.nan)
-
-    def bounds(self, constraints: Sequence[Constraint]) -> list[tuple[float, str]]:
-        """Where the constraints on this quantity draw a line, in plotted units."""
-        lines = []
-        for c in constraints:
-            if self.kind == "column" and c.column == self.column:
-                lines.append((c.bound, str(c)))
-            elif self.kind == "accuracy" and c.column == "accuracy":
-                lines.append((100.0 * c.bound, str(c)))
-            elif self.kind == "accuracy" and c.column == "error":
-                lines.append((100.0 * (1.0 - c.bound), str(c)))
-        return lines
-
-
-def _accuracy_axis(column: str | None = None) -> _Axis:
-    """The engine's top-1 accuracy in %, from objective `column` (accuracy or error; None: whichever is recorded)."""
-    return _Axis("top-1 accuracy (%, search split; higher is better)", True, column, kind="accuracy")
-
-
-def _number_axis() -> _Axis:
-    return _Axis("evaluation number", kind="number")
-
-
-def _objective_axis(o: Objective, engine: bool) -> _Axis:
-    """The axis of objective `o`: the engine's accuracy/error as top-1 accuracy in %, anything else as it is."""
-    if engine and o.column in ACCURACY_COLUMNS:
-        return _accuracy_axis(o.column)
-    return _Axis(_axis_label(o, engine), o.direction == MAXIMIZE, o.column)
-
-
-def _context_axis(results_columns: Sequence[str], engine: bool) -> _Axis | None:
-    """A non-objective accuracy to show a one-objective front against: the engine's top-1 accuracy, or a
-    Python-API run's recorded `accuracy`/`error` column under its own name; None when there is none."""
-    column = next((c for c in ACCURACY_COLUMNS if c in results_columns), None)
-    if column is None:
-        return None
-    return _accuracy_axis() if engine else _Axis(f"{column} (recorded, not an objective)", column=column)
-
-
-def plot_axes(group: Sequence[Objective], results_columns: Sequence[str] = (),
-              engine_accuracy: bool = True) -> tuple[_Axis, _Axis, bool]:
-    """(x, y, partial) for a front over `group`. x: the first objective not named accuracy/error, whatever its
-    direction; y: the accuracy/error objective, else the next objective (with one objective: a recorded accuracy
-    for context, else the evaluation number). `engine_accuracy` (a supernet run): accuracy/error are drawn as
-    top-1 accuracy in %; otherwise every objective is drawn with its own values and name. Each axis shows
-    exactly the quantity its label names. `partial`: the front has objectives that are not shown."""
-    acc = next((o for o in group if o.column in ACCURACY_COLUMNS), None)
-    others = [o for o in group if o is not acc]
-    if not others:  # a one-objective front of accuracy/error: show it against the evaluation order
-        return _number_axis(), _objective_axis(acc, engine_accuracy) if acc else _number_axis(), False
-    x = _objective_axis(others[0], engine_accuracy)
-    if acc is not None:
-        y = _objective_axis(acc, engine_accuracy)
-    elif len(others) > 1:
-        y = _objective_axis(others[1], engine_accuracy)
-    else:
-        y = _context_axis(results_columns, engine_accuracy) or _number_axis()
-    shown = 1 + (acc is not None or len(others) > 1)
-    return x, y, len(group) > shown
-
-
-def _numbers(frame: pd.DataFrame) -> np.ndarray:
-    """Each line's evaluation `number` (its position when a hand-made frame has none)."""
-    if "number" in frame.columns:
-        return pd.to_numeric(frame["number"], errors="coerce").fillna(-1).to_numpy(dtype=int)
-    return np.arange(len(frame))
 
 
 def _chosen_numbers(chosen: Any, device: str) -> list[int]:
@@ -272,7 +125,7 @@ def _legend_handles(data: _PanelData, feasible: np.ndarray, has_stars: bool) -> 
     return handles
 
 
-def _draw_panel(ax: Any, x_axis: _Axis, y_axis: _Axis, data: _PanelData) -> list[Label]:
+def _draw_panel(ax: Any, x_axis: Axis, y_axis: Axis, data: _PanelData) -> list[Label]:
     """Draw one panel (everything but the point numbers) and return the labels to place once the layout is final."""
     from matplotlib.lines import Line2D
 
@@ -292,7 +145,7 @@ def _draw_panel(ax: Any, x_axis: _Axis, y_axis: _Axis, data: _PanelData) -> list
                 zorder=2)
     if len(f):
         _scatter(ax, fx, fy, data.front_classes, "front", s=24, c="tab:red", zorder=3)
-    numbers = _numbers(results)
+    numbers = evaluation_numbers(results)
     stars = [Label(int(n), float(x), float(y), star=True)
              for n in data.marks for x, y in zip(xs[numbers == n][:1], ys[numbers == n][:1])]
     if stars:
@@ -309,20 +162,20 @@ def _draw_panel(ax: Any, x_axis: _Axis, y_axis: _Axis, data: _PanelData) -> list
     ax.grid(alpha=0.3)
     # beside the panel, never over a point (it would hide the front or the star)
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=7)
-    return [*stars, *front_labels(_numbers(f), fx, fy, stars)]
+    return [*stars, *front_labels(evaluation_numbers(f), fx, fy, stars)]
 
 
-def _style_panel_axes(ax: Any, x_axis: _Axis, y_axis: _Axis, xs: np.ndarray, ys: np.ndarray) -> None:
+def _style_panel_axes(ax: Any, x_axis: Axis, y_axis: Axis, xs: np.ndarray, ys: np.ndarray) -> None:
     """Axis titles and ticks: log/linear by spread for columns, plain ticks for accuracy and evaluation numbers."""
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     for axis, values, quantity, set_scale in ((ax.xaxis, xs, x_axis, ax.set_xscale),
                                               (ax.yaxis, ys, y_axis, ax.set_yscale)):
         if quantity.kind == "column":
-            _style_axis(axis, values, set_scale)
+            style_axis(axis, values, set_scale)
         else:
             axis.set_major_locator(MaxNLocator(nbins=6, integer=quantity.kind == "number"))
-            axis.set_major_formatter(FuncFormatter(_fmt))
+            axis.set_major_formatter(FuncFormatter(tick_label))
     ax.set_xlabel(x_axis.label, fontsize=9)
     ax.set_ylabel(y_axis.label, fontsize=9)
 
@@ -354,7 +207,7 @@ def _panel_specs(groups: Sequence[tuple[str, list[Objective]]]) -> tuple[list[_P
     return specs, row, cols
 
 
-def _panel_title(spec: _PanelSpec, x_axis: _Axis, y_axis: _Axis) -> str:
+def _panel_title(spec: _PanelSpec, x_axis: Axis, y_axis: Axis) -> str:
     """What a panel shows: the front, and for a front of 3+ objectives which pair is projected, without staircase."""
     title = f"Pareto front on {spec.device}" if spec.device else "Pareto front"
     names = ", ".join(o.column for o in spec.group)
@@ -369,7 +222,7 @@ def plot_pareto(results: pd.DataFrame, pareto: pd.DataFrame, objectives: Sequenc
                 constraints: Sequence[Constraint] = (), chosen: Any = None, engine_accuracy: bool = True) -> None:
     """Write pareto.png (`pareto_figure`) atomically to `path`."""
     fig = pareto_figure(results, pareto, objectives, constraints, chosen, engine_accuracy)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def pareto_figure(results: pd.DataFrame, pareto: pd.DataFrame, objectives: Sequence[Objective],
@@ -385,7 +238,7 @@ def pareto_figure(results: pd.DataFrame, pareto: pd.DataFrame, objectives: Seque
     from matplotlib.figure import Figure
 
     specs, rows, cols = _panel_specs(front_groups(objectives))
-    fig = Figure(figsize=(7.6 * cols, 4.6 * rows), dpi=_PNG_DPI)
+    fig = Figure(figsize=(7.6 * cols, 4.6 * rows), dpi=PNG_DPI)
     FigureCanvasAgg(fig)
     grid = fig.subplots(rows, cols, squeeze=False)
     devices = pareto["device"].fillna("").astype(str) if "device" in pareto.columns else pd.Series(dtype=str)
@@ -395,7 +248,7 @@ def pareto_figure(results: pd.DataFrame, pareto: pd.DataFrame, objectives: Seque
         ax = grid[spec.row][spec.col]
         x_axis, y_axis, _ = plot_axes(list(spec.pair or spec.group), list(results.columns), engine_accuracy)
         f = pareto[(devices == spec.device).to_numpy()] if len(pareto) else pareto
-        marks = [n for n in _chosen_numbers(chosen, spec.device) if (_numbers(results) == n).any()]
+        marks = [n for n in _chosen_numbers(chosen, spec.device) if (evaluation_numbers(results) == n).any()]
         data = _PanelData(results, f, group_constraints(constraints, spec.device), marks, classes,
                           precision_classes(f) if classes is not None and len(f) else None, spec.pair is None)
         pending.append((ax, _draw_panel(ax, x_axis, y_axis, data)))
@@ -437,7 +290,7 @@ def hypervolume_figure(curve: np.ndarray, trace: pd.DataFrame, objectives: Seque
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-    fig = Figure(figsize=(6.4, 4.2), dpi=_PNG_DPI)
+    fig = Figure(figsize=(6.4, 4.2), dpi=PNG_DPI)
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     if len(curve):
@@ -451,7 +304,7 @@ def hypervolume_figure(curve: np.ndarray, trace: pd.DataFrame, objectives: Seque
                  fontsize=7)
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_major_locator(MaxNLocator(nbins=6, integer=axis is ax.xaxis))
-        axis.set_major_formatter(FuncFormatter(_fmt))
+        axis.set_major_formatter(FuncFormatter(tick_label))
     ax.grid(alpha=0.3)
     if len(curve):
         ax.legend(loc="lower right", fontsize=7)
@@ -461,4 +314,4 @@ def hypervolume_figure(curve: np.ndarray, trace: pd.DataFrame, objectives: Seque
 
 def plot_hypervolume(curve: np.ndarray, trace: pd.DataFrame, objectives: Sequence[Objective], path: Path) -> None:
     """Write hypervolume.png (`hypervolume_figure`) atomically to `path`."""
-    _save(hypervolume_figure(curve, trace, objectives), path)
+    save_png(hypervolume_figure(curve, trace, objectives), path)

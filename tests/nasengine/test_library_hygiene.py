@@ -43,9 +43,10 @@ def test_quantize_store_and_plots_change_no_global_setting(tmp_path: Path) -> No
     assert _global_settings() == before
 
 
-@pytest.mark.parametrize("module", ["nasengine.reporting.fronts", "nasengine.reporting.plots",
-                                    "nasengine.reporting.reports", "nasengine.exporting.exporter",
-                                    "nasengine.searching", "nasengine.searching.runner"])
+@pytest.mark.parametrize("module", ["nasengine.reporting.fronts", "nasengine.reporting.axes",
+                                    "nasengine.reporting.plots", "nasengine.reporting.reports",
+                                    "nasengine.exporting.exporter", "nasengine.searching",
+                                    "nasengine.searching.runner"])
 def test_each_module_imports_first_in_a_fresh_process(module: str) -> None:
     """No import cycle depends on which module a program happens to import first."""
     import subprocess
