@@ -101,9 +101,13 @@ class Descriptors:
 
     def transform(self, X: np.ndarray) -> np.ndarray | None:
         """Standardized log descriptors of the rows of X, or None when there are none."""
+        return self.standardize(self.logged(X))
+
+    def standardize(self, X_logged: np.ndarray) -> np.ndarray | None:
+        """Standardized descriptors from an encoding already passed through logged() (no second log1p)."""
         if self.width == 0:
             return None
-        return (self.raw(X, self.count)[:, self.keep] - self.mean) / self.scale
+        return (X_logged[:, X_logged.shape[1] - self.count :][:, self.keep] - self.mean) / self.scale
 
 
 def _descriptors_from_state(s: dict[str, np.ndarray]) -> Descriptors:
@@ -134,9 +138,11 @@ class Basis:
     z_actual: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     _lookup: dict[int, int] | None = field(default=None, repr=False, compare=False)
 
-    def parts(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Standardized features, predicted source latencies and (if used) measured ones, NaN filled by predictions."""
-        F = self.fmap.transform(self.descriptors.logged(X))
+    def parts(self, X: np.ndarray, X_logged: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Standardized features, predicted source latencies and (if used) measured ones, NaN filled by predictions
+        (X_logged: X already passed through descriptors.logged, when the caller has it)."""
+        F = self.fmap.transform(self.descriptors.logged(X) if X_logged is None else X_logged)
         Zr = self.encoder.predict(F)
         if self.exact_weight <= 0 or self.hashes.size == 0:
             return F, Zr, None
@@ -156,8 +162,9 @@ class Basis:
 
     def design(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Basis matrix and prior mean (standardized log-latency units) for the rows of X."""
-        F, Zr, Za = self.parts(X)
-        D = self.descriptors.transform(X)
+        X_logged = self.descriptors.logged(X)  # log1p and the sign check once per call: scoring is a hot path
+        F, Zr, Za = self.parts(X, X_logged)
+        D = self.descriptors.standardize(X_logged)
         return assemble(F, Zr, Za, self.enc_weight, self.exact_weight, D), prior_mean(Zr, self.mean_stats)
 
     def state(self) -> dict[str, np.ndarray]:
