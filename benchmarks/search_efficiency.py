@@ -4,7 +4,9 @@ The table (benchmarks/tabular.py build ... --enumerate) holds every arch of a su
 space, each with the evaluator's accuracy and a latency, so its true Pareto front is known exactly. Each
 strategy searches that sub-space through `nasengine.searching.api.run_search` (the engine's own search path),
 with evaluations answered from the table; the hypervolume after every evaluation is normalised by the true
-front's ideal and nadir points (reference point 1.1 in normalised units).
+front's ideal and nadir points (reference point 1.1 in normalised units). As in `nasengine search`, the strategies
+get the supernet's cost descriptors of every arch (`--no-features`: the encoding alone), which LINAS's predictors
+use; evaluations (accuracy and latency) come only from the table.
 
     python benchmarks/search_efficiency.py SUPERNET_DIR TABLE.csv --restrict benchmarks/fmnist_subspace.json \
         --latency latency_ms:lut:ort-cpu-1t [--strategies random,nsga2,tpe,linas] [--seeds 5] [--budget 500]
@@ -27,6 +29,8 @@ from nasengine import supernets
 from nasengine.searching.api import RunSettings, SearchPlan, run_search
 from nasengine.searching.hypervolume import hypervolume_by_evaluation, normalised_hypervolume
 from nasengine.searching.objectives import Objective
+from nasengine.searching.arch_features import cost_features
+from nasengine.searching.supernet_metrics import Quantization
 from nasengine.reporting.fronts import pareto_mask
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -51,7 +55,7 @@ def true_front_bounds(table: dict[str, dict[str, float]]) -> tuple[list[float], 
 
 
 def run_one(space: Any, table: dict[str, dict[str, float]], strategy: str, seed: int, budget: int,
-            ideal: list[float], nadir: list[float], true_hv: float) -> dict[str, Any]:
+            ideal: list[float], nadir: list[float], true_hv: float, features: Any = None) -> dict[str, Any]:
     objectives = [Objective("error"), Objective("latency_ms")]
 
     def evaluate(arch: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
@@ -59,7 +63,7 @@ def run_one(space: Any, table: dict[str, dict[str, float]], strategy: str, seed:
 
     started = time.perf_counter()
     result = run_search(space, objectives, [], evaluate, SearchPlan(strategy, budget, seed),
-                        RunSettings(identity={"benchmark": "tabular"}, label=strategy))
+                        RunSettings(identity={"benchmark": "tabular"}, label=strategy), arch_features=features)
     seconds = time.perf_counter() - started
     curve = hypervolume_by_evaluation(result.rows, objectives, (), ideal, nadir) / true_hv
     reached = np.flatnonzero(curve >= TARGET)
@@ -93,9 +97,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--budget", type=int, default=500)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--no-features", dest="features", action="store_false",
+                        help="strategies see the encoding alone, not the supernet's cost descriptors")
     args = parser.parse_args()
-    space = restricted(supernets.from_config(supernets.io.read_config(args.supernet_dir)).space,
-                       json.loads(args.restrict.read_text()))
+    net = supernets.from_config(supernets.io.read_config(args.supernet_dir))
+    space = restricted(net.space, json.loads(args.restrict.read_text()))
+    features = cost_features(net, Quantization("none")) if args.features else None
     table = load_table(args.table, args.latency)
     if len(table) != space.size:
         raise SystemExit(f"the table holds {len(table)} archs, the restricted space {space.size}: build it with "
@@ -105,7 +112,7 @@ def main() -> None:
     rows = []
     for strategy in args.strategies.split(","):
         for seed in range(args.seeds):
-            rows.append(run_one(space, table, strategy, seed, args.budget, ideal, nadir, true_hv))
+            rows.append(run_one(space, table, strategy, seed, args.budget, ideal, nadir, true_hv, features))
             print(json.dumps(rows[-1]), flush=True)
     summary = summarise(rows, args.budget)
     print(f"\n| strategy | evaluations to {TARGET:.0%} of the true hypervolume (median of {args.seeds} seeds) "

@@ -23,7 +23,7 @@ from nasengine.progress import Progress
 from nasengine.rundir import prepare_output, recorded_status, update_marker
 from nasengine.searching.objectives import MAXIMIZE, MINIMIZE, Constraint, Objective, Row, \
     objective_from_callable_name, parse_bound
-from nasengine.searching.problem import Pending, SearchProblem
+from nasengine.searching.problem import ArchFeatures, Pending, SearchProblem
 from nasengine.searching.store import Evaluate, StoreSettings, TrialStore, open_storage, redact, row_from_trial
 from nasengine.searching.strategies import get_strategy
 from nasengine.search_spaces.space import Arch, Space
@@ -55,7 +55,9 @@ class SearchOptions:
     """How a Python-API search runs beyond its plan: extra `metrics` recorded in every row (name -> callable),
     `storage` (an optuna RDB URL shared by workers, with `study_name`), `overwrite` an existing `out`, a
     `progress` bar, how long a silent worker's claim stands (`claim_timeout_s`), and after how many failed
-    evaluations in a row the search stops (`max_failures`; a failed one is recorded and the search goes on)."""
+    evaluations in a row the search stops (`max_failures`; a failed one is recorded and the search goes on).
+    `features(arch) -> numbers`: cheap per-arch quantities (MACs, params) that predictor-guided strategies such as
+    LINAS add to the architecture encoding; computed without evaluating the arch."""
 
     metrics: Mapping[str, Callable[[Arch], float]] = field(default_factory=dict)
     storage: str | None = None
@@ -64,6 +66,7 @@ class SearchOptions:
     progress: bool = False
     claim_timeout_s: float = 600.0
     max_failures: int = 10
+    features: ArchFeatures | None = None
 
 
 @dataclass(frozen=True)
@@ -185,7 +188,8 @@ def search(space: Space, objectives: Mapping[str, ObjectiveSpec], *, strategy: s
     run = RunSettings(out=None if out is None else Path(out), storage=options.storage, study_name=options.study_name,
                       identity={"api": "python"}, overwrite=options.overwrite, progress=options.progress,
                       claim_timeout_s=options.claim_timeout_s, max_failures=options.max_failures)
-    return run_search(space, bound, parsed, evaluate, SearchPlan(strategy, budget, seed), run)
+    return run_search(space, bound, parsed, evaluate, SearchPlan(strategy, budget, seed), run,
+                      arch_features=options.features)
 
 
 def _checked(evaluate: Evaluate, needed: Sequence[str]) -> Evaluate:
@@ -208,8 +212,10 @@ def default_study_name(identity: Mapping[str, Any]) -> str:
 
 
 def run_search(space: Space, objectives: Sequence[Objective], constraints: Sequence[Constraint],
-               evaluate: Evaluate, plan: SearchPlan, run: RunSettings) -> SearchResult:
-    """The search behind the API and the CLI: run directory, trial store, strategy, reports (see RunSettings).
+               evaluate: Evaluate, plan: SearchPlan, run: RunSettings,
+               arch_features: ArchFeatures | None = None) -> SearchResult:
+    """The search behind the API and the CLI: run directory, trial store, strategy, reports (see RunSettings);
+    `arch_features` gives predictor-guided strategies cheap per-arch numbers (see SearchProblem).
 
     Strategies size themselves (population, rounds) from the budget of the run's first session, recorded in
     run.json, so a later session with a larger budget continues the same trajectory."""
@@ -225,7 +231,7 @@ def run_search(space: Space, objectives: Sequence[Objective], constraints: Seque
     # paths and storage URLs differ between machines; the weights' digest, the space and the options do not
     name = run.study_name or default_study_name({k: v for k, v in full_identity.items()
                                                  if k not in ("out", "supernet_dir", "storage")})
-    problem = _Problem(space, list(objectives), list(constraints), evaluate, strategy)
+    problem = _Problem(space, list(objectives), list(constraints), evaluate, strategy, arch_features)
     if run.out is None or run.role != "main":
         backend = _open(run.out, run.storage, repair=False)
         planned, session = _recorded_session(run.out) if run.out is not None else (plan.budget, uuid.uuid4().hex)
@@ -252,6 +258,7 @@ class _Problem:
     constraints: list[Constraint]
     evaluate: Evaluate
     strategy: Any
+    arch_features: ArchFeatures | None = None
 
 
 def _open(out: Path | None, storage: str | None, repair: bool) -> Any:
@@ -306,7 +313,8 @@ def _run(problem: _Problem, plan: SearchPlan, planned: int, run: RunSettings, ba
             return rows
 
         search_problem = SearchProblem(problem.space, objectives, constraints, plan.budget, evaluate_round,
-                                       plan=planned, max_failures=run.max_failures)
+                                       plan=planned, max_failures=run.max_failures,
+                                       arch_features=problem.arch_features)
         try:
             problem.strategy.run(search_problem, plan.seed)
             failed = False

@@ -32,16 +32,20 @@ class Pending:
 
 
 EvaluateRound = Callable[[Sequence[Pending]], list[Row]]
+ArchFeatures = Callable[[Arch], Sequence[float]]  # cheap per-arch numbers a predictor may use (e.g. cost descriptors)
 
 
 class SearchProblem:
     """Minimise `objectives` over `space` subject to `constraints`, within `budget` distinct archs.
 
     `plan` is the budget strategies size themselves by (population, round size): the budget of the run's
-    first session, so that resuming with a larger budget continues the same trajectory."""
+    first session, so that resuming with a larger budget continues the same trajectory. `arch_features`, when
+    given, computes cheap numbers per arch without evaluating it (a supernet's MACs and other cost descriptors)
+    that predictor-guided strategies add to the encoding."""
 
     def __init__(self, space: Space, objectives: Sequence[Objective], constraints: Sequence[Constraint],
-                 budget: int, evaluate_round: EvaluateRound, plan: int | None = None, max_failures: int = 10):
+                 budget: int, evaluate_round: EvaluateRound, plan: int | None = None, max_failures: int = 10,
+                 arch_features: ArchFeatures | None = None):
         self.space, self.objectives, self.constraints = space, list(objectives), list(constraints)
         self.max_failures, self.failures_in_a_row = max_failures, 0
         self.budget = budget
@@ -52,6 +56,26 @@ class SearchProblem:
         self.round = 0
         self.encoding = IntegerEncoding()
         self._annotations: dict[str, dict[str, Any]] = {}
+        self._arch_features = arch_features
+        self._feature_cache: dict[str, np.ndarray] = {}
+
+    @property
+    def has_features(self) -> bool:
+        return self._arch_features is not None
+
+    def features(self, archs: Sequence[Arch]) -> np.ndarray:
+        """Predictor inputs per arch (n, d): the one-hot encoding, then the search's own per-arch features when it
+        has them (computed once per arch: a supernet's cost descriptors take milliseconds)."""
+        onehot = np.stack([self.space.encode(a, "onehot") for a in archs]) if archs else np.zeros((0, 0))
+        if self._arch_features is None or not archs:
+            return onehot
+        extra = []
+        for arch in archs:
+            key = self.space.key(arch)
+            if key not in self._feature_cache:
+                self._feature_cache[key] = np.asarray(self._arch_features(arch), dtype=float)
+            extra.append(self._feature_cache[key])
+        return np.concatenate([onehot, np.stack(extra)], axis=1)
 
     @property
     def n_obj(self) -> int:

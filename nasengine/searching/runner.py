@@ -17,6 +17,7 @@ from nasengine.errors import UserError, one_line
 from nasengine.evaluation.evaluator import Evaluator
 from nasengine.plugins import load_plugin
 from nasengine.training.loading import load_trained
+from nasengine.searching.arch_features import cost_features, latency_priors
 from nasengine.searching.api import MARKER, RunSettings, SearchPlan, SearchResult, run_search
 from nasengine.searching.hypervolume import load_reference
 from nasengine.searching.objectives import METRICS, Constraint, bind_objectives, metric_column, parse_bound, \
@@ -139,8 +140,11 @@ def search(request: SearchRequest, role: str = "main") -> dict[str, Any]:
                           label=f"search {','.join(devices_named) or 'supernet'}", role=role, on_row=on_row,
                           start_workers=start)
         result = run_search(quantization.space(net.space), objectives, constraints, evaluate,
-                            SearchPlan(request.strategy, request.evals, request.seed), run)
+                            SearchPlan(request.strategy, request.evals, request.seed), run,
+                            arch_features=cost_features(net, quantization,
+                                                        latency_priors(request.supernet_dir, devices_named)))
     return _summary(result, devices_named)
+
 
 
 def _quantization(request: SearchRequest, net: supernets.Supernet, devices: list[Any]) -> Quantization:

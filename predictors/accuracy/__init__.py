@@ -14,8 +14,9 @@ from nasengine.predictors.accuracy.fitted import FittedPredictor
 from nasengine.predictors.accuracy.models import MODELS, ModelSpec
 from nasengine.predictors.accuracy.quality import QualityRow, quality_by_size, summarise_quality
 from nasengine.predictors.accuracy.select import choose_kind, cross_validate, fit_predictor
+from nasengine.predictors.accuracy.uncertainty import BootstrapEnsemble, fit_bootstrap
 
 __all__ = [
-    "MIN_ROWS", "MODELS", "FittedPredictor", "ModelSpec", "QualityRow", "choose_kind", "cross_validate",
-    "fit_predictor", "quality_by_size", "summarise_quality",
+    "MIN_ROWS", "MODELS", "BootstrapEnsemble", "FittedPredictor", "ModelSpec", "QualityRow", "choose_kind",
+    "cross_validate", "fit_bootstrap", "fit_predictor", "quality_by_size", "summarise_quality",
 ]

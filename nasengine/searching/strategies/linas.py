@@ -1,14 +1,22 @@
 """LINAS (DyNAS-T's lightweight iterative NAS): real evaluations steer predictors, predictors steer evolution.
 
 Each round: fit one lightly trained predictor per objective (and per constraint) on every real row so far
-(predictors.accuracy, chosen by cross-validation), run a large NSGA-II on the predictions alone (thousands
-of candidates per generation, vectorised, no real evaluation), then validate for real the candidates the
-predictors promise: the predicted front, spread along it, that are not evaluated yet. The real rows record
+(predictors.accuracy, chosen by cross-validation) and run a large NSGA-II on the predictions alone (thousands
+of candidates per generation, vectorised, no real evaluation). Its final population, mutants of the real
+front and a few uniform samples form the candidate pool. The pool is scored by uncertainty-aware predictors
+(bootstrap ensembles of the chosen kinds) on the encoding plus the search's cheap per-arch features when it has
+them (a supernet's cost descriptors: latency and accuracy follow MACs, activations and op counts long before a
+few noisy measurements can say so), and the batch to evaluate for real is chosen by expected hypervolume
+improvement over the real front, spread along the front and in the encoding (searching.acquisition). When the
+predictions promise no improvement, the predicted front fills the batch, spread along it. The real rows record
 what was predicted for them (`predicted:<column>` details) so reports can show how good the predictors were.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
+import math
 from typing import Any
 
 import numpy as np
@@ -17,10 +25,11 @@ from pymoo.core.problem import Problem
 from pymoo.optimize import minimize
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
+from nasengine.searching.acquisition import Candidates, ExpectedImprovement, probability_feasible
 from nasengine.searching.problem import SearchProblem
 from nasengine.searching.strategies.base import Strategy, register_strategy
 from nasengine.searching.variation import GeneCrossover, GeneLayout, GeneMutation
-from nasengine.predictors.accuracy import MIN_ROWS, fit_predictor
+from nasengine.predictors.accuracy import MIN_ROWS, fit_bootstrap, fit_predictor
 from nasengine.search_spaces.encoding import OneHotEncoding
 
 
@@ -69,22 +78,28 @@ class _ActiveMask:
 
 @register_strategy("linas")
 class LINAS(Strategy):
-    """Validate a population, fit predictors on all real rows, evolve on predictions, validate the promise."""
+    """Validate a few archs, then in small rounds: fit predictors on all real rows, evolve on predictions, score
+    a candidate pool with uncertainty-aware predictors, and validate the batch of highest expected improvement."""
 
     inner_population = 200
     inner_generations = 25
+    members = 8  # bootstrap members of each uncertainty-aware predictor
+    mutants = 8  # mutants of every real front member in each pool
+    explore = 32  # uniform samples in each pool
+    enumerate_below = 10_000  # spaces with at most this many encodings are scored whole instead of evolved
 
     def run(self, problem: SearchProblem, seed: int) -> None:
         rng = np.random.default_rng(seed)
         layout = GeneLayout(problem.space)
         self._kinds: dict[str, tuple[str, int]] = {}
-        batch = int(np.clip(problem.plan // 10, 8, 32))
-        problem.evaluate_archs(problem.initial_archs(batch, rng))
+        # small rounds: every real evaluation should inform the next choice; the first batch anchors the front
+        initial, batch = int(np.clip(problem.plan // 20, 8, 16)), int(np.clip(problem.plan // 50, 4, 10))
+        problem.evaluate_archs(problem.initial_archs(min(initial, problem.remaining), rng))
         round_ = 0
         while not problem.done:
-            archs, predictions = self._propose(problem, layout, min(batch, problem.remaining), seed + round_)
-            archs += problem.unseen_samples(min(batch, problem.remaining) - len(archs), rng,
-                                            {problem.space.key(a) for a in archs})
+            n = min(batch, problem.remaining)
+            archs, predictions = self._propose(problem, layout, n, seed + round_)
+            archs += problem.unseen_samples(n - len(archs), rng, {problem.space.key(a) for a in archs})
             if not archs:
                 return  # the space is exhausted
             for arch in archs:
@@ -94,51 +109,131 @@ class LINAS(Strategy):
             problem.evaluate_archs(archs)
             round_ += 1
 
-    def _fit(self, X: np.ndarray, rows: list[Any], column: str, seed: int) -> Any:
+    def _fit(self, X: np.ndarray, rows: list[Any], column: str, seed: int, role: str = "") -> Any:
         """A predictor of `column`; its kind is re-chosen by cross-validation whenever the number of real rows
         has doubled since the last choice (CV over every kind costs far more than one fit)."""
         y = np.array([r.metrics[column] for r in rows], dtype=float)
-        kind, chosen_at = self._kinds.get(column, ("auto", 0))
+        kind, chosen_at = self._kinds.get(role + column, ("auto", 0))
         if kind == "auto" or len(rows) >= 2 * chosen_at:
             model = fit_predictor(X, y, seed=seed)
-            self._kinds[column] = (model.kind, len(rows))
+            self._kinds[role + column] = (model.kind, len(rows))
             return model
         return fit_predictor(X, y, kind=kind, seed=seed)
+
+    def _uncertain(self, X: np.ndarray, rows: list[Any], column: str, seed: int) -> Any:
+        """A bootstrap ensemble of the kind cross-validation prefers on these features (mean and spread)."""
+        kind = self._fit(X, rows, column, seed, role="features:").kind
+        if kind == "constant":
+            kind = "ridge"
+        y = np.array([r.metrics[column] for r in rows], dtype=float)
+        return fit_bootstrap(X, y, kind, members=self.members, seed=seed)
 
     def _propose(self, problem: SearchProblem, layout: GeneLayout, n: int,
                  seed: int) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
         rows = problem.evaluated  # failed evaluations teach the predictors nothing
         if len(rows) < MIN_ROWS:  # too few to fit on (early evaluations failed): this round samples uniformly
             return [], {}
-        onehot = OneHotEncoding()
-        X_real = np.stack([onehot.encode(problem.space, r.arch) for r in rows])
-        models = [self._fit(X_real, rows, o.column, seed) for o in problem.objectives]
-        constraint_models = [self._fit(X_real, rows, c.column, seed) for c in problem.constraints]
-        predicted = _Predicted(problem, models, constraint_models)
+        whole = _enumerated(problem.space, self.enumerate_below)
+        if whole is not None:  # a small space: every unevaluated arch is a candidate
+            pool = [a for a in whole if problem.space.key(a) not in problem.known]
+        else:
+            onehot = OneHotEncoding()
+            X_real = np.stack([onehot.encode(problem.space, r.arch) for r in rows])
+            models = [self._fit(X_real, rows, o.column, seed) for o in problem.objectives]
+            constraint_models = [self._fit(X_real, rows, c.column, seed) for c in problem.constraints]
+            predicted = _Predicted(problem, models, constraint_models)
+            pool = self._pool(problem, layout, self._evolve(problem, layout, predicted, rows, seed), rows, seed)
+        if not pool:
+            return [], {}
+        F_real, F_pool = problem.features([r.arch for r in rows]), problem.features(pool)
+        scored = [self._uncertain(F_real, rows, o.column, seed).predict_with_std(F_pool) for o in problem.objectives]
+        values = {o.column: mean for o, (mean, _) in zip(problem.objectives, scored)}
+        costs = np.stack([o.sign * mean for o, (mean, _) in zip(problem.objectives, scored)], axis=1)
+        spread = np.stack([std for _, std in scored], axis=1)
+        violation = [(1.0 if c.op == "<=" else -1.0, c.bound, self._uncertain(F_real, rows, c.column, seed))
+                     for c in problem.constraints]
+        violations = [(sign * (mean - bound), std) for sign, bound, model in violation
+                      for mean, std in [model.predict_with_std(F_pool)]]
+        feasible = probability_feasible(np.stack([m for m, _ in violations], axis=1) if violations
+                                        else np.zeros((len(pool), 0)),
+                                        np.stack([s for _, s in violations], axis=1) if violations
+                                        else np.zeros((len(pool), 0)))
+        order = self._acquire(problem, rows, Candidates(costs, spread, feasible, onehot_of(problem, pool)), n, seed)
+        chosen = [pool[i] for i in order]
+        predictions = {problem.space.key(pool[i]): {column: float(v[i]) for column, v in values.items()}
+                       for i in order}
+        return chosen, predictions
+
+    def _acquire(self, problem: SearchProblem, rows: list[Any], candidates: Candidates, n: int,
+                 seed: int) -> list[int]:
+        """Up to `n` pool indices: by expected hypervolume improvement over the feasible real front, then the
+        predicted front (feasible first), spread along it, for the places the predictions promise nothing."""
+        feasible_rows = [r for r in rows if all(v <= 0 for v in problem.violations(r))]
+        picked: list[int] = []
+        if feasible_rows:
+            real = np.array([problem.costs(r) for r in feasible_rows])
+            picked = ExpectedImprovement(real, seed=seed).pick(candidates, n)
+        if len(picked) < n:
+            likely = candidates.feasible >= 0.5
+            for subset in (np.flatnonzero(likely), np.flatnonzero(~likely)):
+                if not len(subset):
+                    continue
+                fronts = NonDominatedSorting().do(candidates.mean[subset])
+                for front in fronts:
+                    for i in _spread(candidates.mean[subset][front], subset[front]):
+                        if len(picked) >= n:
+                            return picked
+                        if i not in picked:
+                            picked.append(i)
+        return picked[:n]
+
+    def _evolve(self, problem: SearchProblem, layout: GeneLayout, predicted: _Predicted, rows: list[Any],
+                seed: int) -> np.ndarray:
+        """The final population of an NSGA-II run on the predictions alone, started from the real rows."""
         known = np.stack([problem.encode(r.arch) for r in rows])
         start = np.concatenate([known, layout.random(max(self.inner_population - len(known), 0),
                                                      np.random.default_rng(seed))])[: self.inner_population]
         algorithm = NSGA2(pop_size=self.inner_population, sampling=start, crossover=GeneCrossover(layout),
                           mutation=GeneMutation(layout), eliminate_duplicates=True)
         result = minimize(predicted, algorithm, ("n_gen", self.inner_generations), seed=seed, verbose=False)
-        X = np.asarray(result.pop.get("X"), dtype=np.int64)
-        F = np.asarray(result.pop.get("F"), dtype=float)
-        fronts = NonDominatedSorting().do(F)
-        order = [i for front in fronts for i in _spread(F[front], front)]
-        chosen, predictions, taken = [], {}, set()
-        features = predicted.features(X)
-        values = {o.column: m.predict(features) for o, m in zip(problem.objectives, models)}
-        for i in order:
-            if len(chosen) >= n:
-                break
-            arch = problem.space.decode(X[i])
+        return np.asarray(result.pop.get("X"), dtype=np.int64)
+
+    def _pool(self, problem: SearchProblem, layout: GeneLayout, evolved: np.ndarray, rows: list[Any],
+              seed: int) -> list[dict[str, Any]]:
+        """Distinct unevaluated candidates: the evolved population, mutants of the real front (one and two genes
+        away) and uniform samples."""
+        rng = np.random.default_rng(seed + 7919)
+        costs = np.array([problem.costs(r) for r in rows])
+        front = [rows[i] for i in NonDominatedSorting().do(costs, only_non_dominated_front=True)]
+        parents = np.repeat(np.stack([problem.encode(r.arch) for r in front]), self.mutants, axis=0)
+        once = layout.mutate(parents, rng)
+        vectors = np.concatenate([evolved, once, layout.mutate(once, rng), layout.random(self.explore, rng)])
+        pool, taken = [], set(problem.known)
+        for x in vectors:
+            arch = problem.space.decode(x)
             key = problem.space.key(arch)
-            if key in problem.known or key in taken:
-                continue
-            taken.add(key)
-            chosen.append(arch)
-            predictions[key] = {column: float(v[i]) for column, v in values.items()}
-        return chosen, predictions
+            if key not in taken:
+                taken.add(key)
+                pool.append(arch)
+        return pool
+
+
+@functools.lru_cache(maxsize=4)
+def _enumerated(space: Any, limit: int) -> tuple[dict[str, Any], ...] | None:
+    """Every distinct arch of `space` when its encodings number at most `limit`, else None."""
+    sizes = [len(g) for g in space.genes]
+    if math.prod(sizes) > limit:
+        return None
+    archs: dict[str, dict[str, Any]] = {}
+    for indices in itertools.product(*(range(n) for n in sizes)):
+        arch = space.decode(np.array(indices))
+        archs.setdefault(space.key(arch), arch)
+    return tuple(archs.values())
+
+
+def onehot_of(problem: SearchProblem, archs: list[dict[str, Any]]) -> np.ndarray:
+    """One-hot encodings of `archs`: half the L1 distance between two is the number of genes they differ in."""
+    return np.stack([problem.space.encode(a, "onehot") for a in archs])
 
 
 def _spread(F: np.ndarray, members: np.ndarray) -> list[int]:

@@ -137,6 +137,16 @@ def test_profile_command_and_search_on_the_table(tiny_supernet_dir: Path, tmp_pa
     priced = [table.predict(net.describe(json.loads(a))) for a in results["arch"]]
     assert results["latency_ms:lut:ort-cpu-1t"].tolist() == pytest.approx(priced, rel=1e-6)
     assert (results["latency_ms:ort-cpu-1t"] > 0).all()
+    # predictor-guided search gets the table's latency as a prior of the measured device (none for the lut: one)
+    from nasengine.kernels.describe import DESCRIPTORS
+    from nasengine.searching.arch_features import cost_features, latency_priors
+    from nasengine.searching.supernet_metrics import Quantization
+
+    priors = latency_priors(tiny_supernet_dir, ("ort-cpu-1t", "lut:ort-cpu-1t", "torch-cpu-1t"))
+    assert list(priors) == ["ort-cpu-1t"]
+    arch = json.loads(results["arch"][0])
+    features = cost_features(net, Quantization("none"), priors)(arch)
+    assert len(features) == len(DESCRIPTORS) + 1 and features[-1] == pytest.approx(np.log(priced[0]))
     # an export for the table's device says its latency is the table's prediction, not a new measurement
     from nasengine.exporting.exporter import ExportRequest, export
 

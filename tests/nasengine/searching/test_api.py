@@ -270,3 +270,28 @@ def test_range_ends_are_exact_and_every_value_lies_in_the_range() -> None:
 
     gene = FloatRange("x", 0.0, 2 / 3, steps=7)
     assert gene.options[0] == 0.0 and gene.options[-1] == 2 / 3 and all(0 <= v <= 2 / 3 for v in gene.options)
+
+
+def test_linas_uses_the_searchs_arch_features_once_per_arch_and_replays_on_resume(tmp_path: Path) -> None:
+    """Cheap per-arch features (a supernet's cost descriptors) join the encoding of LINAS's predictors: computed
+    once per distinct arch, recorded predictions come with every proposed arch, and a resumed run replays."""
+    from nasengine.search_spaces import Choice, Space
+
+    space = Space([Choice(f"g{i}", [1, 2, 3, 4]) for i in range(8)], name="wide")  # 65,536 archs: evolved
+    calls: list[str] = []
+
+    def capacity(arch: dict) -> list[float]:
+        calls.append(space.key(arch))
+        return [float(np.log(sum(v * (i + 1) for i, v in enumerate(arch.values()))))]
+
+    objectives = {"error": lambda a: 1.0 / sum(v * (i + 1) for i, v in enumerate(a.values())),
+                  "latency_ms": lambda a: sum(v * (i + 1) for i, v in enumerate(a.values())) / 10.0 + 0.01 * a["g0"]}
+    options = SearchOptions(features=capacity)
+    first = nasengine.search(space, objectives, strategy="linas", budget=24, seed=1, out=tmp_path / "run",
+                             options=options)
+    assert len(calls) == len(set(calls)) > 24  # the pool is scored too, each arch once
+    predicted = [r for r in first.rows if "predicted:error" in r.details]
+    assert len(predicted) >= 8  # every round after the first batch proposes by prediction
+    again = nasengine.search(space, objectives, strategy="linas", budget=24, seed=1, out=tmp_path / "run",
+                             options=options)
+    assert [r.key for r in again.rows] == [r.key for r in first.rows]
