@@ -41,7 +41,10 @@ def main() -> None:
     parser.add_argument("--device", default="ort-cpu-1t")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--baseline", default="nsga2", help="the strategy whose final hypervolume is the target")
+    parser.add_argument("--evals-of", action="append", default=[], metavar="STRATEGY=N",
+                        help="a budget of its own for one strategy (repeatable; the others get --evals)")
     args = parser.parse_args()
+    budgets = {name: int(n) for name, n in (item.split("=", 1) for item in args.evals_of)}
     latency = f"latency_ms:{args.device}"
     objectives = [Objective("error"), Objective(latency, device=args.device)]
     runs: dict[tuple[str, int], list] = {}
@@ -50,7 +53,8 @@ def main() -> None:
         for seed in range(args.seeds):
             out = args.work / f"{strategy}-{seed}"
             started = time.perf_counter()
-            search(SearchRequest(args.supernet_dir, out, (args.device,), args.evals, strategy=strategy, seed=seed,
+            search(SearchRequest(args.supernet_dir, out, (args.device,), budgets.get(strategy, args.evals),
+                                 strategy=strategy, seed=seed,
                                  progress=False))
             seconds[(strategy, seed)] = time.perf_counter() - started
             runs[(strategy, seed)] = load_rows(out)

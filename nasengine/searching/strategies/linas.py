@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2
@@ -29,7 +29,7 @@ from nasengine.searching.acquisition import Candidates, ExpectedImprovement, pro
 from nasengine.searching.problem import SearchProblem
 from nasengine.searching.strategies.base import Strategy, register_strategy
 from nasengine.searching.variation import GeneCrossover, GeneLayout, GeneMutation
-from nasengine.predictors.accuracy import MIN_ROWS, fit_bootstrap, fit_predictor
+from nasengine.predictors.accuracy import MIN_ROWS, choose_kind, cross_validate, fit_bootstrap, fit_predictor
 from nasengine.search_spaces.encoding import OneHotEncoding
 
 
@@ -92,6 +92,7 @@ class LINAS(Strategy):
         rng = np.random.default_rng(seed)
         layout = GeneLayout(problem.space)
         self._kinds: dict[str, tuple[str, int]] = {}
+        self._views: dict[str, tuple[str, str, int]] = {}
         # small rounds: every real evaluation should inform the next choice; the first batch anchors the front
         initial, batch = int(np.clip(problem.plan // 20, 8, 16)), int(np.clip(problem.plan // 50, 4, 10))
         problem.evaluate_archs(problem.initial_archs(min(initial, problem.remaining), rng))
@@ -109,24 +110,39 @@ class LINAS(Strategy):
             problem.evaluate_archs(archs)
             round_ += 1
 
-    def _fit(self, X: np.ndarray, rows: list[Any], column: str, seed: int, role: str = "") -> Any:
+    def _fit(self, X: np.ndarray, rows: list[Any], column: str, seed: int) -> Any:
         """A predictor of `column`; its kind is re-chosen by cross-validation whenever the number of real rows
         has doubled since the last choice (CV over every kind costs far more than one fit)."""
-        y = np.array([r.metrics[column] for r in rows], dtype=float)
-        kind, chosen_at = self._kinds.get(role + column, ("auto", 0))
+        y = _target(rows, column)
+        kind, chosen_at = self._kinds.get(column, ("auto", 0))
         if kind == "auto" or len(rows) >= 2 * chosen_at:
-            model = fit_predictor(X, y, seed=seed)
-            self._kinds[role + column] = (model.kind, len(rows))
+            model = fit_predictor(X, y, seed=seed, log_target=_ratio_scale(y))
+            self._kinds[column] = (model.kind, len(rows))
             return model
-        return fit_predictor(X, y, kind=kind, seed=seed)
+        return fit_predictor(X, y, kind=kind, seed=seed, log_target=_ratio_scale(y))
 
-    def _uncertain(self, X: np.ndarray, rows: list[Any], column: str, seed: int) -> Any:
-        """A bootstrap ensemble of the kind cross-validation prefers on these features (mean and spread)."""
-        kind = self._fit(X, rows, column, seed, role="features:").kind
-        if kind == "constant":
-            kind = "ridge"
-        y = np.array([r.metrics[column] for r in rows], dtype=float)
-        return fit_bootstrap(X, y, kind, members=self.members, seed=seed)
+    def _uncertain(self, F: np.ndarray, width: int, rows: list[Any], column: str, seed: int) -> _Scorer:
+        """A bootstrap ensemble (mean and spread) of `column` on the view of the features and the kind that
+        cross-validation prefers: the encoding, the search's own features, or both. Which view wins differs by
+        objective (latency follows the costs, accuracy often the genes) and by how many rows there are, so the
+        choice is made again whenever the rows have doubled."""
+        y = _target(rows, column)
+        views = {"encoding": slice(0, width)}
+        if F.shape[1] > width:
+            views.update(features=slice(width, None), both=slice(0, None))
+        view, kind, chosen_at = self._views.get(column, ("", "", 0))
+        if not view or len(rows) >= 2 * chosen_at:
+            scored = []
+            for name, columns in views.items():
+                cv = cross_validate(F[:, columns], y, seed=seed, log_target=_ratio_scale(y))
+                best = choose_kind(cv)
+                tau = cv[best]["kendall_tau"]
+                scored.append((tau if np.isfinite(tau) else -np.inf, -len(scored), name, best))
+            _, _, view, kind = max(scored)
+            self._views[column] = (view, kind, len(rows))
+        columns = views[view]
+        ensemble = fit_bootstrap(F[:, columns], y, kind, members=self.members, seed=seed, log_target=_ratio_scale(y))
+        return lambda F_pool: ensemble.predict_with_std(F_pool[:, columns])
 
     def _propose(self, problem: SearchProblem, layout: GeneLayout, n: int,
                  seed: int) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
@@ -146,14 +162,15 @@ class LINAS(Strategy):
         if not pool:
             return [], {}
         F_real, F_pool = problem.features([r.arch for r in rows]), problem.features(pool)
-        scored = [self._uncertain(F_real, rows, o.column, seed).predict_with_std(F_pool) for o in problem.objectives]
+        width = problem.space.encoding_width("onehot")
+        scored = [self._uncertain(F_real, width, rows, o.column, seed)(F_pool) for o in problem.objectives]
         values = {o.column: mean for o, (mean, _) in zip(problem.objectives, scored)}
         costs = np.stack([o.sign * mean for o, (mean, _) in zip(problem.objectives, scored)], axis=1)
         spread = np.stack([std for _, std in scored], axis=1)
-        violation = [(1.0 if c.op == "<=" else -1.0, c.bound, self._uncertain(F_real, rows, c.column, seed))
+        violation = [(1.0 if c.op == "<=" else -1.0, c.bound, self._uncertain(F_real, width, rows, c.column, seed))
                      for c in problem.constraints]
         violations = [(sign * (mean - bound), std) for sign, bound, model in violation
-                      for mean, std in [model.predict_with_std(F_pool)]]
+                      for mean, std in [model(F_pool)]]
         feasible = probability_feasible(np.stack([m for m, _ in violations], axis=1) if violations
                                         else np.zeros((len(pool), 0)),
                                         np.stack([s for _, s in violations], axis=1) if violations
@@ -229,6 +246,19 @@ def _enumerated(space: Any, limit: int) -> tuple[dict[str, Any], ...] | None:
         arch = space.decode(np.array(indices))
         archs.setdefault(space.key(arch), arch)
     return tuple(archs.values())
+
+
+_Scorer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # pool features -> (mean, std)
+
+
+def _target(rows: list[Any], column: str) -> np.ndarray:
+    return np.array([r.metrics[column] for r in rows], dtype=float)
+
+
+def _ratio_scale(y: np.ndarray) -> bool:
+    """Fit the logarithm of positive targets spanning a factor of 2 or more (latency, params, MACs): their
+    errors are relative, and costs multiply where the features add."""
+    return bool(np.all(y > 0) and y.max() >= 2.0 * y.min())
 
 
 def onehot_of(problem: SearchProblem, archs: list[dict[str, Any]]) -> np.ndarray:
