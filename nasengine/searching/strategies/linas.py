@@ -4,9 +4,10 @@ Each round: fit one lightly trained predictor per objective (and per constraint)
 (predictors.accuracy, chosen by cross-validation) and run a large NSGA-II on the predictions alone (thousands
 of candidates per generation, vectorised, no real evaluation). Its final population, mutants of the real
 front and a few uniform samples form the candidate pool. The pool is scored by uncertainty-aware predictors
-(bootstrap ensembles of the chosen kinds) on the encoding plus the search's cheap per-arch features when it has
-them (a supernet's cost descriptors: latency and accuracy follow MACs, activations and op counts long before a
-few noisy measurements can say so), and the batch to evaluate for real is chosen by expected hypervolume
+(bootstrap ensembles of the chosen kinds) on the inputs cross-validation picks per objective: the encoding, the
+search's cheap per-arch features when it has them (a supernet's cost descriptors: latency follows MACs,
+activations and op counts long before a few noisy measurements can say so), or both; ratio-scale targets such as
+latency are fitted in log. The batch to evaluate for real is chosen by expected hypervolume
 improvement over the real front, spread along the front and in the encoding (searching.acquisition). When the
 predictions promise no improvement, the predicted front fills the batch, spread along it. The real rows record
 what was predicted for them (`predicted:<column>` details) so reports can show how good the predictors were.
