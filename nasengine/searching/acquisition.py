@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
+from nasengine.reporting.fronts import pareto_mask
+
 REFERENCE = 1.1
 SAMPLES = 32
 
@@ -24,9 +26,7 @@ SAMPLES = 32
 def nondominated(points: np.ndarray) -> np.ndarray:
     """The rows of `points` (minimised) that no other row dominates (duplicates kept once)."""
     points = np.unique(np.asarray(points, dtype=float), axis=0)
-    keep = [i for i, p in enumerate(points)
-            if not np.any(np.all(points <= p, axis=1) & np.any(points < p, axis=1))]
-    return points[keep]
+    return points[pareto_mask(points)]
 
 
 def hypervolume_gain_2d(points: np.ndarray, front: np.ndarray, reference: np.ndarray) -> np.ndarray:

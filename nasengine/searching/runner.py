@@ -146,7 +146,6 @@ def search(request: SearchRequest, role: str = "main") -> dict[str, Any]:
     return _summary(result, devices_named)
 
 
-
 def _quantization(request: SearchRequest, net: supernets.Supernet, devices: list[Any]) -> Quantization:
     """The run's quantization setup; UserError when a device cannot time the quantized graphs it asks for."""
     if request.quantization == "none":

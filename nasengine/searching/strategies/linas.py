@@ -176,7 +176,7 @@ class LINAS(Strategy):
                                         else np.zeros((len(pool), 0)),
                                         np.stack([s for _, s in violations], axis=1) if violations
                                         else np.zeros((len(pool), 0)))
-        order = self._acquire(problem, rows, Candidates(costs, spread, feasible, onehot_of(problem, pool)), n, seed)
+        order = self._acquire(problem, rows, Candidates(costs, spread, feasible, F_pool[:, :width]), n, seed)
         chosen = [pool[i] for i in order]
         predictions = {problem.space.key(pool[i]): {column: float(v[i]) for column, v in values.items()}
                        for i in order}
@@ -260,11 +260,6 @@ def _ratio_scale(y: np.ndarray) -> bool:
     """Fit the logarithm of positive targets spanning a factor of 2 or more (latency, params, MACs): their
     errors are relative, and costs multiply where the features add."""
     return bool(np.all(y > 0) and y.max() >= 2.0 * y.min())
-
-
-def onehot_of(problem: SearchProblem, archs: list[dict[str, Any]]) -> np.ndarray:
-    """One-hot encodings of `archs`: half the L1 distance between two is the number of genes they differ in."""
-    return np.stack([problem.space.encode(a, "onehot") for a in archs])
 
 
 def _spread(F: np.ndarray, members: np.ndarray) -> list[int]:
