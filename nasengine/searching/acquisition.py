@@ -17,14 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from nasengine.reporting.fronts import pareto_mask
-
 REFERENCE = 1.1
 SAMPLES = 32
 
 
 def nondominated(points: np.ndarray) -> np.ndarray:
     """The rows of `points` (minimised) that no other row dominates (duplicates kept once)."""
+    from nasengine.reporting.fronts import pareto_mask  # reporting builds on searching: imported when used
+
     points = np.unique(np.asarray(points, dtype=float), axis=0)
     return points[pareto_mask(points)]
 
