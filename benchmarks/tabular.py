@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import itertools
 import json
 import time
 from dataclasses import replace
@@ -57,15 +56,6 @@ def restricted(space: Space, restriction: dict[str, Any] | None) -> Space:
     return space.restrict(by_tag=restriction.get("by_tag"), by_name=restriction.get("by_name"))
 
 
-def enumerate_space(space: Space) -> list[dict[str, Any]]:
-    """Every canonical arch of `space` (inactive genes collapse, so duplicates are dropped)."""
-    seen: dict[str, dict[str, Any]] = {}
-    for values in itertools.product(*(g.options for g in space.genes)):
-        arch = space.validate(dict(zip(space.names, values)))
-        seen.setdefault(space.key(arch), arch)
-    return list(seen.values())
-
-
 def build(supernet_dir: Path, out: Path, n_archs: int, seed: int, devices: list[str],
           restriction: dict[str, Any] | None = None, enumerate_all: bool = False,
           val_subset: int | None = None) -> None:
@@ -79,7 +69,7 @@ def build(supernet_dir: Path, out: Path, n_archs: int, seed: int, devices: list[
                                   identity={**split.identity, "first": val_subset})
     space = restricted(net.space, restriction)
     if enumerate_all:
-        archs = enumerate_space(space)
+        archs = space.enumerate()
         print(f"enumerating {len(archs)} archs of the restricted space", flush=True)
     else:
         archs = sample_unique(space, n_archs, seed=seed, include_extremes=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from math import prod
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -124,6 +125,17 @@ class Space:
         """A uniformly random choice per gene (one draw per gene whether active or not, so streams stay aligned)."""
         rng = rng if rng is not None else np.random.default_rng(seed)
         return self._from_indices([int(rng.integers(len(g))) for g in self.genes])
+
+    def enumerate(self, limit: int | None = None) -> list[Arch] | None:
+        """Every distinct canonical arch (inactive genes collapse, so duplicates are dropped), or None when the
+        encodings number more than `limit` (a guard: most spaces are far too large to list)."""
+        if limit is not None and prod(len(g) for g in self.genes) > limit:
+            return None
+        archs: dict[str, Arch] = {}
+        for indices in itertools.product(*(range(len(g)) for g in self.genes)):
+            arch = self._from_indices(indices)
+            archs.setdefault(self.key(arch), arch)
+        return list(archs.values())
 
     def min(self) -> Arch:
         """The first (cheapest) option of every gene."""

@@ -26,6 +26,10 @@ def brute_force_size(space: Space) -> int:
 def test_size_counts_conditional_genes_once_per_context(small: Space) -> None:
     # depth 1: 1 * 2 res; depth 2: 2 kernels * 2 res; depth 3: 2*3 kernels * 2 res
     assert small.size == 2 + 4 + 12 == brute_force_size(small)
+    listed = small.enumerate()
+    assert len(listed) == small.size == len({small.key(a) for a in listed})  # each canonical arch once
+    assert small.enumerate(limit=small.size) is None  # more encodings than canonical archs: over the guard
+    assert small.enumerate(limit=10_000) == listed
 
 
 def test_size_of_mobilenet_space_matches_closed_form() -> None:

@@ -16,8 +16,6 @@ what was predicted for them (`predicted:<column>` details) so reports can show h
 from __future__ import annotations
 
 import functools
-import itertools
-import math
 from typing import Any, Callable
 
 import numpy as np
@@ -128,6 +126,7 @@ class LINAS(Strategy):
         objective (latency follows the costs, accuracy often the genes) and by how many rows there are, so the
         choice is made again whenever the rows have doubled."""
         y = _target(rows, column)
+        log_target = _ratio_scale(y)
         views = {"encoding": slice(0, width)}
         if F.shape[1] > width:
             views.update(features=slice(width, None), both=slice(0, None))
@@ -135,14 +134,14 @@ class LINAS(Strategy):
         if not view or len(rows) >= 2 * chosen_at:
             scored = []
             for name, columns in views.items():
-                cv = cross_validate(F[:, columns], y, seed=seed, log_target=_ratio_scale(y))
+                cv = cross_validate(F[:, columns], y, seed=seed, log_target=log_target)
                 best = choose_kind(cv)
                 tau = cv[best]["kendall_tau"]
                 scored.append((tau if np.isfinite(tau) else -np.inf, -len(scored), name, best))
             _, _, view, kind = max(scored)
             self._views[column] = (view, kind, len(rows))
         columns = views[view]
-        ensemble = fit_bootstrap(F[:, columns], y, kind, members=self.members, seed=seed, log_target=_ratio_scale(y))
+        ensemble = fit_bootstrap(F[:, columns], y, kind, members=self.members, seed=seed, log_target=log_target)
         return lambda F_pool: ensemble.predict_with_std(F_pool[:, columns])
 
     def _propose(self, problem: SearchProblem, layout: GeneLayout, n: int,
@@ -238,15 +237,9 @@ class LINAS(Strategy):
 
 @functools.lru_cache(maxsize=4)
 def _enumerated(space: Any, limit: int) -> tuple[dict[str, Any], ...] | None:
-    """Every distinct arch of `space` when its encodings number at most `limit`, else None."""
-    sizes = [len(g) for g in space.genes]
-    if math.prod(sizes) > limit:
-        return None
-    archs: dict[str, dict[str, Any]] = {}
-    for indices in itertools.product(*(range(n) for n in sizes)):
-        arch = space.decode(np.array(indices))
-        archs.setdefault(space.key(arch), arch)
-    return tuple(archs.values())
+    """Every distinct arch of `space` when its encodings number at most `limit` (listed once per space)."""
+    archs = space.enumerate(limit)
+    return None if archs is None else tuple(archs)
 
 
 _Scorer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # pool features -> (mean, std)
