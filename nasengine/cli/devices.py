@@ -10,6 +10,7 @@ from typing import Any
 
 from nasengine.cli.argtypes import positive_int, whole_number
 from nasengine.errors import UserError
+from nasengine.search_spaces.quantization import PRECISIONS
 
 
 def _cmd_measure(args: argparse.Namespace) -> None:
@@ -38,14 +39,18 @@ def _cmd_device_profile(args: argparse.Namespace) -> None:
     from nasengine.measurement.profiling import profile_device
 
     result = profile_device(args.device, Path(args.supernet_dir), Path(args.out) if args.out else None, args.check,
-                            args.seed, not args.quiet)
+                            args.seed, not args.quiet, args.precision)
     r = result["report"]
     print(f"profiled {result['entries']} distinct layers on {args.device} in {result['seconds']:.0f}s -> "
           f"{result['path']}")
     print(f"  error on {r['held_out']} held-out subnets measured end to end (of {args.check}: the other "
           f"{args.check - r['held_out']} calibrate the table): MAPE {r['mape_raw']:.1%} raw sum, "
           f"{r['mape_calibrated']:.1%} calibrated ({r['fit']} fit); Kendall tau {r['kendall_tau']:.3f}")
-    print(f"  search on it with: nasengine search {args.supernet_dir} --device lut:{args.device} --out RUN")
+    if args.precision == "fp32":
+        print(f"  search on it with: nasengine search {args.supernet_dir} --device lut:{args.device} --out RUN")
+    else:
+        print(f"  searches on {args.device} with --quantization search or int8 now price {args.precision} layers "
+              f"from it")
 
 
 def _cmd_device_adapt(args: argparse.Namespace) -> None:
@@ -105,7 +110,12 @@ def add_device_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -
     p = device_sub.add_parser("profile", help="time every distinct layer of a supernet once on a device")
     p.add_argument("device", help="a device that runs models (see `nasengine devices`)")
     p.add_argument("supernet_dir", help="directory written by `nasengine train`")
-    p.add_argument("--out", default=None, help="table path (default SUPERNET_DIR/latency_tables/DEVICE.json)")
+    p.add_argument("--out", default=None,
+                   help="table path (default SUPERNET_DIR/latency_tables/DEVICE.json, DEVICE.int8.json for int8)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="int8: every layer quantized (static QDQ); w8/w4: every matrix weight weight-only "
+                        "INT8/INT4. The tables that price layers of a searched precision policy (--quantization "
+                        "search) at that precision; needs an onnxruntime or remote device")
     p.add_argument("--check", type=positive_int, default=20,
                    help="random subnets measured end to end (default 20): the first half calibrates the table, the "
                         "second half judges it (MAPE, Kendall tau); at least 4")

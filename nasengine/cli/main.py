@@ -16,6 +16,7 @@ from nasengine.cli.generate import add_generate_command
 from nasengine.cli.search_summary import print_search_summary
 from nasengine import __version__
 from nasengine.errors import UserError, one_line
+from nasengine.search_spaces.quantization import PRECISIONS
 from nasengine.search_spaces.registry import RegistryError
 
 
@@ -150,6 +151,7 @@ def _cmd_search(args: argparse.Namespace) -> None:
                                   args.latency_budget, objectives, args.strategy, args.seed, args.overwrite,
                                   not args.quiet, tuple(args.constraint or ()), args.storage, args.study,
                                   args.workers, plugins, args.quantization, args.quant_accuracy,
+                                  precisions=tuple(p.strip() for p in args.precisions.split(",") if p.strip()),
                                   hv_reference=args.hv_reference, decode_cache=args.decode_cache))
     print_search_summary(result, args.out)
 
@@ -310,9 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=positive_int, default=1,
                    help="processes evaluating subnets at once against the same store (default 1)")
     p.add_argument("--quantization", choices=["none", "int8", "search"], default="none",
-                   help="none: FP32 subnets (default); int8: every layer INT8; search: a precision (fp32/int8) per "
-                        "layer searched with the architecture. INT8 graphs are onnxruntime QDQ, calibrated on "
+                   help="none: FP32 subnets (default); int8: every layer INT8; search: a precision per layer searched "
+                        "with the architecture (see --precisions). INT8 graphs are onnxruntime QDQ, calibrated on "
                         "training images; their accuracy and latency are measured on the quantized graph")
+    p.add_argument("--precisions", default=",".join(PRECISIONS), metavar="LIST",
+                   help="what --quantization search may choose per layer, where the layer supports it (default "
+                        f"{','.join(PRECISIONS)}): fp32, int8 (static INT8), w8/w4 (weight-only INT8/INT4 "
+                        "blockwise weights of linear and attention layers, onnxruntime MatMulNBits)")
     p.add_argument("--decode-cache", type=positive_int, default=256, metavar="TOKENS",
                    help="decoders (llama): the key/value cache length their per-token decode latency (decode_ms) and "
                         "memory (memory_mb) are taken at (default 256)")

@@ -71,6 +71,20 @@ def onnx_accuracy(onnx_bytes: bytes, split: Split, prepare: Any = None, batch_si
 def onnx_scores(onnx_bytes: bytes, split: Split, prepare: Any = None, batch_size: int = 256) -> dict[str, float]:
     """`scores` of an ONNX graph (FP32 or quantized) run by onnxruntime on `split`: how a deployed graph scores,
     with the same batches and input preparation as the torch module."""
+    tally = Tally()
+    for outputs, y in _onnx_batches(onnx_bytes, split, prepare, batch_size):
+        tally.add(torch.from_numpy(outputs), y)
+    return tally.scores()
+
+
+def onnx_outputs(onnx_bytes: bytes, split: Split, prepare: Any = None, batch_size: int = 256) -> np.ndarray:
+    """The first output of an ONNX graph on every row of `split` (logits), stacked: for comparing two graphs of
+    one subnet (FP32 against a quantized one) output by output."""
+    return np.concatenate([outputs for outputs, _ in _onnx_batches(onnx_bytes, split, prepare, batch_size)])
+
+
+def _onnx_batches(onnx_bytes: bytes, split: Split, prepare: Any, batch_size: int) -> Iterator[tuple[np.ndarray, Any]]:
+    """(first output, targets) per batch of `split`, the graph run by onnxruntime on this process's threads."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -79,13 +93,11 @@ def onnx_scores(onnx_bytes: bytes, split: Split, prepare: Any = None, batch_size
     options.log_severity_level = 3
     session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
     names = [arg.name for arg in session.get_inputs()]
-    tally = Tally()
     for x, y in split.batches(batch_rows(split, batch_size), collate=False):  # graphs have the stored length
         feed = to_numpy(prepare(x) if prepare is not None else x)
         if len(names) == 1 and len(feed) == 1:
             feed = {names[0]: next(iter(feed.values()))}
-        tally.add(torch.from_numpy(session.run(None, feed)[0]), y)
-    return tally.scores()
+        yield session.run(None, feed)[0], y
 
 
 def calibration_indices(n_train: int, samples: int = 512) -> torch.Tensor:
@@ -165,28 +177,53 @@ class Evaluator:
         batch = take(self.calibration.inputs, slice(0, self.quantization_samples))
         return to_numpy(self.supernet.adapt_input(batch, canonical))
 
-    def deployed_graph(self, arch: Mapping[str, Any], int8_layers: Sequence[str], module: nn.Module | None = None
-                       ) -> bytes:
-        """The ONNX graph (symbolic batch) of `arch` as deployed with `int8_layers` in INT8: the BN-recalibrated
-        subnet (or `module`, its extraction) written by the ONNX writer, quantized by onnxruntime on training images."""
+    def deployed_graph(self, arch: Mapping[str, Any], int8_layers: Sequence[str], module: nn.Module | None = None,
+                       weight_only: Mapping[str, int] | None = None) -> bytes:
+        """The ONNX graph (symbolic batch) of `arch` as deployed with `int8_layers` in INT8 and `weight_only` layers
+        ({path: bits}) with weight-only quantized matrix weights: the BN-recalibrated subnet (or `module`, its
+        extraction) written by the ONNX writer, quantized by onnxruntime (INT8 ranges from training images)."""
         from nasengine.graphs.onnx_writer import to_onnx
         from nasengine.graphs.quantization import quantized_graph
+        from nasengine.graphs.weight_only import weight_only_graph
 
         canonical = self.supernet.space.validate(arch)
         module = module if module is not None else self.extract(canonical)
         graph = to_onnx(module, self.supernet.example_inputs(canonical, 1), dynamic_batch=True)
         every = [layer.path for layer in self.supernet.quantizable_layers()]
-        return quantized_graph(graph, self.quantization_inputs(canonical), list(int8_layers), every)
+        graph = quantized_graph(graph, self.quantization_inputs(canonical), list(int8_layers), every)
+        return weight_only_graph(graph, dict(weight_only or {}))
 
-    def quantized(self, arch: Mapping[str, Any], int8_layers: Sequence[str], split: Split | None = None
-                  ) -> tuple[float, bytes]:
-        """(accuracy, graph) of `arch` deployed with `int8_layers` in INT8, the graph run by onnxruntime on the
-        evaluator's split (or the one given): the real quantized accuracy."""
+    def quantized(self, arch: Mapping[str, Any], int8_layers: Sequence[str], split: Split | None = None,
+                  weight_only: Mapping[str, int] | None = None) -> tuple[float, bytes]:
+        """(accuracy, graph) of `arch` deployed with `int8_layers` in INT8 and `weight_only` layers quantized
+        weight-only, the graph run by onnxruntime on the evaluator's split (or the one given): the real accuracy."""
         canonical = self.supernet.space.validate(arch)
-        graph = self.deployed_graph(canonical, int8_layers)
+        graph = self.deployed_graph(canonical, int8_layers, weight_only=weight_only)
         score = onnx_accuracy(graph, split or self.split, lambda x: self.supernet.adapt_input(x, canonical),
                               self.batch_size)
         return score, graph
+
+    def quantization_sensitivity(self, arch: Mapping[str, Any], layers: Sequence[str], samples: int = 512,
+                                 on_layer: Any = None) -> dict[str, float]:
+        """Per layer of `layers`, the output error of `arch` deployed with only that layer in INT8: squared error of
+        the graph's outputs against the FP32 graph's, relative to the FP32 outputs' energy, on the first `samples`
+        rows of the split. HAQ's and HAWQ's per-layer sensitivity, measured on the graph that deploys."""
+        canonical = self.supernet.space.validate(arch)
+        module = self.extract(canonical)
+        subset = self.split.subset(torch.arange(min(samples, len(self.split))), "sensitivity")
+
+        def outputs(int8_layers: list[str]) -> np.ndarray:
+            graph = self.deployed_graph(canonical, int8_layers, module)
+            return onnx_outputs(graph, subset, lambda x: self.supernet.adapt_input(x, canonical), self.batch_size)
+
+        reference = outputs([]).astype(np.float64)
+        energy = float(np.sum(reference ** 2)) or 1.0
+        sensitivity = {}
+        for path in layers:
+            sensitivity[path] = float(np.sum((outputs([path]) - reference) ** 2) / energy)
+            if on_layer is not None:
+                on_layer()
+        return sensitivity
 
     def fake_quantized(self, arch: Mapping[str, Any], int8_layers: Sequence[str], split: Split | None = None) -> float:
         """Estimated accuracy of `arch` with `int8_layers` in INT8, by fake quantization in torch (no onnxruntime):

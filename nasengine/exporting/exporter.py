@@ -2,7 +2,8 @@
 
 EXP/config.json (module spec, input shape and transform, the preprocessing contract), EXP/model.safetensors,
 EXP/model.onnx (FP32, BN folded), EXP/model.raw.onnx (image exports: the preprocessing as ONNX nodes in front of
-model.onnx, taking raw NHWC images), EXP/model.int8.onnx when the subnet's quantization policy runs any layer in INT8,
+model.onnx, taking raw NHWC images), EXP/model.int8.onnx when the subnet's quantization policy runs any layer below FP32
+(static INT8, or weight-only INT8/INT4),
 and EXP/manifest.json (arch, policy, accuracy of the deployed graph on a recorded split, latency re-measured on the
 device, provenance).
 `nasengine.exporting.subnet.load_subnet(EXP)` rebuilds it as a plain torch module, with no supernet code.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from statistics import NormalDist
@@ -42,7 +43,7 @@ from nasengine.searching.objectives import Constraint, Objective
 from nasengine.searching.runner import DEFAULT_DEVICE, MARKER
 from nasengine.training.loading import load_trained
 from nasengine.searching.supernet_metrics import DECODE_CACHE, Quantization, measure_phases
-from nasengine.search_spaces.quantization import int8_layers
+from nasengine.search_spaces.quantization import int8_layers, quantizes, weight_only_layers
 from nasengine.rundir import check_creatable
 from nasengine.tasks import task_from_spec
 from nasengine.search_spaces.storage import atomic_directory, atomic_file, atomic_write
@@ -299,8 +300,10 @@ def export(request: ExportRequest) -> dict[str, Any]:
         layers = tuple(net.quantizable_layers()) if quant_info["mode"] != "none" else ()
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    searched = {gene["name"]: tuple(gene["options"]) for gene in identity.get("space", {}).get("genes", [])}
+    layers = tuple(replace(layer, precisions=searched.get(layer.gene, layer.precisions)) for layer in layers)
     quantization = Quantization(quant_info["mode"], layers, quant_info.get("accuracy", "real"))
-    space = quantization.space(net.space)
+    space = quantization.space(net.space)  # the precisions each layer had in the search (weight-only or not)
     if request.arch is not None:
         try:
             full_arch = space.validate(request.arch)
@@ -315,7 +318,7 @@ def export(request: ExportRequest) -> dict[str, Any]:
                                 PickRule(request.pick, len(evaluator.split), request.latency_budget_ms))
         full_arch = json.loads(row["arch"])
     arch, policy = quantization.policy(full_arch)
-    int8 = int8_layers(policy)
+    int8, weight_only = int8_layers(policy), weight_only_layers(policy)
     module = evaluator.extract(arch)
     transform = net.input_transform(arch)
     test = task.split("test")
@@ -329,12 +332,13 @@ def export(request: ExportRequest) -> dict[str, Any]:
     if not error <= ONNX_TOLERANCE:
         raise UserError(f"the ONNX graph of this subnet differs from the torch module by {error:.2e} (more than "
                         f"{ONNX_TOLERANCE:g}); nothing was exported")
-    int8_graph = evaluator.deployed_graph(arch, int8, module) if int8 else None
+    int8_graph = evaluator.deployed_graph(arch, int8, module, weight_only) if quantizes(policy) else None
     if int8_graph is not None:
         files["model.int8.onnx"] = int8_graph
     search_accuracy = float(row["accuracy"])
     if np.isnan(search_accuracy):  # an --arch the search never evaluated: score it as the search would have
-        search_accuracy = evaluator.quantized(arch, int8)[0] if int8 else evaluator.evaluate(arch)
+        search_accuracy = (evaluator.quantized(arch, int8, weight_only=weight_only)[0] if quantizes(policy)
+                           else evaluator.evaluate(arch))
     device = get_device(device_name, supernet_dir=identity["supernet_dir"])
     input_shape = list(net.input_shape(arch))
     inputs = [spec.to_dict() for spec in net.input_specs(arch)]

@@ -94,7 +94,8 @@ def deployed_graph_name(path: str | Path, graph: str | None = None) -> str:
         if name not in GRAPHS.values():
             raise ValueError(f"{path / 'manifest.json'} names an unknown graph {name!r}; export the subnet again")
     if not (path / name).is_file():
-        raise ValueError(f"{path} has no {name}" + (" (its policy runs no layer in INT8)" if graph == "int8" else ""))
+        raise ValueError(f"{path} has no {name}"
+                         + (" (its policy runs every layer in FP32)" if graph == "int8" else ""))
     return name
 
 

@@ -104,7 +104,7 @@ def to_onnx(model: nn.Module, example_input: Inputs, dynamic_batch: bool = False
     (one float tensor, or named inputs of any dtype: those always go through torch.onnx, named as given).
     `fold_batchnorm=False` keeps BatchNormalization nodes (only to measure what folding changes)."""
     model = model.eval()
-    if not isinstance(example_input, torch.Tensor):
+    if not isinstance(example_input, torch.Tensor) or _linear_on_sequences(model, example_input):
         return _torch_export(model, example_input, dynamic_batch)
     shape: list[int | str] = list(example_input.shape)
     if dynamic_batch:
@@ -129,6 +129,23 @@ def to_onnx(model: nn.Module, example_input: Inputs, dynamic_batch: bool = False
     return proto.SerializeToString()
 
 
+@torch.no_grad()
+def _linear_on_sequences(model: nn.Module, example_input: torch.Tensor) -> bool:
+    """Whether a plain nn.Linear of `model` sees an input of rank > 2 (tokens of a sequence): ONNX's Gemm takes
+    matrices only, so such a model is written by torch.onnx (MatMul and Add) instead."""
+    linears = [m for m in model.modules() if type(m) is nn.Linear]
+    if not linears:
+        return False
+    seen: list[int] = []
+    handles = [m.register_forward_pre_hook(lambda _, args: seen.append(args[0].dim())) for m in linears]
+    try:
+        model(example_input)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return any(rank > 2 for rank in seen)
+
+
 def _torch_export(model: nn.Module, example_input: Inputs, dynamic_batch: bool) -> bytes:
     buffer = io.BytesIO()
     names = list(named(example_input))
@@ -137,18 +154,29 @@ def _torch_export(model: nn.Module, example_input: Inputs, dynamic_batch: bool) 
         warnings.simplefilter("ignore")
         torch.onnx.export(model, as_args(example_input), buffer, dynamo=False, opset_version=OPSET,
                           input_names=names, output_names=[OUTPUT_NAME], dynamic_axes=axes)
-    return _module_path_names(buffer.getvalue())
+    return _module_path_names(buffer.getvalue(), [path for path, _ in model.named_modules() if path])
 
 
-def _module_path_names(onnx_bytes: bytes) -> bytes:
+def _module_path_names(onnx_bytes: bytes, paths: list[str] | None = None) -> bytes:
     """Rename torch.onnx's scoped node names (`/layers/l0/attn/query/MatMul`) to the writer's convention
-    (`layers.l0.attn.query/MatMul`), so layers map to their nodes the same way for every exporter."""
+    (`layers.l0.attn.query/MatMul`), so layers map to their nodes the same way for every exporter. torch.onnx
+    drops the parents of a child a module calls in a loop (`for layer in self.layers` gives `/l0/...`): such a
+    scope becomes the one module path of `paths` (the model's) that ends with it."""
     model = onnx.load_model_from_string(onnx_bytes)
+    known = set(paths or ())
+    suffixes: dict[str, list[str]] = {}
+    for path in known:
+        parts = path.split(".")
+        for i in range(1, len(parts)):
+            suffixes.setdefault(".".join(parts[i:]), []).append(path)
     used: set[str] = set()
     for node in model.graph.node:
         if node.name.startswith("/"):
             *scope, op = node.name[1:].split("/")
-            name = f"{'.'.join(scope)}/{op}" if scope else op
+            dotted = ".".join(scope)
+            if known and dotted and dotted not in known and len(suffixes.get(dotted, ())) == 1:
+                dotted = suffixes[dotted][0]
+            name = f"{dotted}/{op}" if scope else op
             candidate, k = name, 1
             while candidate in used:
                 k += 1

@@ -14,9 +14,10 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
+import torch
 from torch import nn
 
 from nasengine.kernels.describe import LayerSpec, OpSpec
@@ -61,17 +62,27 @@ class LatencyTable:
     scale: float = 1.0
     offset_ms: float = 0.0
     quality: dict[str, Any] = field(default_factory=dict)
+    # quantized tables: per layer, ms of quantizing its input and of dequantizing its output, which a lone layer pays
+    # and a chain of quantized layers pays once at each end; `entries` then hold the layer without them
+    boundaries: dict[str, list[float]] = field(default_factory=dict)
 
     def missing(self, layers: Sequence[LayerSpec]) -> list[str]:
         return [layer.name for layer in layers if signature_key(layer) not in self.entries]
 
     def raw_sum(self, layers: Sequence[LayerSpec]) -> float:
-        """One call's overhead plus each layer's own cost."""
+        """One call's overhead plus each layer's own cost (and, for a quantized table, converting the first layer's
+        input and the last layer's output once)."""
         missing = self.missing(layers)
         if missing:
             raise ValueError(f"latency table for {self.device} has no entry for layer(s) {', '.join(missing[:3])}; "
                              "profile the device again for this supernet")
-        return self.overhead_ms + sum(self.entries[signature_key(layer)] for layer in layers)
+        ends = (self.boundary(layers[0])[0] + self.boundary(layers[-1])[1]) if layers else 0.0
+        return self.overhead_ms + sum(self.entries[signature_key(layer)] for layer in layers) + ends
+
+    def boundary(self, layer: LayerSpec) -> tuple[float, float]:
+        """(ms to quantize the layer's input, ms to dequantize its output) in a quantized table, else zeros."""
+        quantize, dequantize = self.boundaries.get(signature_key(layer), (0.0, 0.0))
+        return float(quantize), float(dequantize)
 
     @property
     def fit(self) -> str:
@@ -117,6 +128,43 @@ class LatencyTable:
         if bad:
             raise ValueError(f"{path}: entry {bad[0]} is not a latency >= 0 ms; profile the device again")
         return table
+
+
+def layer_precisions(layers: Sequence[LayerSpec], policy: Mapping[str, str]) -> list[str]:
+    """Each described layer's precision under `policy` ({layer path: precision} of the layers that hold weights,
+    in execution order, as `Quantization.policy` gives it): the weight-holding layers take the policy's
+    precisions in order, a weightless layer (a pooling) follows the layer before it as the quantizer does.
+    ValueError when the counts disagree (a family whose descriptions and layers do not line up)."""
+    weighted = [i for i, layer in enumerate(layers) if layer.params > 0]
+    if len(weighted) != len(policy):
+        raise ValueError(f"{len(policy)} policy layers for {len(weighted)} described layers holding weights")
+    out, current = [], "fp32"
+    precisions = iter(policy.values())
+    for layer in layers:
+        if layer.params > 0:
+            current = next(precisions)
+        out.append(current)
+    return out
+
+
+def mixed_precision_latency(tables: Mapping[str, LatencyTable], layers: Sequence[LayerSpec],
+                            precisions: Sequence[str]) -> float:
+    """A subnet's latency with each layer at its precision, priced by the device's table of that precision (FP32's
+    when it has none): each layer's entry scaled by its own table's calibration, the per-call constant of each table
+    weighted by the share of layers it prices, so that a uniform policy reproduces its table's prediction exactly."""
+    priced = [precision if precision in tables else "fp32" for precision in precisions]
+    constants = [tables[p].scale * tables[p].overhead_ms + tables[p].offset_ms for p in priced or ["fp32"]]
+    total = sum(constants) / len(constants)
+    for i, (layer, precision) in enumerate(zip(layers, priced)):
+        table, key = tables[precision], signature_key(layer)
+        if key not in table.entries:
+            raise ValueError(f"latency table for {table.device} ({precision}) has no entry for layer {layer.name}; "
+                             "profile the device again for this supernet")
+        quantize, dequantize = table.boundary(layer)  # paid where a run of this precision starts and ends
+        starts = i == 0 or priced[i - 1] != precision
+        ends = i == len(priced) - 1 or priced[i + 1] != precision
+        total += table.scale * (table.entries[key] + quantize * starts + dequantize * ends)
+    return max(total, 1e-6)
 
 
 Describe = Callable[[Arch], Sequence[LayerSpec]]
@@ -314,6 +362,35 @@ def _tiny_model() -> nn.Module:
     return nn.Identity()
 
 
+def _conversion_graph(shape: Sequence[int]) -> bytes:
+    """An ONNX graph that quantizes a float tensor of `shape` (batch first) to UINT8 and back: what a quantized
+    layer pays at the start and end of a run of quantized layers."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    value = [helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape)) for name in ("x", "y")]
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("QuantizeLinear", ["x", "scale", "zero"], ["q"], name="quantize"),
+         helper.make_node("DequantizeLinear", ["q", "scale", "zero"], ["y"], name="dequantize")], "conversion",
+        value[:1], value[1:], [numpy_helper.from_array(np.array(0.02, np.float32), "scale"),
+                               numpy_helper.from_array(np.array(128, np.uint8), "zero")]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def _conversion_ms(device: Device, shape: tuple[int, ...], overhead: float, cache: dict[tuple[int, ...], float]
+                   ) -> float:
+    """ms to quantize (or dequantize) a float tensor of `shape` on `device`: half a quantize-dequantize pair."""
+    if shape not in cache:
+        graph = _conversion_graph((1, *shape))
+        m = device.measure(Workload({}, f"conversion{list(shape)}", _tiny_model, shape, dynamic_onnx=graph,
+                                    policy={"conversion": "int8"}))
+        cache[shape] = max(m.median_ms - overhead, 0.0) / 2
+    return cache[shape]
+
+
 def profile(supernet: Any, device: Device, archs: Sequence[Arch],
             on_layer: Callable[[int, int], None] | None = None) -> LatencyTable:
     """Time each distinct layer met in `archs` once on `device` (through its ordinary measure path)."""
@@ -327,6 +404,7 @@ def profile(supernet: Any, device: Device, archs: Sequence[Arch],
     for key, (arch, name) in todo.items():
         by_arch.setdefault(supernet.space.key(arch), []).append(key)
     done = 0
+    conversions: dict[tuple[int, ...], float] = {}
     for arch_key, keys in by_arch.items():
         arch = json.loads(arch_key)
         layers = {signature_key(layer.spec): layer for layer in supernet.layer_modules(arch)}
@@ -335,10 +413,21 @@ def profile(supernet: Any, device: Device, archs: Sequence[Arch],
             m = device.measure(Workload({}, key, lambda module=layer.module: module, layer.inputs))
             table.entries[key] = max(m.median_ms - overhead, 0.0)
             table.spreads[key] = m.spread
+            if device.precision == "int8" and layer.input_dtype == "float32":  # a lone INT8 layer converts its ends
+                table.boundaries[key] = [_conversion_ms(device, shape, overhead, conversions)
+                                         for shape in _end_shapes(layer)]
+                table.entries[key] = max(table.entries[key] - sum(table.boundaries[key]), 0.0)
             done += 1
             if on_layer is not None:
                 on_layer(done, len(todo))
     return table
+
+
+@torch.no_grad()
+def _end_shapes(layer: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(input shape, output shape) of a profiled layer, without the batch dimension."""
+    example = torch.zeros((1, *layer.input_shape))
+    return tuple(layer.input_shape), tuple(layer.module(example).shape[1:])
 
 
 def _fit_ratio(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:

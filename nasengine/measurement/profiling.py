@@ -8,6 +8,7 @@ from typing import Any
 
 from nasengine.kernels.inputs import to_numpy
 from nasengine.measurement.devices import Workload, get_device
+from nasengine.measurement.devices.registry import at_precision
 from nasengine.measurement.devices.lut_device import table_path
 from nasengine.errors import UserError
 from nasengine.evaluation.evaluator import quantization_images
@@ -19,9 +20,11 @@ from nasengine.search_spaces.samplers import sample_unique
 
 
 def profile_device(device_name: str, supernet_dir: Path, out: Path | None = None, check: int = 20,
-                   seed: int = 0, progress: bool = True) -> dict[str, Any]:
+                   seed: int = 0, progress: bool = True, precision: str = "fp32") -> dict[str, Any]:
     """Time every distinct layer once, then judge the table on `check` random subnets measured end to end:
-    calibrate on half of them, report the error on the other half, and save the table calibrated on all."""
+    calibrate on half of them, report the error on the other half, and save the table calibrated on all.
+    With `precision` int8 (or w8, w4) every layer (and every checked subnet) runs at that precision: the
+    tables of one device at several precisions together price any per-layer precision policy."""
     if check < 4:
         raise UserError(f"--check needs at least 4 subnets, got {check}")
     net, config = load_trained(supernet_dir)
@@ -32,6 +35,10 @@ def profile_device(device_name: str, supernet_dir: Path, out: Path | None = None
     reason = device.availability()
     if reason is not None:
         raise UserError(f"device {device_name!r} is not usable here: {reason}")
+    if device.precision != "fp32":
+        raise UserError(f"device {device_name!r} quantizes every layer itself; profile its FP32 twin with "
+                        f"--precision {device.precision}")
+    device = at_precision(device, precision)
     started = time.perf_counter()
     archs = coverage_archs(net.space, net.describe, seed=seed)
     with Progress(1, f"profile {device_name}", "layer", progress) as bar:
@@ -62,7 +69,7 @@ def profile_device(device_name: str, supernet_dir: Path, out: Path | None = None
               "kendall_tau": kendall_tau(measured[half:], held_out)}
     table.calibrate(layer_lists, measured)
     table.quality["held_out"] = report
-    path = out or table_path(supernet_dir, device_name)
+    path = out or table_path(supernet_dir, device_name, precision)
     table.save(path)
     return {"path": str(path), "entries": len(table.entries), "seconds": time.perf_counter() - started,
             "overhead_ms": table.overhead_ms, "report": report}

@@ -40,7 +40,7 @@ def _chosen_numbers(chosen: Any, device: str) -> list[int]:
 # ------------------------------------------------------------------------------------------- INT8 / FP32 marks
 
 # precision class -> (marker, legend text): the shape says how many of a subnet's layers run INT8
-PRECISIONS = {"fp32": ("o", "all layers FP32"), "mixed": ("^", "mixed FP32/INT8 layers"),
+PRECISIONS = {"fp32": ("o", "all layers FP32"), "mixed": ("^", "mixed precisions"),
               "int8": ("s", "all layers INT8"), "unknown": ("d", "precision not recorded")}
 
 
@@ -58,7 +58,7 @@ def _policy(cell: Any) -> Mapping[str, Any] | None:
 
 
 def precision_classes(frame: pd.DataFrame) -> np.ndarray | None:
-    """Per line of a results-like frame: "fp32" (no INT8 layer), "mixed", "int8" (every layer INT8) or "unknown",
+    """Per line of a results-like frame: "fp32" (every layer FP32), "mixed", "int8" (every layer INT8) or "unknown",
     from its `quant_policy` column (JSON layer -> precision, runs with --quantization int8|search); None when
     the frame records no policy at all (an FP32 run)."""
     if "quant_policy" not in frame.columns:
@@ -70,7 +70,8 @@ def precision_classes(frame: pd.DataFrame) -> np.ndarray | None:
             classes.append("unknown")
             continue
         int8 = sum(str(p).lower() == "int8" for p in policy.values())
-        classes.append("fp32" if int8 == 0 else "int8" if int8 == len(policy) else "mixed")
+        quantized = sum(str(p).lower() != "fp32" for p in policy.values())
+        classes.append("fp32" if quantized == 0 else "int8" if int8 == len(policy) else "mixed")
     out = np.array(classes, dtype=object)
     return None if (out == "unknown").all() else out
 

@@ -23,7 +23,7 @@ from nasengine.progress import Progress
 from nasengine.rundir import prepare_output, recorded_status, update_marker
 from nasengine.searching.objectives import MAXIMIZE, MINIMIZE, Constraint, Objective, Row, \
     objective_from_callable_name, parse_bound
-from nasengine.searching.problem import ArchFeatures, Pending, SearchProblem
+from nasengine.searching.problem import ArchFeatures, ArchPriors, ArchProposal, Pending, SearchProblem
 from nasengine.searching.store import Evaluate, StoreSettings, TrialStore, open_storage, redact, row_from_trial
 from nasengine.searching.strategies import get_strategy
 from nasengine.search_spaces.space import Arch, Space
@@ -57,7 +57,9 @@ class SearchOptions:
     `progress` bar, how long a silent worker's claim stands (`claim_timeout_s`), and after how many failed
     evaluations in a row the search stops (`max_failures`; a failed one is recorded and the search goes on).
     `features(arch) -> numbers`: cheap per-arch quantities (MACs, params) that predictor-guided strategies such as
-    LINAS add to the architecture encoding; computed without evaluating the arch."""
+    LINAS add to the architecture encoding; computed without evaluating the arch. `propose(arch, rng) -> arch`: a
+    variant of an arch that cheap priors say is likely better (e.g. its precision genes set where INT8 pays), used
+    for most of the first samples and beside the pool of predictor-guided strategies."""
 
     metrics: Mapping[str, Callable[[Arch], float]] = field(default_factory=dict)
     storage: str | None = None
@@ -67,6 +69,7 @@ class SearchOptions:
     claim_timeout_s: float = 600.0
     max_failures: int = 10
     features: ArchFeatures | None = None
+    propose: ArchProposal | None = None
 
 
 @dataclass(frozen=True)
@@ -189,7 +192,7 @@ def search(space: Space, objectives: Mapping[str, ObjectiveSpec], *, strategy: s
                       identity={"api": "python"}, overwrite=options.overwrite, progress=options.progress,
                       claim_timeout_s=options.claim_timeout_s, max_failures=options.max_failures)
     return run_search(space, bound, parsed, evaluate, SearchPlan(strategy, budget, seed), run,
-                      arch_features=options.features)
+                      arch_features=options.features, propose=options.propose)
 
 
 def _checked(evaluate: Evaluate, needed: Sequence[str]) -> Evaluate:
@@ -213,9 +216,10 @@ def default_study_name(identity: Mapping[str, Any]) -> str:
 
 def run_search(space: Space, objectives: Sequence[Objective], constraints: Sequence[Constraint],
                evaluate: Evaluate, plan: SearchPlan, run: RunSettings,
-               arch_features: ArchFeatures | None = None) -> SearchResult:
+               arch_features: ArchFeatures | None = None, propose: ArchProposal | None = None) -> SearchResult:
     """The search behind the API and the CLI: run directory, trial store, strategy, reports (see RunSettings);
-    `arch_features` gives predictor-guided strategies cheap per-arch numbers (see SearchProblem).
+    `arch_features` gives predictor-guided strategies cheap per-arch numbers and `propose` likely-better variants
+    of archs (see SearchProblem).
 
     Strategies size themselves (population, rounds) from the budget of the run's first session, recorded in
     run.json, so a later session with a larger budget continues the same trajectory."""
@@ -231,7 +235,7 @@ def run_search(space: Space, objectives: Sequence[Objective], constraints: Seque
     # paths and storage URLs differ between machines; the weights' digest, the space and the options do not
     name = run.study_name or default_study_name({k: v for k, v in full_identity.items()
                                                  if k not in ("out", "supernet_dir", "storage")})
-    problem = _Problem(space, list(objectives), list(constraints), evaluate, strategy, arch_features)
+    problem = _Problem(space, list(objectives), list(constraints), evaluate, strategy, arch_features, propose)
     if run.out is None or run.role != "main":
         backend = _open(run.out, run.storage, repair=False)
         planned, session = _recorded_session(run.out) if run.out is not None else (plan.budget, uuid.uuid4().hex)
@@ -259,6 +263,7 @@ class _Problem:
     evaluate: Evaluate
     strategy: Any
     arch_features: ArchFeatures | None = None
+    propose: ArchProposal | None = None
 
 
 def _open(out: Path | None, storage: str | None, repair: bool) -> Any:
@@ -314,7 +319,7 @@ def _run(problem: _Problem, plan: SearchPlan, planned: int, run: RunSettings, ba
 
         search_problem = SearchProblem(problem.space, objectives, constraints, plan.budget, evaluate_round,
                                        plan=planned, max_failures=run.max_failures,
-                                       arch_features=problem.arch_features)
+                                       priors=ArchPriors(problem.arch_features, problem.propose))
         try:
             problem.strategy.run(search_problem, plan.seed)
             failed = False

@@ -33,19 +33,33 @@ class Pending:
 
 EvaluateRound = Callable[[Sequence[Pending]], list[Row]]
 ArchFeatures = Callable[[Arch], Sequence[float]]  # cheap per-arch numbers a predictor may use (e.g. cost descriptors)
+ArchProposal = Callable[[Arch, np.random.Generator], Arch]  # a variant of an arch that cheap priors favour
+PROPOSED_SHARE = 0.75  # of the first uniform samples, how many start from a proposal (the rest stay uniform)
+
+
+@dataclass(frozen=True)
+class ArchPriors:
+    """What cheap priors say about archs before they are evaluated: `features(arch)`, numbers predictor-guided
+    strategies add to the encoding (a supernet's cost descriptors), and `propose(arch, rng)`, a variant the priors
+    favour (a precision policy set where the device's tables say it pays)."""
+
+    features: ArchFeatures | None = None
+    propose: ArchProposal | None = None
 
 
 class SearchProblem:
     """Minimise `objectives` over `space` subject to `constraints`, within `budget` distinct archs.
 
     `plan` is the budget strategies size themselves by (population, round size): the budget of the run's
-    first session, so that resuming with a larger budget continues the same trajectory. `arch_features`, when
+    first session, so that resuming with a larger budget continues the same trajectory. `priors.features`, when
     given, computes cheap numbers per arch without evaluating it (a supernet's MACs and other cost descriptors)
-    that predictor-guided strategies add to the encoding."""
+    that predictor-guided strategies add to the encoding. `priors.propose`, when given, turns an arch into a variant
+    that cheap priors favour (a precision policy set where the device's tables say INT8 pays): most first samples
+    are proposals, and predictor-guided strategies add proposals to their candidate pools."""
 
     def __init__(self, space: Space, objectives: Sequence[Objective], constraints: Sequence[Constraint],
                  budget: int, evaluate_round: EvaluateRound, plan: int | None = None, max_failures: int = 10,
-                 arch_features: ArchFeatures | None = None):
+                 priors: ArchPriors = ArchPriors()):
         self.space, self.objectives, self.constraints = space, list(objectives), list(constraints)
         self.max_failures, self.failures_in_a_row = max_failures, 0
         self.budget = budget
@@ -56,8 +70,9 @@ class SearchProblem:
         self.round = 0
         self.encoding = IntegerEncoding()
         self._annotations: dict[str, dict[str, Any]] = {}
-        self._arch_features = arch_features
+        self._arch_features = priors.features
         self._feature_cache: dict[str, np.ndarray] = {}
+        self.propose = priors.propose
 
     @property
     def has_features(self) -> bool:
@@ -160,12 +175,22 @@ class SearchProblem:
         return F, G
 
     def initial_archs(self, n: int, rng: np.random.Generator) -> list[Arch]:
-        """The smallest and largest subnets first (they anchor the front), then distinct uniform samples."""
-        archs: list[Arch] = [self.space.min(), self.space.max()]
-        seen = {self.space.key(a) for a in archs}
+        """The smallest and largest subnets first (they anchor the front), then distinct uniform samples; with
+        `propose`, the proposals of the smallest and largest come next and most samples are proposals."""
+        anchors = [self.space.min(), self.space.max()]
+        if self.propose is not None:
+            anchors += [self.space.validate(self.propose(a, rng)) for a in anchors]
+        archs: list[Arch] = []
+        seen: set[str] = set()
+        for arch in anchors:
+            if self.space.key(arch) not in seen:
+                seen.add(self.space.key(arch))
+                archs.append(arch)
         tries = 0
         while len(archs) < n and tries < 100 * n:
             arch = self.space.sample(rng=rng)
+            if self.propose is not None and rng.random() < PROPOSED_SHARE:
+                arch = self.space.validate(self.propose(arch, rng))
             tries += 1
             if self.space.key(arch) not in seen:
                 seen.add(self.space.key(arch))

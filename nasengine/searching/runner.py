@@ -17,7 +17,10 @@ from nasengine.errors import UserError, one_line
 from nasengine.evaluation.evaluator import Evaluator
 from nasengine.plugins import load_plugin
 from nasengine.training.loading import load_trained
+from nasengine.progress import Progress
 from nasengine.searching.arch_features import cost_features, latency_priors
+from nasengine.searching.policy_prior import SENSITIVITY_SAMPLES, PolicyPrior, load_precision_tables, \
+    quantization_sensitivity
 from nasengine.searching.api import MARKER, RunSettings, SearchPlan, SearchResult, run_search
 from nasengine.searching.hypervolume import load_reference
 from nasengine.searching.objectives import METRICS, Constraint, bind_objectives, metric_column, parse_bound, \
@@ -25,6 +28,8 @@ from nasengine.searching.objectives import METRICS, Constraint, bind_objectives,
 from nasengine.searching.supernet_metrics import (BUILTIN_METRICS, DECODE_CACHE, SUPERNET_METRICS, Quantization,
                                                  SupernetMetrics)
 from nasengine.graphs.quantization import SCHEME
+from nasengine.search_spaces.quantization import PRECISIONS, STATIC_PRECISIONS, WEIGHT_ONLY_BITS, QuantizableLayer, \
+    check_precisions
 from nasengine.tasks import task_from_spec
 
 __all__ = ["MARKER", "SearchRequest", "search"]
@@ -51,6 +56,7 @@ class SearchRequest:
     plugins: tuple[str, ...] = ()  # re-imported by extra worker processes
     quantization: str = "none"  # none | int8 | search (per-layer precision genes co-searched)
     quant_accuracy: str = "real"  # real (onnxruntime on the split) | estimate (fake quantization)
+    precisions: tuple[str, ...] = PRECISIONS  # what a searched policy may choose, where a layer supports it
     extra_identity: dict[str, Any] = field(default_factory=dict)
     hv_reference: Any = None  # fixed hypervolume scale: a JSON file path or its decoded mapping (hypervolume.py)
     decode_cache: int = DECODE_CACHE  # key/value positions a decoder's per-token latency and memory are taken at
@@ -74,6 +80,8 @@ class SearchRequest:
             raise UserError(f"--workers must be at least 1, got {self.workers}")
         if Path(self.out).resolve() == Path(self.supernet_dir).resolve():
             raise UserError("--out must differ from the supernet directory")
+        if tuple(self.precisions) != PRECISIONS and self.quantization != "search":
+            raise UserError("--precisions chooses what --quantization search may pick; add --quantization search")
 
 
 def constraints_of(request: SearchRequest, devices: tuple[str, ...]) -> list[Constraint]:
@@ -125,6 +133,8 @@ def search(request: SearchRequest, role: str = "main") -> dict[str, Any]:
         identity["quantization"] = {"mode": quantization.mode, "accuracy": quantization.accuracy, **SCHEME,
                                     "calibration_samples": evaluator.quantization_samples}
     first_device = devices_named[0] if devices_named else None
+    policy_prior = _policy_prior(request, net, evaluator, quantization, devices_named,
+                                 identity["supernet_weights_sha1"])
 
     def on_row(row: Any, bar: Any) -> None:  # (failed evaluations are shown by the search itself)
         status = ({"ppl": f"{row.metrics['perplexity']:.2f}"} if "perplexity" in row.metrics
@@ -141,9 +151,40 @@ def search(request: SearchRequest, role: str = "main") -> dict[str, Any]:
                           start_workers=start)
         result = run_search(quantization.space(net.space), objectives, constraints, evaluate,
                             SearchPlan(request.strategy, request.evals, request.seed), run,
-                            arch_features=cost_features(net, quantization,
-                                                        latency_priors(request.supernet_dir, devices_named)))
+                            arch_features=cost_features(
+                                net, quantization, latency_priors(request.supernet_dir, devices_named),
+                                sensitivity=policy_prior.int8_sensitivity if policy_prior is not None else None),
+                            propose=policy_prior.propose if policy_prior is not None and policy_prior.can_propose
+                            else None)
     return _summary(result, devices_named)
+
+
+def _policy_prior(request: SearchRequest, net: supernets.Supernet, evaluator: Evaluator, quantization: Quantization,
+                  devices: tuple[str, ...], weights_sha1: str) -> PolicyPrior | None:
+    """What prices and proposes a searched precision policy (see searching.policy_prior): the tables of the first
+    searched device profiled at FP32 and another precision, and each layer's sensitivity on the largest subnet,
+    measured when first needed and kept in the run directory. None unless the policy is searched."""
+    if quantization.mode != "search":
+        return None
+    measuring = [d for d in devices if ":" not in d]
+    tables = next((t for t in (load_precision_tables(request.supernet_dir, d) for d in measuring) if t is not None),
+                  None)
+    if tables is None and measuring and request.progress:
+        print(f"note: no INT8 latency table for {measuring[0]}; `nasengine device profile {measuring[0]} "
+              f"{request.supernet_dir}` and `... --precision int8` let the search price and propose precision "
+              f"policies", file=sys.stderr)
+    largest = net.space.max()
+    paths = [layer.path for layer in quantization.layers if layer.active_if is None or layer.active_if.holds(largest)]
+    identity = {"supernet_weights_sha1": weights_sha1, "layers": paths, "split": "val",
+                "samples": SENSITIVITY_SAMPLES}
+
+    def measure() -> dict[str, float]:
+        with Progress(len(paths), "quantization sensitivity", "layer", request.progress) as bar:
+            return evaluator.quantization_sensitivity(largest, paths, SENSITIVITY_SAMPLES, lambda: bar.update(1))
+
+    return PolicyPrior(quantization.policy, net.describe, tables,
+                       lambda: quantization_sensitivity(Path(request.out), identity, measure),
+                       {layer.path: layer.precisions for layer in quantization.layers})
 
 
 def _quantization(request: SearchRequest, net: supernets.Supernet, devices: list[Any]) -> Quantization:
@@ -159,10 +200,36 @@ def _quantization(request: SearchRequest, net: supernets.Supernet, devices: list
             raise UserError(f"--quantization {request.quantization}: device {device.name!r} quantizes every layer "
                             f"itself; search its FP32 twin (e.g. {device.name.removesuffix('-int8')}) instead")
     try:
+        check_precisions(request.precisions)
+    except ValueError as exc:
+        raise UserError(f"--precisions: {exc}") from None
+    try:
         layers = tuple(net.quantizable_layers())
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    weight_only = [p for p in request.precisions if p in WEIGHT_ONLY_BITS]
+    if request.quantization == "search" and weight_only:
+        if request.quant_accuracy == "estimate":
+            raise UserError(f"--quant-accuracy estimate has no weight-only precisions ({', '.join(weight_only)}); "
+                            f"score them for real or leave them out of --precisions")
+        layers = _with_weight_only(net, layers, tuple(weight_only))
+    allowed = tuple(p for p in request.precisions if p in STATIC_PRECISIONS or p in weight_only)
+    layers = tuple(replace(layer, precisions=tuple(p for p in layer.precisions if p in allowed)) for layer in layers)
     return Quantization(request.quantization, layers, request.quant_accuracy)
+
+
+def _with_weight_only(net: supernets.Supernet, layers: tuple[QuantizableLayer, ...], weight_only: tuple[str, ...]
+                      ) -> tuple[QuantizableLayer, ...]:
+    """`layers`, those whose weights feed matrix products in the largest subnet's graph (linear and attention
+    layers of transformers) also offering the weight-only precisions."""
+    from nasengine.graphs.onnx_writer import to_onnx
+    from nasengine.graphs.weight_only import layers_with_weight_matmuls
+
+    largest = net.space.max()
+    graph = to_onnx(net.extract(largest), net.example_inputs(largest, 1), dynamic_batch=True)
+    eligible = set(layers_with_weight_matmuls(graph, [layer.path for layer in layers]))
+    return tuple(replace(layer, precisions=(*layer.precisions, *weight_only)) if layer.path in eligible else layer
+                 for layer in layers)
 
 
 def _summary(result: SearchResult, devices: tuple[str, ...]) -> dict[str, Any]:

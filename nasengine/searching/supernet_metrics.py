@@ -15,7 +15,8 @@ from nasengine.measurement.devices.timing import Measurement
 from nasengine.errors import UserError
 from nasengine.evaluation.evaluator import Evaluator
 from nasengine.searching.objectives import Metric, metric_column, register_metric
-from nasengine.search_spaces.quantization import QuantizableLayer, int8_layers, split_policy, with_policy_genes
+from nasengine.search_spaces.quantization import BYTES_PER_WEIGHT, QuantizableLayer, int8_layers, quantizes, \
+    split_policy, weight_only_layers, with_policy_genes
 from nasengine.search_spaces.registry import Registry
 from nasengine.search_spaces.space import Arch, Space
 
@@ -94,33 +95,37 @@ class SupernetMetrics:
         return Workload.of_supernet(self.supernet, arch, lambda: self.evaluator.quantization_inputs(arch),
                                     dynamic_onnx=graph, policy=policy)
 
-    def _accuracy(self, arch: Arch, int8: list[str]) -> tuple[dict[str, float], bytes | None]:
-        """Accuracy (and, for a language model, perplexity) of `arch` as deployed, and its INT8 graph if any."""
-        if not int8:
+    def _accuracy(self, arch: Arch, policy: Mapping[str, str]) -> tuple[dict[str, float], bytes | None]:
+        """Accuracy (and, for a language model, perplexity) of `arch` as deployed, and its quantized graph if any."""
+        int8, weight_only = int8_layers(policy), weight_only_layers(policy)
+        if not quantizes(policy):
             scores = self.evaluator.scores(arch)
             language = self.evaluator.task.language_model
             return {k: scores[k] for k in (("accuracy", "perplexity") if language else ("accuracy",))}, None
-        if self.quantization.accuracy == "estimate":
+        if self.quantization.accuracy == "estimate":  # (estimate mode offers no weight-only precision)
             return ({"accuracy": self.evaluator.fake_quantized(arch, int8)},
                     self.evaluator.deployed_graph(arch, int8))
-        accuracy, graph = self.evaluator.quantized(arch, int8)
+        accuracy, graph = self.evaluator.quantized(arch, int8, weight_only=weight_only)
         return {"accuracy": accuracy}, graph
 
-    def _size_mb(self, arch: Arch, int8: list[str], params: int) -> float:
-        """Weights in MB: 4 bytes per FP32 parameter, 1 per parameter of an INT8 layer."""
-        if not int8:
+    def _size_mb(self, arch: Arch, policy: Mapping[str, str], params: int) -> float:
+        """Weights in MB: 4 bytes per FP32 parameter, 1 per parameter of an INT8 (or weight-only INT8) layer, half a
+        byte per parameter of a weight-only INT4 layer (block scales not counted)."""
+        if not quantizes(policy):
             return params * BYTES_PER_PARAM / 1e6
-        quantized = sum(p.numel() for name, p in self.supernet.extract(arch).named_parameters()
-                        if any(not path or name.startswith(f"{path}.") for path in int8))
-        return (params * BYTES_PER_PARAM - quantized * (BYTES_PER_PARAM - 1)) / 1e6
+        saved = 0.0
+        for name, p in self.supernet.extract(arch).named_parameters():
+            owner = next((path for path in policy if not path or name.startswith(f"{path}.")), None)
+            if owner is not None:
+                saved += p.numel() * (BYTES_PER_PARAM - BYTES_PER_WEIGHT[policy[owner]])
+        return (params * BYTES_PER_PARAM - saved) / 1e6
 
     def __call__(self, arch: Arch) -> tuple[dict[str, float], dict[str, Any]]:
         network, policy = self.quantization.policy(arch)
         canonical = self.supernet.space.validate(network)
-        int8 = int8_layers(policy)
         cost = self.supernet.cost(canonical)
-        scores, graph = self._accuracy(canonical, int8)
-        size_mb = self._size_mb(canonical, int8, cost.params)
+        scores, graph = self._accuracy(canonical, policy)
+        size_mb = self._size_mb(canonical, policy, cost.params)
         metrics: dict[str, float] = {**scores, "error": 1.0 - scores["accuracy"], "params": float(cost.params),
                                      "macs": float(cost.macs), "size_mb": size_mb,
                                      "memory_mb": size_mb + self.supernet.cache_bytes(canonical,

@@ -242,7 +242,7 @@ CASES = [
          devices='d.toml:[devices.x]\nbackend = "onnxruntime"\ntiming = { speed = 2 }\n'),
     Case("device-timeout-not-a-number", ON_X, "'timeout_s' must be a positive number",
          devices='d.toml:[devices.x]\nbackend = "remote"\nurl = "http://127.0.0.1:1"\ntimeout_s = "soon"\n'),
-    Case("device-precision-unknown", ON_X, "precision must be one of fp32, int8, got 'int4'",
+    Case("device-precision-unknown", ON_X, "precision must be one of fp32, int8, w8, w4, got 'int4'",
          devices='d.toml:[devices.x]\nbackend = "onnxruntime"\nprecision = "int4"\n'),
     Case("device-file-bad-toml", ON_X, "is not valid TOML", devices='d.toml:[devices.x\nbackend = "remote"\n'),
     Case("device-file-bad-json", ON_X, "is not valid JSON", devices='d.json:{"devices": '),

@@ -55,8 +55,10 @@ class Workload:
 
     @property
     def carries_policy(self) -> bool:
-        """True when the workload's graph already applies a quantization policy with an INT8 layer."""
-        return bool(self.policy) and "int8" in self.policy.values()  # type: ignore[union-attr]
+        """True when the workload's graph already applies a quantization policy with a layer below FP32."""
+        from nasengine.search_spaces.quantization import quantizes
+
+        return quantizes(self.policy)
 
     def layers(self) -> list[LayerSpec]:
         """The subnet's layers as data (for lookup-table devices); ValueError when the workload has none."""

@@ -17,8 +17,11 @@ from nasengine.errors import UserError
 TABLES_DIR = "latency_tables"
 
 
-def table_path(supernet_dir: Path, device: str) -> Path:
-    return Path(supernet_dir) / TABLES_DIR / f"{device}.json"
+def table_path(supernet_dir: Path, device: str, precision: str = "fp32") -> Path:
+    """Where `nasengine device profile` keeps a device's table for a supernet: DEVICE.json for FP32 layers,
+    DEVICE.int8.json for every layer in INT8 (the two tables that price a mixed-precision policy)."""
+    suffix = "" if precision == "fp32" else f".{precision}"
+    return Path(supernet_dir) / TABLES_DIR / f"{device}{suffix}.json"
 
 
 @register_backend("lut")

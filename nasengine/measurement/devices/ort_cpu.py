@@ -25,7 +25,8 @@ class OrtCpuDevice(Device):
     """Exports the subnet to ONNX and times `InferenceSession.run` on one pre-built input.
 
     Settings: `threads` (intra-op, default 1), `opt_level` (disable|basic|extended|all), `batch_size`,
-    `precision` (fp32, or int8: the graph is statically quantised to QDQ INT8 before timing).
+    `precision` (fp32; int8: the graph is statically quantised to QDQ INT8 before timing; w8/w4: its matrix
+    weights are quantized weight-only to INT8/INT4, onnxruntime MatMulNBits).
     """
 
     backend = "onnxruntime"

@@ -94,6 +94,22 @@ def get_device(name: str, **context: object) -> Device:
         raise UserError(message if message.startswith(prefix) else prefix + message) from None
 
 
+def at_precision(device: Device, precision: str) -> Device:
+    """The same device (name, backend, settings) quantizing every layer to `precision` itself, as the `*-int8`
+    devices do: how per-layer tables at other precisions are profiled. UserError when its backend runs no such
+    graphs."""
+    if precision == device.precision:
+        return device
+    if not device.runs_quantized_graphs:
+        raise UserError(f"device {device.name!r} ({device.backend}) cannot run {precision} graphs")
+    config = DeviceConfig(device.name, device.config.backend, {**device.config.settings, "precision": precision},
+                          device.config.description)
+    try:
+        return _BACKENDS.get(config.backend)(config)
+    except (TypeError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+
+
 def device_configs() -> list[DeviceConfig]:
     _load_files_once()
     return [_DEVICES.get(name) for name in _DEVICES.names()]

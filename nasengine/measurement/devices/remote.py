@@ -35,7 +35,7 @@ class RemoteDevice(Device):
     Settings: `url` (required, e.g. http://pi.local:8765), `token` or `token_env` (name of the environment
     variable holding it, default NASENGINE_AGENT_TOKEN), `timeout_s` (per measurement including queueing,
     default 600), and for the agent `threads` (default 1), `opt_level` (default all), `batch_size`, `timing`.
-    `precision: int8` quantises the graph to QDQ INT8 here (as the onnxruntime backend does) before sending it.
+    `precision: int8` (or w8/w4) quantises the graph here (as the onnxruntime backend does) before sending it.
     """
 
     backend = "remote"

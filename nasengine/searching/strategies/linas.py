@@ -218,7 +218,7 @@ class LINAS(Strategy):
     def _pool(self, problem: SearchProblem, layout: GeneLayout, evolved: np.ndarray, rows: list[Any],
               seed: int) -> list[dict[str, Any]]:
         """Distinct unevaluated candidates: the evolved population, mutants of the real front (one and two genes
-        away) and uniform samples."""
+        away) and uniform samples; with the problem's `propose`, each of those proposed too."""
         rng = np.random.default_rng(seed + 7919)
         costs = np.array([problem.costs(r) for r in rows])
         front = [rows[i] for i in NonDominatedSorting().do(costs, only_non_dominated_front=True)]
@@ -232,6 +232,13 @@ class LINAS(Strategy):
             if key not in taken:
                 taken.add(key)
                 pool.append(arch)
+        if problem.propose is not None:
+            for arch in list(pool):
+                proposed = problem.space.validate(problem.propose(arch, rng))
+                key = problem.space.key(proposed)
+                if key not in taken:
+                    taken.add(key)
+                    pool.append(proposed)
         return pool
 
 

@@ -222,7 +222,7 @@ def test_int8_and_fp32_subnets_are_told_apart() -> None:
     assert precision_classes(results.drop(columns=["quant_policy"])) is None  # an FP32 run: no marks
     ax = fig.axes[0]
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    for text, name in (("all layers FP32", "fp32"), ("mixed FP32/INT8 layers", "mixed"), ("all layers INT8", "int8")):
+    for text, name in (("all layers FP32", "fp32"), ("mixed precisions", "mixed"), ("all layers INT8", "int8")):
         assert f"{text} ({int((classes == name).sum())})" in legend
     pareto = pareto_frame(results, [ERROR, LAT])
     front_classes = precision_classes(pareto)

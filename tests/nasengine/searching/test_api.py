@@ -295,3 +295,27 @@ def test_linas_uses_the_searchs_arch_features_once_per_arch_and_replays_on_resum
     again = nasengine.search(space, objectives, strategy="linas", budget=24, seed=1, out=tmp_path / "run",
                              options=options)
     assert [r.key for r in again.rows] == [r.key for r in first.rows]
+
+
+@pytest.mark.parametrize("strategy", ["nsga2", "linas"])
+def test_proposals_seed_the_first_samples_and_linas_pools_and_replay_on_resume(tmp_path: Path, strategy: str) -> None:
+    """`propose(arch, rng)` (what the engine's precision priors do) turns most first samples into proposals: here a
+    rule that zeroes a costly gene, which every proposal obeys and uniform samples rarely do."""
+    from nasengine.search_spaces import Choice, Space
+
+    space = Space([Choice(f"g{i}", [0, 1, 2, 3]) for i in range(6)], name="proposed")  # 4,096 archs
+
+    def propose(arch: dict, rng: np.random.Generator) -> dict:
+        return {**arch, "g5": 0}
+
+    objectives = {"error": lambda a: 1.0 / (1 + sum(a.values())),
+                  "latency_ms": lambda a: 1 + sum(a.values()) + 5 * a["g5"]}
+    options = SearchOptions(propose=propose)
+    first = nasengine.search(space, objectives, strategy=strategy, budget=30, seed=2, out=tmp_path / "run",
+                             options=options)
+    plain = nasengine.search(space, objectives, strategy=strategy, budget=30, seed=2)
+    share = float(np.mean([r.arch["g5"] == 0 for r in first.rows[2:12]]))
+    assert share >= 0.6 > float(np.mean([r.arch["g5"] == 0 for r in plain.rows[2:12]]))
+    again = nasengine.search(space, objectives, strategy=strategy, budget=30, seed=2, out=tmp_path / "run",
+                             options=options)
+    assert [r.key for r in again.rows] == [r.key for r in first.rows]
