@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from int8_latency import measure_interleaved  # (a sibling script: benchmarks/ is on the path when run)
 from nasengine.evaluation.evaluator import Evaluator, onnx_accuracy
 from nasengine.graphs.onnx_writer import to_onnx
 from nasengine.graphs.quantization import quantized_graph
@@ -40,15 +41,6 @@ SHAPES = ((128, 512), (384, 384), (384, 1536), (1536, 384), (576, 1536), (1536, 
 TOKENS = (1, 64)
 VARIANTS = ("fp32", "int8", "w8", "w4")
 FP32_COMPUTE = ("w8/fp32-compute", "w4/fp32-compute")  # MatMulNBits without accuracy_level 4 (layers only)
-
-
-def _interleaved(measures: Sequence[Callable[[], Measurement]], rounds: int) -> list[list[Measurement]]:
-    out: list[list[Measurement]] = [[] for _ in measures]
-    for r in range(rounds):
-        for i in range(len(measures)):
-            j = (i + r) % len(measures)
-            out[j].append(measures[j]())
-    return out
 
 
 def _workload(name: str, graph: bytes, build: Callable[[], nn.Module], shape: tuple[int, ...], quantized: bool
@@ -83,7 +75,7 @@ def layer_rows(device_name: str, rounds: int) -> list[dict]:
             variants = (*VARIANTS, *FP32_COMPUTE)
             loads = [_workload(f"linear{k}x{n}@{tokens}:{v}", graphs[v], lambda m=module: m, (tokens, k), v != "fp32")
                      for v in variants]
-            runs = _interleaved([lambda w=w: device.measure(w) for w in loads], rounds)
+            runs = measure_interleaved([lambda w=w: device.measure(w) for w in loads], rounds)
             row = {"layer": f"linear {k} -> {n}", "tokens": tokens, "weights": k * n, **_summarise(runs, variants)}
             rows.append(row)
             print(f"linear {k}->{n} T={tokens}: " + ", ".join(f"{v} {row[f'{v}_ms']:.4f} ms ({row[f'{v}_ratio']:.2f}x)"
@@ -111,7 +103,7 @@ def subnet_rows(supernet_dir: Path, device_name: str, rounds: int) -> list[dict]
         loads = [Workload.of_supernet(net, arch, lambda a=arch: evaluator.quantization_inputs(a), dynamic_onnx=g,
                                       policy={"layer": v} if v != "fp32" else None)
                  for v, g in graphs.items()]
-        runs = _interleaved([lambda w=w: device.measure(w) for w in loads], rounds)
+        runs = measure_interleaved([lambda w=w: device.measure(w) for w in loads], rounds)
         row = {"subnet": name, "layers": f"{len(matrix)} of {len(paths)}", **_summarise(runs)}
         for variant, g in graphs.items():
             row[f"{variant}_accuracy"] = onnx_accuracy(g, evaluator.split, lambda x, a=arch: net.adapt_input(x, a))
