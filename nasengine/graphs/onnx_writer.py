@@ -104,7 +104,10 @@ def to_onnx(model: nn.Module, example_input: Inputs, dynamic_batch: bool = False
     (one float tensor, or named inputs of any dtype: those always go through torch.onnx, named as given).
     `fold_batchnorm=False` keeps BatchNormalization nodes (only to measure what folding changes)."""
     model = model.eval()
-    if not isinstance(example_input, torch.Tensor) or _linear_on_sequences(model, example_input):
+    if not isinstance(example_input, torch.Tensor):
+        return _torch_export(model, example_input, dynamic_batch)
+    out_shape, sequence_linear = _run_once(model, example_input)
+    if sequence_linear:
         return _torch_export(model, example_input, dynamic_batch)
     shape: list[int | str] = list(example_input.shape)
     if dynamic_batch:
@@ -115,8 +118,6 @@ def to_onnx(model: nn.Module, example_input: Inputs, dynamic_batch: bool = False
     except NotImplementedError:
         return _torch_export(model, example_input, dynamic_batch)
     graph.nodes.append(helper.make_node("Identity", [out], [OUTPUT_NAME], name="output"))
-    with torch.no_grad():
-        out_shape: list[int | str] = list(model(example_input).shape)
     if dynamic_batch:
         out_shape[0] = "batch"
     proto = helper.make_model(
@@ -130,20 +131,18 @@ def to_onnx(model: nn.Module, example_input: Inputs, dynamic_batch: bool = False
 
 
 @torch.no_grad()
-def _linear_on_sequences(model: nn.Module, example_input: torch.Tensor) -> bool:
-    """Whether a plain nn.Linear of `model` sees an input of rank > 2 (tokens of a sequence): ONNX's Gemm takes
-    matrices only, so such a model is written by torch.onnx (MatMul and Add) instead."""
-    linears = [m for m in model.modules() if type(m) is nn.Linear]
-    if not linears:
-        return False
+def _run_once(model: nn.Module, example_input: torch.Tensor) -> tuple[list[int | str], bool]:
+    """(output shape, whether a plain nn.Linear sees an input of rank > 2) from one forward pass: ONNX's Gemm
+    takes matrices only, so a Linear on tokens of a sequence is written by torch.onnx (MatMul and Add) instead."""
     seen: list[int] = []
-    handles = [m.register_forward_pre_hook(lambda _, args: seen.append(args[0].dim())) for m in linears]
+    handles = [m.register_forward_pre_hook(lambda _, args: seen.append(args[0].dim()))
+               for m in model.modules() if type(m) is nn.Linear]
     try:
-        model(example_input)
+        out_shape: list[int | str] = list(model(example_input).shape)
     finally:
         for handle in handles:
             handle.remove()
-    return any(rank > 2 for rank in seen)
+    return out_shape, any(rank > 2 for rank in seen)
 
 
 def _torch_export(model: nn.Module, example_input: Inputs, dynamic_batch: bool) -> bytes:

@@ -23,7 +23,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from nasengine.measurement.devices.lut_device import table_path
-from nasengine.measurement.lut import LatencyTable, layer_precisions, mixed_precision_latency, signature_key
+from nasengine.measurement.lut import LatencyTable, signature_key
+from nasengine.measurement.policy_pricing import layer_precisions, mixed_precision_latency
 from nasengine.search_spaces.quantization import GENE_PREFIX, PRECISIONS, STATIC_PRECISIONS
 from nasengine.search_spaces.space import Arch
 from nasengine.search_spaces.storage import atomic_write

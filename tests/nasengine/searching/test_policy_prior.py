@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from nasengine.kernels.describe import LayerSpec, OpSpec
-from nasengine.measurement.lut import LatencyTable, layer_precisions, mixed_precision_latency, signature_key
+from nasengine.measurement.lut import LatencyTable, signature_key
+from nasengine.measurement.policy_pricing import layer_precisions, mixed_precision_latency
 from nasengine.searching.policy_prior import SENSITIVITY_FILE, PolicyPrior, PrecisionTables
 from tests.cli_helpers import one_line_error, run_cli
 
