@@ -13,6 +13,7 @@ from torch import nn
 from nasengine.kernels.describe import LayerSpec
 from nasengine.kernels.inputs import SINGLE_INPUT, InputSpec, Inputs, example_inputs, image_input, to_numpy
 from nasengine.measurement.devices.timing import Measurement, TimingSettings
+from nasengine.search_spaces.quantization import quantizes
 from nasengine.errors import UserError
 
 
@@ -56,8 +57,6 @@ class Workload:
     @property
     def carries_policy(self) -> bool:
         """True when the workload's graph already applies a quantization policy with a layer below FP32."""
-        from nasengine.search_spaces.quantization import quantizes
-
         return quantizes(self.policy)
 
     def layers(self) -> list[LayerSpec]:
