@@ -153,7 +153,7 @@ def parity(checkpoint: Path) -> dict[str, Any]:
 
 def probe_step_seconds(net: Any, task: Any, batch_size: int) -> float:
     """Seconds of one sorted training step (all members, forward and backward) on this machine."""
-    from nasengine.supernets.training.loop import train_step
+    from nasengine.supernets.training.loop import StepRule, train_step
     from nasengine.supernets.training.recipes import Sorted
     import numpy as np
 
@@ -164,7 +164,7 @@ def probe_step_seconds(net: Any, task: Any, batch_size: int) -> float:
     times = []
     for _ in range(2):
         start = time.perf_counter()
-        train_step(net, x, y, phase, np.random.default_rng(0), 1, 0.0)  # the train command's n_random
+        train_step(net, x, y, phase, np.random.default_rng(0), StepRule(1, 0.0))  # the train command's n_random
         net.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - start)
     net.eval()

@@ -21,7 +21,7 @@ from nasengine import supernets
 from nasengine.tasks import open_data
 from nasengine.tasks.base import EpochBatches
 from nasengine.supernets.bert_import import default_checkpoint
-from nasengine.supernets.training.loop import train_step
+from nasengine.supernets.training.loop import StepRule, train_step
 from nasengine.supernets.training.recipes import get_recipe
 
 
@@ -38,7 +38,7 @@ def time_arm(net: supernets.Supernet, data: EpochBatches, steps: int, epoch: int
         positions += int(x["input_ids"].numel())
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        train_step(net, x, y, phase, rng, 1, 0.1)
+        train_step(net, x, y, phase, rng, StepRule(1, 0.1))
         optimizer.step()
         seconds += time.perf_counter() - start
     return seconds / steps, positions / steps

@@ -1,4 +1,4 @@
-"""The `nasengine` command line: train, search, export, evaluate, generate, devices, supernets."""
+"""The `nasengine` command line: train, search, export, evaluate, generate, audit, finetune, devices, supernets."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
+from nasengine.cli.audit import add_audit_command
+from nasengine.cli.finetune import add_finetune_command
 from nasengine.cli.argtypes import image_size, positive_float, positive_int, positive_or_zero_float, whole_number
 from nasengine.cli.devices import add_device_commands
 from nasengine.cli.generate import add_generate_command
@@ -123,7 +125,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from nasengine.training.run import TrainRequest, train
 
     given = {k: getattr(args, k) for k in ("epochs", "seed", "recipe", "batch_size", "lr", "warmup", "n_random",
-                                            "checkpoint_every", "checkpoint_seconds")
+                                            "checkpoint_every", "checkpoint_seconds", "teacher", "teacher_epochs",
+                                            "kd_temperature", "sampler")
              if getattr(args, k) is not None}  # unset options take TrainRequest's defaults
     overrides = _overrides(args.set)
     _check_overrides(args.supernet, overrides)
@@ -268,6 +271,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="linear warm-up as a share of all steps, 0..0.5 (default: one epoch but at most half the "
                         "run; bert 0.06)")
     p.add_argument("--n-random", type=whole_number, help="random subnets per step besides max and min (default 1)")
+    p.add_argument("--teacher", default=None, metavar="auto|SN",
+                   help="distil every subnet from a fixed teacher instead of the in-place largest subnet: auto trains "
+                        "the largest subnet alone first (--teacher-epochs, its own schedule; the supernet starts from "
+                        "it), SN names a trained supernet of the same task whose largest subnet teaches")
+    p.add_argument("--teacher-epochs", type=positive_int, default=None,
+                   help="with --teacher auto: epochs of training the largest subnet alone (default: --epochs)")
+    p.add_argument("--kd-temperature", type=positive_float, default=None,
+                   help="temperature of the distillation targets (default 1)")
+    p.add_argument("--sampler", default=None,
+                   help="random subnets of each step: uniform (default), cost-uniform, attentive-best, "
+                        "attentive-worst, complexity-shift, or a plugin's (see supernets/training/samplers.py)")
     p.add_argument("--checkpoint-every", type=whole_number, default=None,
                    help="checkpoint within an epoch every N steps (default 200; 0: only at epoch ends)")
     p.add_argument("--checkpoint-seconds", type=positive_or_zero_float, default=None,
@@ -359,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_evaluate)
 
     add_generate_command(sub)
+    add_audit_command(sub)
+    add_finetune_command(sub)
     add_device_commands(sub, _Parser)
 
     p = sub.add_parser("supernets", help="list the registered supernets")
@@ -371,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.choices[name]
         sp.add_argument("--overwrite", action="store_true", help="replace the output directory")
         sp.add_argument("--quiet", action="store_true", help="no progress output")
-    for name in ("train", "search", "export", "evaluate", "measure", "generate"):
+    for name in ("train", "search", "export", "evaluate", "measure", "generate", "finetune"):
         sub.choices[name].add_argument("--threads", type=positive_int, default=None,
                                        help="torch threads for training and evaluation (default: all cores); "
                                             "device thread counts are set by the device")

@@ -62,6 +62,11 @@ class ExportRequest:
     arch: dict[str, Any] | None = None  # export this arch instead of choosing from the Pareto set
     pick: str = "within-noise"  # within-noise | most-accurate (see `pick_subnet`)
     formats: tuple[str, ...] = ()  # more formats written beside the engine's own (nasengine.exporting.formats)
+    # `nasengine finetune`: package these weights of `arch` (instead of the supernet's), add `provenance` to the
+    # manifest and `extra_files` to the directory
+    module: torch.nn.Module | None = None
+    provenance: dict[str, Any] | None = None
+    extra_files: dict[str, bytes] | None = None
 
 
 def _read_run(run_dir: Path) -> dict[str, Any]:
@@ -319,7 +324,7 @@ def export(request: ExportRequest) -> dict[str, Any]:
         full_arch = json.loads(row["arch"])
     arch, policy = quantization.policy(full_arch)
     int8, weight_only = int8_layers(policy), weight_only_layers(policy)
-    module = evaluator.extract(arch)
+    module = evaluator.extract(arch) if request.module is None else request.module.eval()
     transform = net.input_transform(arch)
     test = task.split("test")
     prepare = (lambda x: apply_input_transform(x, transform))
@@ -398,8 +403,10 @@ def export(request: ExportRequest) -> dict[str, Any]:
                             else measurement.median_ms}
     assets = task.assets()
     manifest["formats"] = list(request.formats)
+    manifest.update(request.provenance or {})
     files = {"config.json": json.dumps(subnet_config, indent=2).encode(),
-             "manifest.json": json.dumps(manifest, indent=2).encode(), **files, **raw_graph, **assets}
+             "manifest.json": json.dumps(manifest, indent=2).encode(), **files, **raw_graph, **assets,
+             **(request.extra_files or {})}
     _write_atomically(out, request.overwrite, files, module.state_dict(),
                       lambda tmp: write_formats(request.formats, module, tmp, assets))
     _mark_exported(Path(request.run_dir), device_name, row)

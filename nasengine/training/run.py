@@ -24,6 +24,9 @@ from nasengine.search_spaces.storage import atomic_file
 from nasengine.supernets.training import (Checkpointing, Phase, TrainSettings, distributed, get_recipe, TrainHooks,
                                           train_supernet)
 from nasengine.supernets.training.loop import CHECKPOINT_EVERY_SECONDS, CHECKPOINT_EVERY_STEPS
+from nasengine.supernets.training.samplers import SAMPLERS
+from nasengine.supernets.training.teacher import FrozenTeacher
+from nasengine.training.loading import load_trained
 
 MARKER = "train.json"
 # what a family trained from scratch gets when neither the user nor the family's train_defaults say
@@ -59,6 +62,12 @@ class TrainRequest:
     checkpoint: Path | None = None
     # linear warm-up as a share of all steps (0..0.5); None: the family's default, else one epoch (at most half)
     warmup: float | None = None
+    # a fixed teacher every subnet distils from: "auto" trains the largest subnet alone first (`teacher_epochs`,
+    # default `epochs`), a path names a trained supernet of the task whose largest subnet teaches; None: in-place
+    teacher: str | None = None
+    teacher_epochs: int | None = None
+    kd_temperature: float = 1.0
+    sampler: str = "uniform"  # the random subnets of each step (see `nasengine supernets`' samplers)
 
     def setting(self, key: str) -> Any:
         """`epochs`, `lr` or `warmup` as given, else the family's default for it, else the generic one."""
@@ -72,8 +81,12 @@ class TrainRequest:
         a whole vocabulary costs perplexity)."""
         defaults = supernets.entry(self.supernet).train_defaults
         smoothing = defaults.get("label_smoothing", TrainSettings.label_smoothing)
+        teacher_epochs = 0
+        if self.teacher == "auto":
+            teacher_epochs = self.teacher_epochs if self.teacher_epochs is not None else self.setting("epochs")
         return TrainSettings(epochs=self.setting("epochs"), lr=self.setting("lr"), n_random=self.n_random,
-                             seed=self.seed, warmup_fraction=self.setting("warmup"), label_smoothing=smoothing)
+                             seed=self.seed, warmup_fraction=self.setting("warmup"), label_smoothing=smoothing,
+                             teacher_epochs=teacher_epochs, kd_temperature=self.kd_temperature, sampler=self.sampler)
 
     def pretrained(self) -> Path | None:
         """The checkpoint this family grows from (None for families trained from scratch); UserError when it
@@ -129,6 +142,22 @@ class TrainRequest:
             raise UserError("checkpoint intervals cannot be negative (0 turns one off)")
         if self.recipe == "progressive" and epochs < 4:
             raise UserError("the progressive recipe needs at least 4 epochs (one per phase)")
+        if self.teacher_epochs is not None and self.teacher != "auto":
+            raise UserError("--teacher-epochs goes with --teacher auto (the largest subnet trained alone first)")
+        if self.teacher_epochs is not None and self.teacher_epochs < 1:
+            raise UserError(f"--teacher-epochs must be at least 1, got {self.teacher_epochs}")
+        try:
+            SAMPLERS.get(self.sampler)
+        except ValueError as exc:
+            raise UserError(f"--sampler: {exc}") from None
+        if not self.kd_temperature > 0:
+            raise UserError(f"--kd-temperature must be positive, got {self.kd_temperature}")
+        if self.teacher not in (None, "auto"):
+            if not (Path(self.teacher) / supernets.io.WEIGHTS).is_file():
+                raise UserError(f"--teacher {self.teacher}: not a trained supernet (no {supernets.io.WEIGHTS}); "
+                                f"give one, or auto to train the largest subnet alone first")
+            if Path(self.teacher).resolve() == Path(self.out).resolve():
+                raise UserError("--teacher must differ from --out (the output directory is replaced)")
 
     def build(self, task: Task, seed: int = 0) -> supernets.Supernet:
         """The untrained supernet for `task`'s channels, classes and image size, with the user's overrides, its
@@ -159,6 +188,29 @@ def _check_init(request: TrainRequest, task: Task) -> None:
         load_weights(request.build(task), path, f"{request.supernet} with {request.overrides or 'its defaults'}")
     except ValueError as exc:
         raise UserError(f"--init-from: {exc}") from None
+
+
+def _teacher_of(request: TrainRequest, task: Task) -> FrozenTeacher | None:
+    """The fixed teacher a path in `--teacher` names: that supernet's largest subnet with BN recalibrated on this
+    task, frozen; None for in-place distillation or a teacher phase ("auto")."""
+    if request.teacher in (None, "auto"):
+        return None
+    return teacher_from_supernet(Path(request.teacher), task, "--teacher")
+
+
+def teacher_from_supernet(supernet_dir: Path, task: Task, option: str) -> FrozenTeacher:
+    """The largest subnet of the trained supernet in `supernet_dir`, BN recalibrated on `task`, frozen as a teacher;
+    UserError (naming `option`) when it was trained on another kind of task."""
+    teacher_net, config = load_trained(supernet_dir)
+    spec = config["task"]
+    same_shape = list(spec.get("input_shape", [])) == list(task.spec["input_shape"])
+    if spec.get("num_classes") != task.num_classes or not same_shape:
+        raise UserError(f"{option} {supernet_dir} was trained on {spec.get('name')} ({spec.get('num_classes')} "
+                        f"classes, inputs {spec.get('input_shape')}); this task is {task.name} ({task.num_classes} "
+                        f"classes, inputs {task.spec['input_shape']})")
+    arch = teacher_net.space.max()
+    module = Evaluator(teacher_net, task, "val").extract(arch)
+    return FrozenTeacher(module, lambda x: teacher_net.adapt_input(x, arch))
 
 
 def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -200,6 +252,10 @@ def _train(request: TrainRequest, device: torch.device) -> dict[str, Any]:
                                   "weights_sha1": supernets.weights_digest(checkpoint)}
     if request.data is not None or request.data_options:  # runs made before --data existed stay resumable
         identity["task"] = task.spec
+    if request.teacher not in (None, "auto"):
+        _teacher_of(request, task)  # refused here, before anything is written, if it does not fit the task
+        identity["teacher"] = {"dir": str(Path(request.teacher).resolve()),
+                               "weights_sha1": supernets.weights_digest(Path(request.teacher))}
     if request.init_from is not None:
         _check_init(request, task)
         identity["init_from"] = {"dir": str(Path(request.init_from).resolve()),
@@ -242,7 +298,9 @@ def _run(request: TrainRequest, device: torch.device, task: Task, identity: dict
             raise UserError(str(exc)) from None
     evaluator = Evaluator(net, task, "val")
     started = time.perf_counter()
-    with Progress(settings.epochs * data.steps_per_epoch, f"train {request.supernet}", "step",
+    epochs = settings.teacher_epochs + settings.epochs
+    teacher = _teacher_of(request, task)
+    with Progress(epochs * data.steps_per_epoch, f"train {request.supernet}", "step",
                   request.progress and main) as bar:
         if resumed:
             bar.write(f"resuming training in {out}")
@@ -263,13 +321,13 @@ def _run(request: TrainRequest, device: torch.device, task: Task, identity: dict
             if task.language_model:  # a language model is judged by perplexity (lower is better)
                 scores.update(val_perplexity_max=top["perplexity"], val_perplexity_min=bottom["perplexity"])
                 text = f"val perplexity max {top['perplexity']:.2f} min {bottom['perplexity']:.2f}"
-            bar.write(f"epoch {epoch + 1}/{settings.epochs} [{phase.name}] loss {row['loss']:.3f} {text}")
+            bar.write(f"epoch {epoch + 1}/{epochs} [{phase.name}] loss {row['loss']:.3f} {text}")
             return scores
 
         checkpointing = Checkpointing(out / "checkpoints", every_steps=request.checkpoint_every or None,
                                       every_seconds=request.checkpoint_seconds or None)
         log = train_supernet(net, get_recipe(request.recipe), data, settings, checkpointing,
-                             TrainHooks(on_step=on_step, on_epoch_end=on_epoch_end, on_resume=on_resume))
+                             TrainHooks(on_step=on_step, on_epoch_end=on_epoch_end, on_resume=on_resume), teacher)
     final: dict[str, Any] = {}
     if main:
         _write_log(out / LOG, log)

@@ -6,7 +6,7 @@ import inspect
 import itertools
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
@@ -20,7 +20,9 @@ from nasengine.supernets.training import distributed
 from nasengine.supernets.training.checkpoint import newest_checkpoint, read_checkpoint, save_checkpoint
 from nasengine.supernets.training.losses import soft_cross_entropy
 from nasengine.search_spaces.space import Space
-from nasengine.supernets.training.recipes import Phase, Recipe
+from nasengine.supernets.training.recipes import Phase, Recipe, SingleArch
+from nasengine.supernets.training.samplers import Scorer, SubnetSampler, frozen_norm_statistics, get_sampler
+from nasengine.supernets.training.teacher import FrozenTeacher
 
 
 class EpochData(Protocol):
@@ -44,10 +46,18 @@ class TrainSettings:
     seed: int = 0
     # warm-up as a share of all steps (fine-tuning a pretrained model: a few per cent); None: `warmup_epochs`
     warmup_fraction: float | None = None
+    # teacher-first (Once-for-All): the largest subnet trained alone this many epochs (its own warm-up and cosine
+    # schedule) before `epochs` of the recipe, then frozen; every subnet distils from it. 0: in-place distillation
+    teacher_epochs: int = 0
+    kd_temperature: float = 1.0  # softens the teacher's targets (the KD loss is scaled by its square)
+    sampler: str = "uniform"  # which random subnets a step trains (supernets.training.samplers.SAMPLERS)
 
     def __post_init__(self) -> None:
         if self.warmup_fraction is not None and not 0 <= self.warmup_fraction <= 0.5:
             raise ValueError(f"the warm-up share must lie in 0..0.5, got {self.warmup_fraction}")
+        if self.teacher_epochs < 0 or not self.kd_temperature > 0:
+            raise ValueError(f"teacher epochs must be >= 0 and the KD temperature positive, got "
+                             f"{self.teacher_epochs} and {self.kd_temperature}")
 
     def warmup_steps(self, total_steps: int, steps_per_epoch: int) -> int:
         """Linear warm-up length: the share of all steps, else one epoch but at most half the run."""
@@ -57,8 +67,11 @@ class TrainSettings:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        if out["warmup_fraction"] is None:  # identities of runs made before the option existed stay the same
-            del out["warmup_fraction"]
+        # identities of runs made before an option existed stay the same
+        for key, default in (("warmup_fraction", None), ("teacher_epochs", 0), ("kd_temperature", 1.0),
+                             ("sampler", "uniform")):
+            if out[key] == default:
+                del out[key]
         return out
 
 
@@ -98,9 +111,10 @@ def _with_shared(arch: dict, shared: dict) -> dict:
 
 
 def step_archs(space: Space, rng: np.random.Generator, n_random: int,
-               members: Sequence[dict] | None = None) -> list[dict]:
-    """Subnets of one sandwich step: largest, smallest, then `n_random` uniform ones; with `members` (sorted
-    training), the largest and smallest member and `n_random` of the others.
+               members: Sequence[dict] | None = None, sampler: SubnetSampler | None = None,
+               score: Scorer | None = None) -> list[dict]:
+    """Subnets of one sandwich step: largest, smallest, then `n_random` drawn by `sampler` (default uniform);
+    with `members` (sorted training), the largest and smallest member and `n_random` of the others.
 
     Genes tagged "resolution" are drawn once per step and shared by all of them (as in Once-for-All):
     every subnet sees the same images, the teacher's soft targets match the students' inputs, and a
@@ -115,33 +129,67 @@ def step_archs(space: Space, rng: np.random.Generator, n_random: int,
     archs = [_with_shared(space.max(), shared)]
     if space.size > 1:
         archs.append(_with_shared(space.min(), shared))
-        archs += [_with_shared(space.sample(rng=rng), shared) for _ in range(n_random)]
+        if sampler is None:
+            archs += [_with_shared(space.sample(rng=rng), shared) for _ in range(n_random)]
+        else:
+            archs += sampler.draw(rng, n_random, shared, score or (lambda arch: 0.0))
     unique: dict[str, dict] = {}
     for arch in archs:
         unique.setdefault(space.key(arch), arch)
     return list(unique.values())
 
 
+@dataclass(frozen=True)
+class StepRule:
+    """What one training step does besides the largest subnet: `n_random` sampled subnets (by `sampler`, default
+    uniform), label smoothing, and distillation (weight, temperature, and a fixed `teacher` or in-place)."""
+
+    n_random: int
+    label_smoothing: float
+    kd_weight: float = 1.0
+    temperature: float = 1.0
+    teacher: FrozenTeacher | None = None
+    sampler: SubnetSampler | None = None
+
+
 def train_step(net: Supernet, x: Inputs, y: torch.Tensor, phase: Phase, rng: np.random.Generator,
-               n_random: int, label_smoothing: float, kd_weight: float = 1.0) -> float:
+               rule: StepRule) -> float:
     """Sandwich step on the phase's space: the largest subnet learns the labels, the others the labels plus
     `kd_weight` times its soft targets (in-place distillation; Once-for-All's loss, which learns much faster
-    on short schedules than distillation alone).
+    on short schedules than distillation alone). With a fixed `teacher`, every subnet, the largest included,
+    distils from the teacher's targets instead (the teacher sees the raw inputs at its own resolution).
 
     Gradients accumulate over all subnets; the caller steps the optimizer. Returns the largest subnet's loss.
     """
-    largest, *others = (step_archs(phase.space, rng, n_random) if phase.members is None
-                        else step_archs(phase.space, rng, n_random, members=phase.members))
+    def score(arch: dict) -> float:  # a candidate's loss on this batch, for samplers that rank candidates
+        net.set_active(arch)
+        with frozen_norm_statistics(net):
+            return float(label_loss(net(*as_args(net.adapt_input(x, arch))), y, 0.0))
+
+    n_random, label_smoothing, kd_weight = rule.n_random, rule.label_smoothing, rule.kd_weight
+    teacher, temperature, sampler = rule.teacher, rule.temperature, rule.sampler
+    if phase.members is not None:
+        largest, *others = step_archs(phase.space, rng, n_random, members=phase.members)
+    elif sampler is not None:
+        largest, *others = step_archs(phase.space, rng, n_random, sampler=sampler, score=score)
+    else:
+        largest, *others = step_archs(phase.space, rng, n_random)
+    targets = teacher.probabilities(x, temperature) if teacher is not None else None
     net.set_active(largest)
     x = net.adapt_input(x, largest)
     logits = net(*as_args(x))
     loss = label_loss(logits, y, label_smoothing)
-    loss.backward()
-    teacher = F.softmax(logits.detach(), dim=-1)
+    total = loss if targets is None else loss + kd_weight * soft_cross_entropy(logits, targets, temperature)
+    total.backward()
+    if targets is None:
+        targets = F.softmax(logits.detach().float() / temperature, dim=-1)
     for arch in others:
         net.set_active(arch)
         out = net(*as_args(x))
-        (label_loss(out, y, label_smoothing) + kd_weight * soft_cross_entropy(out, teacher)).backward()
+        student = label_loss(out, y, label_smoothing) + kd_weight * soft_cross_entropy(out, targets, temperature)
+        student.backward()
+        if sampler is not None:
+            sampler.observe(arch, float(student.detach()))
     return float(loss.detach())
 
 
@@ -220,8 +268,8 @@ class TrainHooks:
 
 
 def train_supernet(net: Supernet, recipe: Recipe, data: EpochData, settings: TrainSettings,
-                   checkpointing: Checkpointing | None = None, hooks: TrainHooks | None = None
-                   ) -> list[dict[str, float]]:
+                   checkpointing: Checkpointing | None = None, hooks: TrainHooks | None = None,
+                   teacher: FrozenTeacher | None = None) -> list[dict[str, float]]:
     """Train `net` with `recipe`; resumes from the newest checkpoint under `checkpointing.root` if any.
 
     The caller's torch random state is left as it was (training seeds its own, inside `fork_rng`).
@@ -235,28 +283,53 @@ def train_supernet(net: Supernet, recipe: Recipe, data: EpochData, settings: Tra
     Under torchrun (see supernets.training.distributed) every rank runs this same call on its shard of the
     data, with identical subnets and gradients averaged once per step; rank 0 alone writes checkpoints, and
     the epoch's log row and model state (after `on_epoch_end`, which every rank calls) come from rank 0.
-    Returns one log row per epoch.
+    With `settings.teacher_epochs` the run starts with a "teacher" phase (the largest subnet alone, its own
+    warm-up and cosine schedule), whose result is frozen (and kept beside the checkpoints) as the `teacher` of the
+    recipe's epochs; a `teacher` given here is used from the start instead. Returns one log row per epoch.
     """
+    if teacher is not None and settings.teacher_epochs:
+        raise ValueError("give either a teacher or teacher epochs, not both")
     device = next(net.parameters()).device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        return _train(net, recipe, data, settings, checkpointing, hooks or TrainHooks())
+        return _train(net, recipe, data, settings, checkpointing, hooks or TrainHooks(), teacher)
+
+
+def _phases(recipe: Recipe, space: Space, settings: TrainSettings) -> list[Phase]:
+    """The recipe's phases, after a teacher phase (the largest subnet alone) when teacher epochs are set."""
+    phases = recipe.phases(space, settings.epochs)
+    if settings.teacher_epochs:
+        (alone,) = SingleArch().phases(space, settings.teacher_epochs)
+        phases = [replace(alone, name="teacher"), *phases]
+    return phases
+
+
+def _schedule(settings: TrainSettings, steps_per_epoch: int) -> Callable[[int], float]:
+    """Learning-rate factor per global step: the teacher phase and the recipe each warm up and decay on their own."""
+    first = settings.teacher_epochs * steps_per_epoch
+    rest = settings.epochs * steps_per_epoch
+    warm_first, warm_rest = settings.warmup_steps(first, steps_per_epoch), settings.warmup_steps(rest, steps_per_epoch)
+
+    def factor(step: int) -> float:
+        return _lr_factor(step, first, warm_first) if step < first else _lr_factor(step - first, rest, warm_rest)
+    return factor
 
 
 def _train(net: Supernet, recipe: Recipe, data: EpochData, settings: TrainSettings,
-           checkpointing: Checkpointing | None, hooks: TrainHooks) -> list[dict[str, float]]:
+           checkpointing: Checkpointing | None, hooks: TrainHooks,
+           teacher: FrozenTeacher | None) -> list[dict[str, float]]:
     checkpoint_root = checkpointing.root if checkpointing is not None else None
     on_step, on_epoch_end, on_resume = hooks.on_step, hooks.on_epoch_end, hooks.on_resume
     data = _for_this_rank(data)
     rank, world = distributed.rank(), distributed.world_size()
-    phases = recipe.phases(net.space, settings.epochs)
+    phases = _phases(recipe, net.space, settings)
+    n_epochs = settings.teacher_epochs + settings.epochs
     decay, no_decay = [], []
     for name, p in net.named_parameters():
         (no_decay if p.ndim <= 1 or "transforms" in name else decay).append(p)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=settings.lr)
     steps_per_epoch = data.steps_per_epoch
-    total_steps = settings.epochs * steps_per_epoch
-    warmup_steps = settings.warmup_steps(total_steps, steps_per_epoch)
+    lr_factor = _schedule(settings, steps_per_epoch)
     device = next(net.parameters()).device
     log: list[dict[str, Any]] = []
     start_epoch, start_step, resumed = 0, 0, None
@@ -278,9 +351,16 @@ def _train(net: Supernet, recipe: Recipe, data: EpochData, settings: TrainSettin
         on_resume(start_epoch * steps_per_epoch + start_step)
     interval = _Interval(checkpointing.every_steps if checkpointing else None,
                          checkpointing.every_seconds if checkpointing else None)
-    for epoch in range(start_epoch, settings.epochs):
+    sampler: SubnetSampler | None = None
+    for epoch in range(start_epoch, n_epochs):
         phase, starts_now = _phase_of(phases, epoch)
         mid_epoch = epoch == start_epoch and start_step > 0
+        if sampler is None or (starts_now and not mid_epoch):  # a fresh sampler per phase, its state on resume
+            sampler = _bound_sampler(settings.sampler, phase, net)
+            if resumed is not None and epoch == start_epoch and not (starts_now and not mid_epoch):
+                sampler.load_state(resumed.get("sampler_state") or {})
+        if settings.teacher_epochs and epoch >= settings.teacher_epochs and teacher is None:
+            teacher = _fixed_teacher(net, checkpoint_root, fresh=epoch == settings.teacher_epochs and not mid_epoch)
         if starts_now and not mid_epoch:
             net.prepare_phase(set(phase.tags))
             if epoch > 0:  # the phase may have reordered channels: moments of the old order would misdirect steps
@@ -303,10 +383,12 @@ def _train(net: Supernet, recipe: Recipe, data: EpochData, settings: TrainSettin
         for step, (x, y) in enumerate(batches, start=first):
             global_step = epoch * steps_per_epoch + step
             for group in optimizer.param_groups:
-                group["lr"] = settings.lr * _lr_factor(global_step, total_steps, warmup_steps)
+                group["lr"] = settings.lr * lr_factor(global_step)
             optimizer.zero_grad(set_to_none=True)
-            loss = train_step(net, to_device(x, device), y.to(device), phase, rng, settings.n_random,
-                              settings.label_smoothing, settings.kd_weight)
+            rule = StepRule(settings.n_random, settings.label_smoothing, settings.kd_weight, settings.kd_temperature,
+                            teacher if phase.name != "teacher" else None,
+                            sampler if settings.sampler != "uniform" else None)
+            loss = train_step(net, to_device(x, device), y.to(device), phase, rng, rule)
             # a mid-epoch checkpoint after this step? (the last step's state is the epoch-end checkpoint)
             due = interval.tick() and checkpoint_root is not None and step + 1 < steps_per_epoch
             if world > 1:  # one all-reduce: gradients averaged, the loss averaged, rank 0's clock decides
@@ -322,7 +404,7 @@ def _train(net: Supernet, recipe: Recipe, data: EpochData, settings: TrainSettin
                 generator = getattr(batches, "generator_state", None)
                 extra = {"sampler_rng": rng.bit_generator.state, "epoch_losses": losses,
                          "epoch_seconds": seconds_before + time.perf_counter() - started,
-                         "lr": optimizer.param_groups[0]["lr"]}
+                         "lr": optimizer.param_groups[0]["lr"], "sampler_state": sampler.state()}
                 _save(checkpoint_root, net, optimizer, settings, log, epoch, step + 1, extra,
                       generator() if generator is not None else None, rng)
                 interval.reset()
@@ -337,10 +419,36 @@ def _train(net: Supernet, recipe: Recipe, data: EpochData, settings: TrainSettin
             distributed.broadcast_state(net)
         log.append(row)
         if checkpoint_root is not None:
-            _save(checkpoint_root, net, optimizer, settings, log, epoch, None, {}, None, None)
+            _save(checkpoint_root, net, optimizer, settings, log, epoch, None, {"sampler_state": sampler.state()},
+                  None, None)
             interval.reset()
     net.set_active(net.space.max())
     return log
+
+
+def _bound_sampler(name: str, phase: Phase, net: Supernet) -> SubnetSampler:
+    """The settings' subnet sampler bound to the phase's space; one that ranks candidates on a rank's own batch
+    would draw other subnets on other ranks, so data parallelism takes only those that do not."""
+    sampler = get_sampler(name)
+    if distributed.world_size() > 1 and sampler.batch_dependent:
+        raise ValueError(f"the {name} sampler draws from each rank's own losses; train it in one process")
+    sampler.bind(phase.space, lambda arch: float(net.cost(arch).macs))
+    return sampler
+
+
+def _fixed_teacher(net: Supernet, root: Path | None, fresh: bool) -> FrozenTeacher:
+    """The teacher of the recipe's epochs: the largest subnet frozen now (`fresh`, at the end of the teacher phase;
+    kept under the checkpoint root for a resume), else the one kept there."""
+    if fresh:
+        teacher = FrozenTeacher.largest_of(net)
+        if root is not None and distributed.is_main():
+            teacher.save(root)
+        distributed.barrier()
+        return teacher
+    restored = FrozenTeacher.restore(net, root) if root is not None else None
+    if restored is None:
+        raise ValueError(f"resuming after the teacher phase needs the teacher kept under {root}; it is missing")
+    return restored
 
 
 def _save(root: Path, net: Supernet, optimizer: torch.optim.Optimizer, settings: TrainSettings,

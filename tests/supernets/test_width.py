@@ -8,7 +8,7 @@ import torch
 
 from nasengine import supernets
 from nasengine.supernets.base import Supernet
-from nasengine.supernets.training import Sandwich, train_step
+from nasengine.supernets.training import Sandwich, StepRule, train_step
 from tests.helpers import perturb
 
 # stage 1 continues stage 0's stream (stride 1, equal widths); stage 2 is stride 1 but wider
@@ -117,7 +117,7 @@ def test_width_elastic_net_trains_one_sandwich_step() -> None:
     net.prepare_phase(set(phase.tags))
     x, y = next(iter(get_task("digits").train_data(32, seed=0).batches(0)))
     net.zero_grad()
-    loss = train_step(net, x, y, phase, np.random.default_rng(0), 2, 0.1, 1.0)
+    loss = train_step(net, x, y, phase, np.random.default_rng(0), StepRule(2, 0.1, 1.0))
     assert np.isfinite(loss)
     grad = net.stages[0][0].project.conv.weight.grad
     assert grad is not None and grad.abs().sum() > 0

@@ -1,0 +1,136 @@
+"""`nasengine audit`: arch picks across the cost range, the summary's numbers, the written report, reuse of
+references, resume after SIGKILL, and one-line refusals of bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nasengine import supernets
+from nasengine.auditing import AuditRequest, run_audit, spread_archs, summarize
+from nasengine.auditing import audit as audit_module
+from nasengine.auditing.picks import spread_order
+from nasengine.search_spaces.samplers import sample_unique
+from nasengine.errors import UserError
+from tests.cli_helpers import one_line_error, run_cli
+from tests.conftest import TINY
+
+
+def test_picks_span_the_cost_range_better_than_uniform_samples() -> None:
+    net = supernets.create("ofa_mbv3_digits", **TINY)
+    cost = lambda a: float(net.cost(a).macs)  # noqa: E731
+    picks = spread_archs(net.space, cost, 8, seed=1)
+    keys = {net.space.key(a) for a in picks}
+    assert len(keys) == 8 and net.space.key(net.space.min()) in keys and net.space.key(net.space.max()) in keys
+    costs = [cost(a) for a in picks]
+    assert costs == sorted(costs)
+
+    def widest_gap(archs):
+        logs = sorted(math.log(cost(a)) for a in archs)
+        return max(np.diff(logs))
+
+    uniform = sample_unique(net.space, 8, seed=1, include_extremes=True)
+    assert widest_gap(picks) < widest_gap(uniform)
+
+
+def test_spread_order_covers_the_range_first() -> None:
+    for n in range(1, 20):
+        order = spread_order(n)
+        assert sorted(order) == list(range(n))
+    assert spread_order(9)[:3] == [0, 8, 4]
+
+
+def test_summary_numbers() -> None:
+    rows = [{"standalone": s, "inherited": s - 0.05, "macs": m, "params": p}
+            for s, m, p in [(0.80, 1, 9), (0.82, 3, 1), (0.85, 2, 5), (0.88, 4, 3)]]
+    summary = summarize(rows)
+    assert summary.tau == pytest.approx(1.0) and summary.tau_low <= summary.tau <= summary.tau_high
+    assert summary.tau_macs == pytest.approx(4 / 6) and summary.mean_gap_points == pytest.approx(-5.0)
+    assert summary.worst_gap_points == pytest.approx(-5.0)
+    with pytest.raises(ValueError):
+        summarize(rows[:2])
+
+
+def test_audit_writes_the_report_resumes_and_reuses(tiny_supernet_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "audit"
+    result = run_audit(AuditRequest(tiny_supernet_dir, out, archs=4, epochs=1, threads=1, progress=False),
+                       say=lambda s: None)
+    assert result["complete"] and result["summary"]["archs"] == 4
+    for name in ("audit.csv", "audit.png", "summary.json", "inherited.json"):
+        assert (out / name).is_file()
+    rows = list(csv.DictReader(open(out / "audit.csv")))
+    assert len(rows) == 4 and all(0 <= float(r["standalone"]) <= 1 for r in rows)
+    assert [int(r["macs"]) for r in rows] == sorted(int(r["macs"]) for r in rows)
+    cost = json.loads((out / "summary.json").read_text())["training_cost"]
+    assert cost["ratio"] == pytest.approx(cost["supernet_seconds"] / cost["largest_alone_seconds"], rel=1e-2)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished reference was trained again")
+
+    monkeypatch.setattr(audit_module, "train_alone", no_training)
+    again = run_audit(AuditRequest(tiny_supernet_dir, out, archs=4, epochs=1, threads=1, progress=False),
+                      say=lambda s: None)
+    assert again["summary"] == result["summary"]
+    # another audit of the same supernet with other picks reuses the references it shares (the extremes)
+    other = tmp_path / "other"
+    with pytest.raises(AssertionError, match="trained again"):  # 2 of its 3 picks are new
+        run_audit(AuditRequest(tiny_supernet_dir, other, archs=3, epochs=1, threads=1, seed=7, reuse=(out,),
+                               progress=False), say=lambda s: None)
+    reused = {p.name for p in (other / "standalone").glob("*.json")}
+    assert len(reused) == 2 and reused <= {p.name for p in (out / "standalone").glob("*.json")}
+    with pytest.raises(UserError, match="made with archs=4"):
+        run_audit(AuditRequest(tiny_supernet_dir, out, archs=5, epochs=1, progress=False), say=lambda s: None)
+
+
+def test_a_time_budget_reports_what_is_done(tiny_supernet_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "audit"
+    said: list[str] = []
+    result = run_audit(AuditRequest(tiny_supernet_dir, out, archs=4, epochs=1, threads=1, budget_minutes=1e-6,
+                                    progress=False), say=said.append)
+    assert not result["complete"] and result["done"] == 0 and "summary" not in result
+    assert "run the same command again" in said[-1]
+    assert json.loads((out / "audit.json").read_text())["status"] == "partial"
+
+
+def test_audit_resumes_after_sigkill(tiny_supernet_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "audit"
+    command = [sys.executable, "-m", "nasengine", "audit", str(tiny_supernet_dir), "--out", str(out), "--archs", "5",
+               "--epochs", "3", "--threads", "1", "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while not list((out / "standalone").glob("*.json")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    done_before = len(list((out / "standalone").glob("*.json")))
+    assert 1 <= done_before < 5, "the kill came too late to test a resume"
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    assert f"training {5 - done_before} of 5 archs" in finished.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] and summary["summary"]["archs"] == 5
+    assert not list((out / "standalone").glob("*.checkpoints"))  # finished trainings leave no checkpoints
+
+
+def test_bad_input_is_refused_in_one_line(tiny_supernet_dir: Path, tmp_path: Path, capsys) -> None:
+    cases = [
+        ([tmp_path, "--out", tmp_path / "a"], "config.json"),
+        ([tiny_supernet_dir, "--out", tmp_path / "a", "--archs", "2"], "--archs must be at least 3"),
+        ([tiny_supernet_dir, "--out", tmp_path / "a", "--epochs", "0"], "--epochs must be at least 1"),
+        ([tiny_supernet_dir, "--out", tmp_path / "a", "--reuse", tmp_path], "not an audit directory"),
+        ([tiny_supernet_dir, "--out", tiny_supernet_dir], "must differ"),
+    ]
+    for args, expected in cases:
+        line = one_line_error(*run_cli(capsys, "audit", *args)[::2])
+        assert expected in line, line
+        assert not (tmp_path / "a").exists()
