@@ -63,6 +63,18 @@ def read_reference(path: Path, identity: Mapping[str, Any]) -> dict[str, Any] | 
     return data
 
 
+def _untrained(config: Mapping[str, Any]) -> supernets.Supernet:
+    """The supernet as training started: random weights, or for a family grown from a pretrained checkpoint the
+    checkpoint's weights (an arch "trained alone" is then fine-tuned alone from the same start, as InstaTune does)."""
+    checkpoint = (config["training"].get("checkpoint") or {}).get("dir")
+    if checkpoint is None:
+        return supernets.from_config(config)
+    if not Path(checkpoint).exists():
+        raise ValueError(f"the pretrained checkpoint {checkpoint} this supernet grew from is gone; an arch trained "
+                         f"alone starts from it")
+    return supernets.create(str(config["supernet"]), **dict(config.get("kwargs", {})), checkpoint=checkpoint)
+
+
 def train_alone(supernet_dir: str, arch: dict[str, Any], epochs: int, threads: int, out: str) -> dict[str, Any]:
     """Train `arch` alone from scratch (checkpoints under OUT.checkpoints, so a killed run resumes) and write the
     reference to OUT: test accuracy and wall seconds of training. Runs in a worker process."""
@@ -76,7 +88,7 @@ def train_alone(supernet_dir: str, arch: dict[str, Any], epochs: int, threads: i
     target = Path(out)
     checkpoints = target.with_suffix(".checkpoints")
     torch.manual_seed(settings.seed)
-    alone = supernets.from_config(config)
+    alone = _untrained(config)
     started = time.perf_counter()
     log = train_supernet(alone, SingleArch(arch), task.train_data(training["batch_size"], settings.seed), settings,
                          Checkpointing(checkpoints))

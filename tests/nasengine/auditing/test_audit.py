@@ -134,3 +134,29 @@ def test_bad_input_is_refused_in_one_line(tiny_supernet_dir: Path, tmp_path: Pat
         line = one_line_error(*run_cli(capsys, "audit", *args)[::2])
         assert expected in line, line
         assert not (tmp_path / "a").exists()
+
+
+def test_a_family_grown_from_a_checkpoint_is_audited_against_archs_fine_tuned_alone_from_it(tmp_path: Path,
+                                                                                           capsys) -> None:
+    import torch
+
+    from nasengine.auditing.standalone import _untrained
+    from nasengine.supernets.io import read_config
+    from tests.text_data import write_sentiment_tsv, write_tiny_checkpoint
+
+    ckpt = write_tiny_checkpoint(tmp_path / "ckpt")
+    data = write_sentiment_tsv(tmp_path / "train.tsv", 240)
+    code, _, err = run_cli(capsys, "train", "bert", "--checkpoint", ckpt, "--data", data, "--max-length", 12,
+                           "--epochs", 1, "--batch-size", 16, "--quiet", "--threads", 1, "--out", tmp_path / "sn")
+    assert code == 0, err
+    config = read_config(tmp_path / "sn")
+    torch.manual_seed(0)
+    start = _untrained(config).state_dict()
+    torch.manual_seed(0)
+    pretrained = supernets.create("bert", **config["kwargs"], checkpoint=str(ckpt)).state_dict()
+    assert all(torch.equal(start[k], pretrained[k]) for k in pretrained)
+    torch.manual_seed(0)
+    assert not all(torch.equal(start[k], v) for k, v in supernets.from_config(config).state_dict().items())
+    result = run_audit(AuditRequest(tmp_path / "sn", tmp_path / "audit", archs=3, epochs=1, threads=1,
+                                    progress=False), say=lambda s: None)
+    assert result["complete"] and -1 <= result["summary"]["tau"] <= 1
