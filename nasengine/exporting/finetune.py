@@ -32,7 +32,7 @@ from nasengine.rundir import check_creatable, prepare_output, recorded_status
 from nasengine.supernets.fixed import FixedSubnet
 from nasengine.supernets.training import Checkpointing, SingleArch, TrainHooks, TrainSettings, train_supernet
 from nasengine.tasks import task_from_spec
-from nasengine.training.run import teacher_from_supernet
+from nasengine.training.teachers import teacher_from
 
 MARKER = "finetune.json"
 LOG = "finetune_log.csv"
@@ -132,7 +132,7 @@ def finetune(request: FinetuneRequest) -> dict[str, Any]:
                                                    != manifest["supernet"].get("weights_sha1")):
             raise UserError(f"the supernet {source} of this export is gone or changed; pass --distill-from none or "
                             f"another trained supernet of the task")
-        teacher = teacher_from_supernet(source, task, "--distill-from")
+        teacher = teacher_from(source, task, "--distill-from")
     work = out.parent / f".{out.name}.finetune"
     prepare_output(work, MARKER, identity, request.overwrite, "fine-tuning")
     with recorded_status(work / MARKER):

@@ -26,7 +26,7 @@ from nasengine.supernets.training import (Checkpointing, Phase, TrainSettings, d
 from nasengine.supernets.training.loop import CHECKPOINT_EVERY_SECONDS, CHECKPOINT_EVERY_STEPS
 from nasengine.supernets.training.samplers import SAMPLERS
 from nasengine.supernets.training.teacher import FrozenTeacher
-from nasengine.training.loading import load_trained
+from nasengine.training.teachers import is_teacher, teacher_from
 
 MARKER = "train.json"
 # what a family trained from scratch gets when neither the user nor the family's train_defaults say
@@ -153,9 +153,9 @@ class TrainRequest:
         if not self.kd_temperature > 0:
             raise UserError(f"--kd-temperature must be positive, got {self.kd_temperature}")
         if self.teacher not in (None, "auto"):
-            if not (Path(self.teacher) / supernets.io.WEIGHTS).is_file():
-                raise UserError(f"--teacher {self.teacher}: not a trained supernet (no {supernets.io.WEIGHTS}); "
-                                f"give one, or auto to train the largest subnet alone first")
+            if not is_teacher(Path(self.teacher)):
+                raise UserError(f"--teacher {self.teacher}: not a trained supernet or an export (no "
+                                f"{supernets.io.WEIGHTS}); give one, or auto to train the largest subnet alone first")
             if Path(self.teacher).resolve() == Path(self.out).resolve():
                 raise UserError("--teacher must differ from --out (the output directory is replaced)")
 
@@ -191,26 +191,11 @@ def _check_init(request: TrainRequest, task: Task) -> None:
 
 
 def _teacher_of(request: TrainRequest, task: Task) -> FrozenTeacher | None:
-    """The fixed teacher a path in `--teacher` names: that supernet's largest subnet with BN recalibrated on this
-    task, frozen; None for in-place distillation or a teacher phase ("auto")."""
+    """The fixed teacher a path in `--teacher` names (a trained supernet's largest subnet, or an export), frozen;
+    None for in-place distillation or a teacher phase ("auto")."""
     if request.teacher in (None, "auto"):
         return None
-    return teacher_from_supernet(Path(request.teacher), task, "--teacher")
-
-
-def teacher_from_supernet(supernet_dir: Path, task: Task, option: str) -> FrozenTeacher:
-    """The largest subnet of the trained supernet in `supernet_dir`, BN recalibrated on `task`, frozen as a teacher;
-    UserError (naming `option`) when it was trained on another kind of task."""
-    teacher_net, config = load_trained(supernet_dir)
-    spec = config["task"]
-    same_shape = list(spec.get("input_shape", [])) == list(task.spec["input_shape"])
-    if spec.get("num_classes") != task.num_classes or not same_shape:
-        raise UserError(f"{option} {supernet_dir} was trained on {spec.get('name')} ({spec.get('num_classes')} "
-                        f"classes, inputs {spec.get('input_shape')}); this task is {task.name} ({task.num_classes} "
-                        f"classes, inputs {task.spec['input_shape']})")
-    arch = teacher_net.space.max()
-    module = Evaluator(teacher_net, task, "val").extract(arch)
-    return FrozenTeacher(module, lambda x: teacher_net.adapt_input(x, arch))
+    return teacher_from(Path(request.teacher), task, "--teacher")
 
 
 def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:

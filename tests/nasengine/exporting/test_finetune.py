@@ -91,3 +91,20 @@ def test_bad_input_is_refused_in_one_line(parent: Path, tmp_path: Path, capsys) 
         line = one_line_error(*run_cli(capsys, "finetune", *args)[::2])
         assert expected in line, line
         assert not (tmp_path / "a").exists()
+
+
+def test_an_export_can_teach(parent: Path, tmp_path: Path) -> None:
+    import torch
+
+    from nasengine.exporting.subnet import read_subnet_config
+    from nasengine.tasks import task_from_spec
+    from nasengine.training.teachers import teacher_from
+
+    task = task_from_spec(read_subnet_config(parent)["task"])
+    teacher = teacher_from(parent, task, "--teacher")
+    x = task.split("val").inputs[:4] if hasattr(task.split("val"), "inputs") else None
+    probabilities = teacher.probabilities(torch.as_tensor(x))
+    assert probabilities.shape == (4, task.num_classes)
+    assert torch.allclose(probabilities.sum(dim=1), torch.ones(4))
+    result = finetune(FinetuneRequest(parent, tmp_path / "ft", epochs=1, distill_from=str(parent), progress=False))
+    assert result["finetuned"]["identity"]["distill_from"] == str(parent)
