@@ -31,7 +31,7 @@ def add_finetune_command(sub: Any) -> None:
     p.add_argument("--lr", type=positive_float, default=None,
                    help="peak learning rate (default: a quarter of the supernet's; AdamW, short warm-up, cosine)")
     p.add_argument("--batch-size", type=positive_int, default=None, help="default: the supernet's")
-    p.add_argument("--distill-from", default="supernet", metavar="supernet|none|SN",
+    p.add_argument("--distill-from", default="supernet", metavar="supernet|none|SN|EXP",
                    help="soft targets besides the labels: the export's supernet's largest subnet (default), none, or "
                         "another trained supernet of the task")
     p.add_argument("--kd-temperature", type=positive_float, default=1.0, help="distillation temperature (default 1)")

@@ -271,10 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="linear warm-up as a share of all steps, 0..0.5 (default: one epoch but at most half the "
                         "run; bert 0.06)")
     p.add_argument("--n-random", type=whole_number, help="random subnets per step besides max and min (default 1)")
-    p.add_argument("--teacher", default=None, metavar="auto|SN",
+    p.add_argument("--teacher", default=None, metavar="auto|SN|EXP",
                    help="distil every subnet from a fixed teacher instead of the in-place largest subnet: auto trains "
                         "the largest subnet alone first (--teacher-epochs, its own schedule; the supernet starts from "
-                        "it), SN names a trained supernet of the same task whose largest subnet teaches")
+                        "it), SN names a trained supernet of the same task whose largest subnet teaches, or an "
+                        "export")
     p.add_argument("--teacher-epochs", type=positive_int, default=None,
                    help="with --teacher auto: epochs of training the largest subnet alone (default: --epochs)")
     p.add_argument("--kd-temperature", type=positive_float, default=None,
