@@ -30,10 +30,13 @@ SINGLE_ARCH_SETTINGS = ("lr", "weight_decay", "label_smoothing", "warmup_epochs"
 
 
 def single_arch_settings(config: Mapping[str, Any], epochs: int) -> TrainSettings:
-    """The supernet's recorded training settings, for one arch trained `epochs` epochs."""
+    """The supernet's recorded training settings, for one arch trained `epochs` epochs from scratch: no teacher
+    phase, no sampler, and the learning rate it trains a network alone with (its teacher phase's, if set)."""
     training = config["training"]
     fields = {k: training[k] for k in TrainSettings.__dataclass_fields__ if k in training}
-    return replace(TrainSettings(**fields), epochs=epochs)
+    alone_lr = fields.pop("teacher_lr", None) or fields.get("lr", TrainSettings.lr)
+    return replace(TrainSettings(**fields), epochs=epochs, lr=alone_lr, teacher_epochs=0, sampler="uniform",
+                   kd_temperature=1.0)
 
 
 def reference_identity(config: Mapping[str, Any], arch: Mapping[str, Any], epochs: int) -> dict[str, Any]:

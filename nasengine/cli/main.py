@@ -126,7 +126,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     given = {k: getattr(args, k) for k in ("epochs", "seed", "recipe", "batch_size", "lr", "warmup", "n_random",
                                             "checkpoint_every", "checkpoint_seconds", "teacher", "teacher_epochs",
-                                            "kd_temperature", "sampler")
+                                            "teacher_lr", "kd_temperature", "sampler")
              if getattr(args, k) is not None}  # unset options take TrainRequest's defaults
     overrides = _overrides(args.set)
     _check_overrides(args.supernet, overrides)
@@ -278,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "export")
     p.add_argument("--teacher-epochs", type=positive_int, default=None,
                    help="with --teacher auto: epochs of training the largest subnet alone (default: --epochs)")
+    p.add_argument("--teacher-lr", type=positive_float, default=None,
+                   help="with --teacher auto: peak learning rate of the teacher phase (default: --lr); a lower --lr "
+                        "then keeps the recipe's epochs from undoing the teacher's weights")
     p.add_argument("--kd-temperature", type=positive_float, default=None,
                    help="temperature of the distillation targets (default 1)")
     p.add_argument("--sampler", default=None,

@@ -66,6 +66,7 @@ class TrainRequest:
     # default `epochs`), a path names a trained supernet of the task whose largest subnet teaches; None: in-place
     teacher: str | None = None
     teacher_epochs: int | None = None
+    teacher_lr: float | None = None  # the teacher phase's peak learning rate (default: the recipe's)
     kd_temperature: float = 1.0
     sampler: str = "uniform"  # the random subnets of each step (see `nasengine supernets`' samplers)
 
@@ -86,7 +87,8 @@ class TrainRequest:
             teacher_epochs = self.teacher_epochs if self.teacher_epochs is not None else self.setting("epochs")
         return TrainSettings(epochs=self.setting("epochs"), lr=self.setting("lr"), n_random=self.n_random,
                              seed=self.seed, warmup_fraction=self.setting("warmup"), label_smoothing=smoothing,
-                             teacher_epochs=teacher_epochs, kd_temperature=self.kd_temperature, sampler=self.sampler)
+                             teacher_epochs=teacher_epochs, kd_temperature=self.kd_temperature, sampler=self.sampler,
+                             teacher_lr=self.teacher_lr if self.teacher == "auto" else None)
 
     def pretrained(self) -> Path | None:
         """The checkpoint this family grows from (None for families trained from scratch); UserError when it
@@ -142,8 +144,11 @@ class TrainRequest:
             raise UserError("checkpoint intervals cannot be negative (0 turns one off)")
         if self.recipe == "progressive" and epochs < 4:
             raise UserError("the progressive recipe needs at least 4 epochs (one per phase)")
-        if self.teacher_epochs is not None and self.teacher != "auto":
-            raise UserError("--teacher-epochs goes with --teacher auto (the largest subnet trained alone first)")
+        if (self.teacher_epochs is not None or self.teacher_lr is not None) and self.teacher != "auto":
+            raise UserError("--teacher-epochs and --teacher-lr go with --teacher auto (the largest subnet trained "
+                            "alone first)")
+        if self.teacher_lr is not None and not self.teacher_lr > 0:
+            raise UserError(f"--teacher-lr must be positive, got {self.teacher_lr}")
         if self.teacher_epochs is not None and self.teacher_epochs < 1:
             raise UserError(f"--teacher-epochs must be at least 1, got {self.teacher_epochs}")
         try:

@@ -50,6 +50,7 @@ class TrainSettings:
     # schedule) before `epochs` of the recipe, then frozen; every subnet distils from it. 0: in-place distillation
     teacher_epochs: int = 0
     kd_temperature: float = 1.0  # softens the teacher's targets (the KD loss is scaled by its square)
+    teacher_lr: float | None = None  # peak learning rate of the teacher phase (None: `lr`)
     sampler: str = "uniform"  # which random subnets a step trains (supernets.training.samplers.SAMPLERS)
 
     def __post_init__(self) -> None:
@@ -69,7 +70,7 @@ class TrainSettings:
         out = asdict(self)
         # identities of runs made before an option existed stay the same
         for key, default in (("warmup_fraction", None), ("teacher_epochs", 0), ("kd_temperature", 1.0),
-                             ("sampler", "uniform")):
+                             ("sampler", "uniform"), ("teacher_lr", None)):
             if out[key] == default:
                 del out[key]
         return out
@@ -304,14 +305,18 @@ def _phases(recipe: Recipe, space: Space, settings: TrainSettings) -> list[Phase
 
 
 def _schedule(settings: TrainSettings, steps_per_epoch: int) -> Callable[[int], float]:
-    """Learning-rate factor per global step: the teacher phase and the recipe each warm up and decay on their own."""
+    """Learning rate per global step: the teacher phase (at `teacher_lr`, default `lr`) and the recipe (at `lr`)
+    each warm up and decay on their own."""
     first = settings.teacher_epochs * steps_per_epoch
     rest = settings.epochs * steps_per_epoch
     warm_first, warm_rest = settings.warmup_steps(first, steps_per_epoch), settings.warmup_steps(rest, steps_per_epoch)
+    teacher_lr = settings.teacher_lr if settings.teacher_lr is not None else settings.lr
 
-    def factor(step: int) -> float:
-        return _lr_factor(step, first, warm_first) if step < first else _lr_factor(step - first, rest, warm_rest)
-    return factor
+    def rate(step: int) -> float:
+        if step < first:
+            return teacher_lr * _lr_factor(step, first, warm_first)
+        return settings.lr * _lr_factor(step - first, rest, warm_rest)
+    return rate
 
 
 def _train(net: Supernet, recipe: Recipe, data: EpochData, settings: TrainSettings,
@@ -329,7 +334,7 @@ def _train(net: Supernet, recipe: Recipe, data: EpochData, settings: TrainSettin
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=settings.lr)
     steps_per_epoch = data.steps_per_epoch
-    lr_factor = _schedule(settings, steps_per_epoch)
+    learning_rate = _schedule(settings, steps_per_epoch)
     device = next(net.parameters()).device
     log: list[dict[str, Any]] = []
     start_epoch, start_step, resumed = 0, 0, None
@@ -383,7 +388,7 @@ def _train(net: Supernet, recipe: Recipe, data: EpochData, settings: TrainSettin
         for step, (x, y) in enumerate(batches, start=first):
             global_step = epoch * steps_per_epoch + step
             for group in optimizer.param_groups:
-                group["lr"] = settings.lr * lr_factor(global_step)
+                group["lr"] = learning_rate(global_step)
             optimizer.zero_grad(set_to_none=True)
             rule = StepRule(settings.n_random, settings.label_smoothing, settings.kd_weight, settings.kd_temperature,
                             teacher if phase.name != "teacher" else None,

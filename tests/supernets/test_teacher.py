@@ -108,3 +108,13 @@ def test_settings_identity_unchanged_without_a_teacher() -> None:
         TrainSettings(kd_temperature=0.0)
     with pytest.raises(ValueError, match="either"):
         train_supernet(tiny_net(), Sandwich(), None, SETTINGS, teacher=FrozenTeacher.largest_of(tiny_net()))
+
+
+def test_the_teacher_phase_and_the_recipe_each_have_their_own_schedule() -> None:
+    from nasengine.supernets.training.loop import _schedule
+
+    rate = _schedule(TrainSettings(epochs=2, teacher_epochs=2, lr=1e-3, teacher_lr=4e-3, warmup_epochs=1), 10)
+    teacher, recipe = [rate(s) for s in range(20)], [rate(s) for s in range(20, 40)]
+    assert max(teacher) == pytest.approx(4e-3) and max(recipe) == pytest.approx(1e-3)
+    assert teacher[9] == pytest.approx(4e-3) and recipe[0] == pytest.approx(1e-4)  # each warms up again
+    assert teacher[-1] < 1e-4 and recipe[-1] < 3e-5  # and decays to (almost) nothing

@@ -160,3 +160,16 @@ def test_a_family_grown_from_a_checkpoint_is_audited_against_archs_fine_tuned_al
     result = run_audit(AuditRequest(tmp_path / "sn", tmp_path / "audit", archs=3, epochs=1, threads=1,
                                     progress=False), say=lambda s: None)
     assert result["complete"] and -1 <= result["summary"]["tau"] <= 1
+
+
+def test_references_are_trained_alone_whatever_the_supernet_recipe() -> None:
+    from nasengine.auditing.standalone import reference_identity, single_arch_settings
+
+    base = {"training": {"supernet": "ofa_mbv3", "batch_size": 64, "epochs": 6, "lr": 0.004, "seed": 0},
+            "task": {"name": "t"}}
+    teacher_first = {**base, "training": {**base["training"], "teacher_epochs": 6, "teacher_lr": 0.004, "lr": 0.001,
+                                          "sampler": "cost-uniform", "kd_temperature": 2.0, "n_random": 3}}
+    settings = single_arch_settings(teacher_first, 6)
+    assert settings.teacher_epochs == 0 and settings.lr == 0.004 and settings.sampler == "uniform"
+    arch = {"resolution": 28}
+    assert reference_identity(base, arch, 6) == reference_identity(teacher_first, arch, 6)  # shared references
