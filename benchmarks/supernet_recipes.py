@@ -20,11 +20,12 @@ from pathlib import Path
 # name -> extra `nasengine train` options (besides data, epochs, batch, seed)
 VARIANTS: dict[str, list[str]] = {
     "uniform": [],
+    "teacher": ["--teacher", "auto"],
+    "teacher+low-lr": ["--teacher", "auto", "--teacher-lr", "0.004", "--lr", "0.001"],
     "cost-uniform": ["--sampler", "cost-uniform"],
-    "attentive-best": ["--sampler", "attentive-best"],
     "attentive-worst": ["--sampler", "attentive-worst"],
     "complexity-shift": ["--sampler", "complexity-shift"],
-    "teacher": ["--teacher", "auto"],
+    "attentive-best": ["--sampler", "attentive-best"],
     "teacher+cost-uniform": ["--teacher", "auto", "--sampler", "cost-uniform"],
 }
 

@@ -173,3 +173,11 @@ def test_references_are_trained_alone_whatever_the_supernet_recipe() -> None:
     assert settings.teacher_epochs == 0 and settings.lr == 0.004 and settings.sampler == "uniform"
     arch = {"resolution": 28}
     assert reference_identity(base, arch, 6) == reference_identity(teacher_first, arch, 6)  # shared references
+
+
+def test_parallel_workers_give_the_references_one_worker_gives(tiny_supernet_dir: Path, tmp_path: Path) -> None:
+    one = run_audit(AuditRequest(tiny_supernet_dir, tmp_path / "one", archs=3, epochs=1, threads=1, progress=False),
+                    say=lambda s: None)
+    two = run_audit(AuditRequest(tiny_supernet_dir, tmp_path / "two", archs=3, epochs=1, workers=2, threads=1,
+                                 progress=False), say=lambda s: None)
+    assert two["summary"] == one["summary"]  # seeded, one thread each: the same trainings
