@@ -17,17 +17,31 @@ import subprocess
 import sys
 from pathlib import Path
 
-# name -> extra `nasengine train` options (besides data, epochs, batch, seed)
+# name -> extra `nasengine train` options (besides data, batch, seed; a variant's own --epochs are its recipe's
+# epochs, given as a multiple "xN" of --epochs, so that rows can be compared at about equal training time)
 VARIANTS: dict[str, list[str]] = {
     "uniform": [],
     "teacher": ["--teacher", "auto"],
     "teacher+low-lr": ["--teacher", "auto", "--teacher-lr", "0.004", "--lr", "0.001"],
+    "uniform x3": ["--epochs", "x3"],
+    "teacher+low-lr x2": ["--teacher", "auto", "--teacher-lr", "0.004", "--lr", "0.001", "--epochs", "x2"],
     "cost-uniform": ["--sampler", "cost-uniform"],
     "attentive-worst": ["--sampler", "attentive-worst"],
     "complexity-shift": ["--sampler", "complexity-shift"],
     "attentive-best": ["--sampler", "attentive-best"],
     "teacher+cost-uniform": ["--teacher", "auto", "--sampler", "cost-uniform"],
 }
+
+
+def train_options(extra: list[str], epochs: int) -> list[str]:
+    """`--epochs xN` as N times the base epochs; the base epochs when a variant names none."""
+    out = list(extra)
+    if "--epochs" in out:
+        i = out.index("--epochs") + 1
+        out[i] = str(epochs * int(out[i].lstrip("x")))
+    else:
+        out += ["--epochs", str(epochs)]
+    return out
 
 
 def nasengine(*args: str) -> None:
@@ -56,17 +70,17 @@ def main() -> None:
     rows = []
     audits: list[Path] = []
     for name in names:
-        sn, audit = args.out / name / "supernet", args.out / name / "audit"
-        extra = list(VARIANTS[name])
+        sn, audit = args.out / name.replace(" ", "_") / "supernet", args.out / name.replace(" ", "_") / "audit"
+        extra = train_options(VARIANTS[name], args.epochs)
         if "--teacher" in extra and args.teacher_epochs:
             extra += ["--teacher-epochs", str(args.teacher_epochs)]
         if not (sn / "config.json").exists():
-            nasengine("train", args.supernet, "--data", args.data, "--max-train", str(args.max_train), "--epochs",
-                      str(args.epochs), "--batch-size", str(args.batch_size), "--seed", str(args.seed), "--threads",
+            nasengine("train", args.supernet, "--data", args.data, "--max-train", str(args.max_train),
+                      "--batch-size", str(args.batch_size), "--seed", str(args.seed), "--threads",
                       str(args.threads), "--out", str(sn), "--quiet", *extra)
         reuse = [opt for a in audits for opt in ("--reuse", str(a))]
-        nasengine("audit", str(sn), "--out", str(audit), "--archs", str(args.archs), "--threads", str(args.threads),
-                  "--quiet", *reuse)
+        nasengine("audit", str(sn), "--out", str(audit), "--archs", str(args.archs), "--epochs", str(args.epochs),
+                  "--threads", str(args.threads), "--quiet", *reuse)
         audits.append(audit)
         summary = json.loads((audit / "summary.json").read_text())
         rows.append((name, summary))
