@@ -49,7 +49,7 @@ def main() -> None:
     tuned = {"distilled": args.out / "finetuned", "labels only": args.out / "finetuned-labels"}
     for name, path in tuned.items():
         if not (path / "manifest.json").exists():
-            extra = ["--distill-from", "none"] if name == "labels only" else []
+            extra = ["--distill-from", "none" if name == "labels only" else "supernet"]
             nasengine("finetune", str(exp), "--out", str(path), "--epochs", str(args.epochs), "--quiet", *threads,
                       *extra)
     config = read_config(args.supernet_dir)

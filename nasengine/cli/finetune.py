@@ -31,9 +31,10 @@ def add_finetune_command(sub: Any) -> None:
     p.add_argument("--lr", type=positive_float, default=None,
                    help="peak learning rate (default: a quarter of the supernet's; AdamW, short warm-up, cosine)")
     p.add_argument("--batch-size", type=positive_int, default=None, help="default: the supernet's")
-    p.add_argument("--distill-from", default="supernet", metavar="supernet|none|SN|EXP",
-                   help="soft targets besides the labels: the export's supernet's largest subnet (default), none, or "
-                        "another trained supernet of the task")
+    p.add_argument("--distill-from", default="auto", metavar="auto|supernet|none|SN|EXP",
+                   help="soft targets besides the labels: auto (default) the export's supernet's largest subnet "
+                        "when it is at least 2 points more accurate on validation than the export, else none; supernet "
+                        "(always), none (labels only), or another trained supernet or export of the task")
     p.add_argument("--kd-temperature", type=positive_float, default=1.0, help="distillation temperature (default 1)")
     p.add_argument("--seed", type=whole_number, default=0, help="seed of the data order (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace the output directory")

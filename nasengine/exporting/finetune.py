@@ -30,26 +30,29 @@ from nasengine.plugins import reload_recorded
 from nasengine.progress import Progress
 from nasengine.rundir import check_creatable, prepare_output, recorded_status
 from nasengine.supernets.fixed import FixedSubnet
-from nasengine.supernets.training import Checkpointing, SingleArch, TrainHooks, TrainSettings, train_supernet
+from nasengine.supernets.training import (Checkpointing, FrozenTeacher, SingleArch, TrainHooks, TrainSettings,
+                                          train_supernet)
 from nasengine.tasks import task_from_spec
 from nasengine.training.teachers import teacher_from
 
 MARKER = "finetune.json"
 LOG = "finetune_log.csv"
+AUTO_MARGIN = 0.02  # --distill-from auto: the teacher must be this much more accurate (validation) than the export
 
 
 @dataclass(frozen=True)
 class FinetuneRequest:
-    """Fine-tune the export in `export_dir` for `epochs` into `out`. `distill_from`: "supernet" (the parent's
-    supernet's largest subnet, the default), "none" (labels only), or the directory of another trained supernet of
-    the task. `batch_size`, `lr`, weight decay and label smoothing default to the parent supernet's training."""
+    """Fine-tune the export in `export_dir` for `epochs` into `out`. `distill_from`: "auto" (the parent's supernet's
+    largest subnet when it is clearly more accurate than the export, else labels only; the default), "supernet"
+    (that teacher always), "none" (labels only), or another trained supernet or export of the task. `batch_size`,
+    `lr`, weight decay and label smoothing default to the parent supernet's training."""
 
     export_dir: Path
     out: Path
     epochs: int = 2
     lr: float | None = None
     batch_size: int | None = None
-    distill_from: str = "supernet"
+    distill_from: str = "auto"
     kd_temperature: float = 1.0
     seed: int = 0
     overwrite: bool = False
@@ -117,28 +120,49 @@ def finetune(request: FinetuneRequest) -> dict[str, Any]:
     check_creatable(out)
     if (out / "manifest.json").is_file() and not request.overwrite:
         existing = json.loads((out / "manifest.json").read_text())
-        if (existing.get("finetuned") or {}).get("identity") == identity:
+        recorded = dict((existing.get("finetuned") or {}).get("identity") or {})
+        recorded.pop("teacher", None)  # what "auto" decided, from the options compared here
+        if recorded == identity:
             return {**existing, "resumed": True}
         raise UserError(f"{out} already holds an export; choose another --out or pass --overwrite")
     if out.exists() and not (out / "manifest.json").is_file() and not request.overwrite:
         raise UserError(f"{out} exists and is not an export; choose another --out or pass --overwrite")
     full_arch = _full_arch(manifest)
     task = task_from_spec(config["task"])
-    teacher = None
-    if request.distill_from != "none":
-        source = supernet_dir if request.distill_from == "supernet" else Path(request.distill_from)
-        gone = not (source / supernets.io.WEIGHTS).is_file()
-        if request.distill_from == "supernet" and (gone or supernets.weights_digest(source)
-                                                   != manifest["supernet"].get("weights_sha1")):
-            raise UserError(f"the supernet {source} of this export is gone or changed; pass --distill-from none or "
-                            f"another trained supernet of the task")
-        teacher = teacher_from(source, task, "--distill-from")
+    teacher, choice = _teacher(request, manifest, supernet_dir, task, config)
+    identity["teacher"] = choice
     work = out.parent / f".{out.name}.finetune"
     prepare_output(work, MARKER, identity, request.overwrite, "fine-tuning")
     with recorded_status(work / MARKER):
         result = _run(request, identity, config, manifest, full_arch, task, teacher, training, work)
     shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+def _teacher(request: FinetuneRequest, manifest: dict[str, Any], supernet_dir: Path, task: Any,
+             config: dict[str, Any]) -> tuple[FrozenTeacher | None, dict[str, Any]]:
+    """The teacher `--distill-from` names, and what was decided (for the provenance). "auto" takes the export's
+    supernet's largest subnet only when it is at least AUTO_MARGIN more accurate on validation than the export:
+    a teacher that is not clearly better only pulls the subnet towards its own errors (measured in BENCHMARKS.md)."""
+    if request.distill_from == "none":
+        return None, {"source": None}
+    own = request.distill_from in ("supernet", "auto")
+    source = supernet_dir if own else Path(request.distill_from)
+    if own and (not (source / supernets.io.WEIGHTS).is_file()
+                or supernets.weights_digest(source) != manifest["supernet"].get("weights_sha1")):
+        if request.distill_from == "auto":
+            return None, {"source": None, "reason": f"the supernet {source} is gone or changed"}
+        raise UserError(f"the supernet {source} of this export is gone or changed; pass --distill-from none or "
+                        f"another trained supernet of the task")
+    teacher = teacher_from(source, task, "--distill-from")
+    if request.distill_from != "auto":
+        return teacher, {"source": str(source)}
+    prepare = (lambda x: apply_input_transform(x, config["input_transform"]))
+    teacher_acc = scores(teacher.module, task.split("val"), teacher.prepare)["accuracy"]
+    student_acc = scores(load_subnet(Path(request.export_dir)), task.split("val"), prepare)["accuracy"]
+    chosen = teacher_acc >= student_acc + AUTO_MARGIN
+    return (teacher if chosen else None), {"source": str(source) if chosen else None, "teacher_val": teacher_acc,
+                                           "export_val": student_acc, "margin": AUTO_MARGIN}
 
 
 def _run(request: FinetuneRequest, identity: dict[str, Any], config: dict[str, Any], manifest: dict[str, Any],

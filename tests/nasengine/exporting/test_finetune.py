@@ -40,6 +40,9 @@ def test_finetuned_export_keeps_the_contract_and_records_its_parent(parent: Path
     assert not (out.parent / f".{out.name}.finetune").exists()
     again = finetune(FinetuneRequest(parent, out, epochs=2, progress=False))
     assert again["resumed"] and again["accuracy"] == result["accuracy"]
+    decided = after["finetuned"]["identity"]["teacher"]  # --distill-from auto: what it compared, what it chose
+    clearly_better = decided["teacher_val"] >= decided["export_val"] + decided["margin"]
+    assert (decided["source"] is not None) == clearly_better
 
 
 def test_a_finetuning_stopped_before_its_export_resumes_without_training_again(parent: Path, tmp_path: Path,
