@@ -19,12 +19,15 @@ from pathlib import Path
 
 # name -> extra `nasengine train` options (besides data, batch, seed; a variant's own --epochs are its recipe's
 # epochs, given as a multiple "xN" of --epochs, so that rows can be compared at about equal training time)
+LOW_LR_TEACHER = ["--teacher", "auto", "--teacher-lr", "0.004", "--lr", "0.001"]
 VARIANTS: dict[str, list[str]] = {
     "uniform": [],
     "teacher": ["--teacher", "auto"],
-    "teacher+low-lr": ["--teacher", "auto", "--teacher-lr", "0.004", "--lr", "0.001"],
+    "per-subnet": ["--resolution", "per-subnet"],
+    "teacher+low-lr": LOW_LR_TEACHER,
+    "teacher+low-lr per-subnet": [*LOW_LR_TEACHER, "--resolution", "per-subnet"],
     "uniform x3": ["--epochs", "x3"],
-    "teacher+low-lr x2": ["--teacher", "auto", "--teacher-lr", "0.004", "--lr", "0.001", "--epochs", "x2"],
+    "teacher+low-lr x2": [*LOW_LR_TEACHER, "--epochs", "x2"],
     "cost-uniform": ["--sampler", "cost-uniform"],
     "attentive-worst": ["--sampler", "attentive-worst"],
     "complexity-shift": ["--sampler", "complexity-shift"],

@@ -36,7 +36,7 @@ def single_arch_settings(config: Mapping[str, Any], epochs: int) -> TrainSetting
     fields = {k: training[k] for k in TrainSettings.__dataclass_fields__ if k in training}
     alone_lr = fields.pop("teacher_lr", None) or fields.get("lr", TrainSettings.lr)
     return replace(TrainSettings(**fields), epochs=epochs, lr=alone_lr, teacher_epochs=0, sampler="uniform",
-                   kd_temperature=1.0)
+                   kd_temperature=1.0, resolution="per-step")
 
 
 def reference_identity(config: Mapping[str, Any], arch: Mapping[str, Any], epochs: int) -> dict[str, Any]:

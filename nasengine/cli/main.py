@@ -126,7 +126,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     given = {k: getattr(args, k) for k in ("epochs", "seed", "recipe", "batch_size", "lr", "warmup", "n_random",
                                             "checkpoint_every", "checkpoint_seconds", "teacher", "teacher_epochs",
-                                            "teacher_lr", "kd_temperature", "sampler")
+                                            "teacher_lr", "kd_temperature", "sampler", "resolution")
              if getattr(args, k) is not None}  # unset options take TrainRequest's defaults
     overrides = _overrides(args.set)
     _check_overrides(args.supernet, overrides)
@@ -283,6 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "then keeps the recipe's epochs from undoing the teacher's weights")
     p.add_argument("--kd-temperature", type=positive_float, default=None,
                    help="temperature of the distillation targets (default 1)")
+    p.add_argument("--resolution", default=None, choices=["per-step", "per-subnet"],
+                   help="elastic resolution in training: per-step (default; one resolution per step for every "
+                        "subnet, as Once-for-All) or per-subnet (each at its own: the largest always at the largest, "
+                        "as BigNAS)")
     p.add_argument("--sampler", default=None,
                    help="random subnets of each step: uniform (default), cost-uniform, attentive-best, "
                         "attentive-worst, complexity-shift, or a plugin's (see supernets/training/samplers.py)")

@@ -23,7 +23,7 @@ from nasengine.tasks import Task, open_data
 from nasengine.search_spaces.storage import atomic_file
 from nasengine.supernets.training import (Checkpointing, Phase, TrainSettings, distributed, get_recipe, TrainHooks,
                                           train_supernet)
-from nasengine.supernets.training.loop import CHECKPOINT_EVERY_SECONDS, CHECKPOINT_EVERY_STEPS
+from nasengine.supernets.training.loop import CHECKPOINT_EVERY_SECONDS, CHECKPOINT_EVERY_STEPS, RESOLUTION_MODES
 from nasengine.supernets.training.samplers import SAMPLERS
 from nasengine.supernets.training.teacher import FrozenTeacher
 from nasengine.training.teachers import is_teacher, teacher_from
@@ -69,6 +69,7 @@ class TrainRequest:
     teacher_lr: float | None = None  # the teacher phase's peak learning rate (default: the recipe's)
     kd_temperature: float = 1.0
     sampler: str = "uniform"  # the random subnets of each step (see `nasengine supernets`' samplers)
+    resolution: str = "per-step"  # per-step: one resolution per step (OFA); per-subnet: each its own (BigNAS)
 
     def setting(self, key: str) -> Any:
         """`epochs`, `lr` or `warmup` as given, else the family's default for it, else the generic one."""
@@ -88,7 +89,8 @@ class TrainRequest:
         return TrainSettings(epochs=self.setting("epochs"), lr=self.setting("lr"), n_random=self.n_random,
                              seed=self.seed, warmup_fraction=self.setting("warmup"), label_smoothing=smoothing,
                              teacher_epochs=teacher_epochs, kd_temperature=self.kd_temperature, sampler=self.sampler,
-                             teacher_lr=self.teacher_lr if self.teacher == "auto" else None)
+                             teacher_lr=self.teacher_lr if self.teacher == "auto" else None,
+                             resolution=self.resolution)
 
     def pretrained(self) -> Path | None:
         """The checkpoint this family grows from (None for families trained from scratch); UserError when it
@@ -151,6 +153,8 @@ class TrainRequest:
             raise UserError(f"--teacher-lr must be positive, got {self.teacher_lr}")
         if self.teacher_epochs is not None and self.teacher_epochs < 1:
             raise UserError(f"--teacher-epochs must be at least 1, got {self.teacher_epochs}")
+        if self.resolution not in RESOLUTION_MODES:
+            raise UserError(f"--resolution must be one of {', '.join(RESOLUTION_MODES)}, got {self.resolution!r}")
         try:
             SAMPLERS.get(self.sampler)
         except ValueError as exc:

@@ -51,11 +51,15 @@ class TrainSettings:
     teacher_epochs: int = 0
     kd_temperature: float = 1.0  # softens the teacher's targets (the KD loss is scaled by its square)
     teacher_lr: float | None = None  # peak learning rate of the teacher phase (None: `lr`)
+    resolution: str = "per-step"  # per-step: one resolution per step for all subnets (OFA); per-subnet (BigNAS)
     sampler: str = "uniform"  # which random subnets a step trains (supernets.training.samplers.SAMPLERS)
 
     def __post_init__(self) -> None:
         if self.warmup_fraction is not None and not 0 <= self.warmup_fraction <= 0.5:
             raise ValueError(f"the warm-up share must lie in 0..0.5, got {self.warmup_fraction}")
+        if self.resolution not in RESOLUTION_MODES:
+            raise ValueError(f"resolution sampling must be one of {', '.join(RESOLUTION_MODES)}, got "
+                             f"{self.resolution!r}")
         if self.teacher_epochs < 0 or not self.kd_temperature > 0:
             raise ValueError(f"teacher epochs must be >= 0 and the KD temperature positive, got "
                              f"{self.teacher_epochs} and {self.kd_temperature}")
@@ -70,7 +74,7 @@ class TrainSettings:
         out = asdict(self)
         # identities of runs made before an option existed stay the same
         for key, default in (("warmup_fraction", None), ("teacher_epochs", 0), ("kd_temperature", 1.0),
-                             ("sampler", "uniform"), ("teacher_lr", None)):
+                             ("sampler", "uniform"), ("teacher_lr", None), ("resolution", "per-step")):
             if out[key] == default:
                 del out[key]
         return out
@@ -105,6 +109,7 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
 
 
 SHARED_TAGS = frozenset({"resolution"})
+RESOLUTION_MODES = ("per-step", "per-subnet")
 
 
 def _with_shared(arch: dict, shared: dict) -> dict:
@@ -113,15 +118,18 @@ def _with_shared(arch: dict, shared: dict) -> dict:
 
 def step_archs(space: Space, rng: np.random.Generator, n_random: int,
                members: Sequence[dict] | None = None, sampler: SubnetSampler | None = None,
-               score: Scorer | None = None) -> list[dict]:
+               score: Scorer | None = None, own_resolution: bool = False) -> list[dict]:
     """Subnets of one sandwich step: largest, smallest, then `n_random` drawn by `sampler` (default uniform);
     with `members` (sorted training), the largest and smallest member and `n_random` of the others.
 
     Genes tagged "resolution" are drawn once per step and shared by all of them (as in Once-for-All):
     every subnet sees the same images, the teacher's soft targets match the students' inputs, and a
-    step costs about half of always running the largest subnet at the largest resolution.
+    step costs about half of always running the largest subnet at the largest resolution. With
+    `own_resolution` every subnet keeps its own (BigNAS): the largest always at the largest resolution, the
+    smallest at the smallest, the others as drawn.
     """
-    shared = {g.name: g.options[int(rng.integers(len(g)))] for g in space.genes if g.tag in SHARED_TAGS}
+    shared = {} if own_resolution else {g.name: g.options[int(rng.integers(len(g)))] for g in space.genes
+                                        if g.tag in SHARED_TAGS}
     if members:
         middle = list(members[1:-1])
         picked = [middle[int(i)] for i in rng.permutation(len(middle))[: min(n_random, len(middle))]]
@@ -151,6 +159,7 @@ class StepRule:
     temperature: float = 1.0
     teacher: FrozenTeacher | None = None
     sampler: SubnetSampler | None = None
+    own_resolution: bool = False  # each subnet at its own resolution (BigNAS) instead of one per step (OFA)
 
 
 def train_step(net: Supernet, x: Inputs, y: torch.Tensor, phase: Phase, rng: np.random.Generator,
@@ -169,15 +178,17 @@ def train_step(net: Supernet, x: Inputs, y: torch.Tensor, phase: Phase, rng: np.
 
     n_random, label_smoothing, kd_weight = rule.n_random, rule.label_smoothing, rule.kd_weight
     teacher, temperature, sampler = rule.teacher, rule.temperature, rule.sampler
+    own = {"own_resolution": True} if rule.own_resolution else {}
     if phase.members is not None:
-        largest, *others = step_archs(phase.space, rng, n_random, members=phase.members)
+        largest, *others = step_archs(phase.space, rng, n_random, members=phase.members, **own)
     elif sampler is not None:
-        largest, *others = step_archs(phase.space, rng, n_random, sampler=sampler, score=score)
+        largest, *others = step_archs(phase.space, rng, n_random, sampler=sampler, score=score, **own)
     else:
-        largest, *others = step_archs(phase.space, rng, n_random)
+        largest, *others = step_archs(phase.space, rng, n_random, **own)
     targets = teacher.probabilities(x, temperature) if teacher is not None else None
+    raw = x
     net.set_active(largest)
-    x = net.adapt_input(x, largest)
+    x = net.adapt_input(raw, largest)
     logits = net(*as_args(x))
     loss = label_loss(logits, y, label_smoothing)
     total = loss if targets is None else loss + kd_weight * soft_cross_entropy(logits, targets, temperature)
@@ -186,7 +197,7 @@ def train_step(net: Supernet, x: Inputs, y: torch.Tensor, phase: Phase, rng: np.
         targets = F.softmax(logits.detach().float() / temperature, dim=-1)
     for arch in others:
         net.set_active(arch)
-        out = net(*as_args(x))
+        out = net(*as_args(net.adapt_input(raw, arch) if rule.own_resolution else x))
         student = label_loss(out, y, label_smoothing) + kd_weight * soft_cross_entropy(out, targets, temperature)
         student.backward()
         if sampler is not None:
@@ -392,7 +403,8 @@ def _train(net: Supernet, recipe: Recipe, data: EpochData, settings: TrainSettin
             optimizer.zero_grad(set_to_none=True)
             rule = StepRule(settings.n_random, settings.label_smoothing, settings.kd_weight, settings.kd_temperature,
                             teacher if phase.name != "teacher" else None,
-                            sampler if settings.sampler != "uniform" else None)
+                            sampler if settings.sampler != "uniform" else None,
+                            own_resolution=settings.resolution == "per-subnet")
             loss = train_step(net, to_device(x, device), y.to(device), phase, rng, rule)
             # a mid-epoch checkpoint after this step? (the last step's state is the epoch-end checkpoint)
             due = interval.tick() and checkpoint_root is not None and step + 1 < steps_per_epoch

@@ -80,3 +80,41 @@ def test_single_arch_recipe_trains_exactly_one_subnet() -> None:
     arch = space.sample(seed=3)
     phase, = SingleArch(arch).phases(space, 5)
     assert phase.space.size == 1 and phase.space.max() == arch and phase.epochs == 5
+
+
+def test_per_subnet_resolution_keeps_the_extremes_at_their_own_resolution() -> None:
+    import numpy as np
+
+    from nasengine import supernets
+    from nasengine.supernets.training.loop import step_archs
+    from tests.conftest import TINY
+
+    space = supernets.create("ofa_mbv3_digits", **TINY).space
+    seen = set()
+    for seed in range(20):
+        largest, smallest, *others = step_archs(space, np.random.default_rng(seed), 2, own_resolution=True)
+        assert largest["resolution"] == max(TINY["resolutions"]) and smallest["resolution"] == min(TINY["resolutions"])
+        seen |= {a["resolution"] for a in others}
+    assert len(seen) > 1  # the random subnets draw their own
+    shared = step_archs(space, np.random.default_rng(0), 2)
+    assert len({a["resolution"] for a in shared}) == 1  # the default: one resolution per step
+
+
+def test_training_with_per_subnet_resolution_runs_every_subnet_at_its_own_input_size() -> None:
+    from dataclasses import replace
+
+    import torch
+
+    from nasengine import supernets
+    from nasengine.supernets.training import Sandwich, TrainSettings, train_supernet
+    from nasengine.tasks import get_task
+    from tests.conftest import TINY
+
+    torch.manual_seed(0)
+    net = supernets.create("ofa_mbv3_digits", **TINY)
+    sizes: list[tuple[int, ...]] = []
+    hook = net.register_forward_pre_hook(lambda module, args: sizes.append(tuple(args[0].shape[-2:])))
+    settings = replace(TrainSettings(epochs=1, n_random=1, seed=0), resolution="per-subnet")
+    train_supernet(net, Sandwich(), get_task("digits").train_data(512, seed=0), settings)
+    hook.remove()
+    assert sizes[0] == (16, 16) and sizes[1] == (8, 8)  # largest, then smallest, each at its own
