@@ -35,7 +35,7 @@ MIN_ARCHS = 3
 @dataclass(frozen=True)
 class AuditRequest:
     """Audit the supernet in `supernet_dir` into `out` with `archs` archs, each trained alone `epochs` epochs
-    (None: as many as the supernet was trained), `workers` at a time with `threads` torch threads each; no
+    (None: as many as the supernet's teacher phase, else as many as the supernet was trained), `workers` at a time with `threads` torch threads each; no
     training starts after `budget_minutes` (a rerun continues). `reuse` names other audit directories whose
     finished references (same task, settings, epochs and arch) are taken instead of training again."""
 
@@ -79,7 +79,8 @@ def run_audit(request: AuditRequest, say: Callable[[str], None] = print) -> dict
     if not isinstance(training, dict) or "batch_size" not in training:
         raise UserError(f"{request.supernet_dir} records no training settings (config.json 'training'); an audit "
                         f"trains each arch alone with them")
-    epochs = request.epochs or int(training["epochs"])
+    # by default as long as the supernet trains a network alone: its teacher phase, else its epochs
+    epochs = request.epochs or int(training.get("teacher_epochs") or training["epochs"])
     identity = {"supernet_dir": str(Path(request.supernet_dir).resolve()),
                 "weights_sha1": supernets.weights_digest(Path(request.supernet_dir)),
                 "archs": request.archs, "epochs": epochs, "seed": request.seed}

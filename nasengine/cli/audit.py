@@ -28,7 +28,8 @@ def add_audit_command(sub: Any) -> None:
                    help="archs trained alone, spread over the cost range, smallest and largest included (default "
                         "15, at least 3)")
     p.add_argument("--epochs", type=int, default=None,
-                   help="epochs each arch is trained alone (default: as many as the supernet was trained)")
+                   help="epochs each arch is trained alone (default: as many as the supernet was trained, or its "
+                        "teacher phase with --teacher auto)")
     p.add_argument("--workers", type=positive_int, default=1, help="archs trained at once, one process each "
                                                                    "(default 1)")
     p.add_argument("--threads", type=positive_int, default=None,
