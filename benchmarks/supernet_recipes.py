@@ -26,11 +26,11 @@ VARIANTS: dict[str, list[str]] = {
     "per-subnet": ["--resolution", "per-subnet"],
     "teacher+low-lr": LOW_LR_TEACHER,
     "teacher+low-lr per-subnet": [*LOW_LR_TEACHER, "--resolution", "per-subnet"],
+    "uniform x3": ["--epochs", "x3"],
     "cost-uniform": ["--sampler", "cost-uniform"],
     "attentive-worst": ["--sampler", "attentive-worst"],
     "complexity-shift": ["--sampler", "complexity-shift"],
     "attentive-best": ["--sampler", "attentive-best"],
-    "uniform x3": ["--epochs", "x3"],
     "teacher+low-lr x2": [*LOW_LR_TEACHER, "--epochs", "x2"],
     "teacher+cost-uniform": ["--teacher", "auto", "--sampler", "cost-uniform"],
 }
