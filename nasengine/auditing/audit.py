@@ -35,9 +35,10 @@ MIN_ARCHS = 3
 @dataclass(frozen=True)
 class AuditRequest:
     """Audit the supernet in `supernet_dir` into `out` with `archs` archs, each trained alone `epochs` epochs
-    (None: as many as the supernet's teacher phase, else as many as the supernet was trained), `workers` at a time with `threads` torch threads each; no
-    training starts after `budget_minutes` (a rerun continues). `reuse` names other audit directories whose
-    finished references (same task, settings, epochs and arch) are taken instead of training again."""
+    (None: as many as the supernet's teacher phase, else as many as the supernet was trained), `workers` at a time
+    with `threads` torch threads each; no training starts after `budget_minutes` (a rerun continues). `reuse` names
+    other audit directories whose finished references (same task, settings, epochs and arch) are taken instead of
+    training again."""
 
     supernet_dir: Path
     out: Path

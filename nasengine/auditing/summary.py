@@ -11,6 +11,7 @@ from nasengine.predictors.metrics import kendall_tau, spearman_rho
 
 BOOTSTRAP_ROUNDS = 2000
 INTERVAL = 0.90
+SIMILAR_COST = 2.0  # pairs of archs at most this factor apart in MACs count as of similar cost
 
 
 @dataclass(frozen=True)
@@ -27,14 +28,23 @@ class AuditSummary:
     tau_params: float
     mean_gap_points: float
     worst_gap_points: float
+    # the same rank agreement over the pairs of archs within SIMILAR_COST of each other in MACs, where counting
+    # MACs cannot tell them apart and a search needs the supernet (NaN with no such pair)
+    similar_pairs: int = 0
+    tau_similar: float = float("nan")
+    tau_macs_similar: float = float("nan")
 
     def line(self) -> str:
         return (f"{self.archs} archs: Kendall tau {self.tau:.3f} (90% interval {self.tau_low:.3f}..{self.tau_high:.3f})"
-                f", MACs proxy {self.tau_macs:.3f}, params proxy {self.tau_params:.3f}; inherited minus standalone: "
-                f"mean {self.mean_gap_points:+.2f} points, worst {self.worst_gap_points:+.2f}")
+                f", MACs proxy {self.tau_macs:.3f}, params proxy {self.tau_params:.3f}; among the {self.similar_pairs} "
+                f"pairs within {SIMILAR_COST:g}x in MACs: {self.tau_similar:.3f} vs MACs {self.tau_macs_similar:.3f}; "
+                f"inherited minus standalone: mean {self.mean_gap_points:+.2f} points, worst "
+                f"{self.worst_gap_points:+.2f}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        """JSON-ready: floats rounded, an undefined tau (no pair of similar cost) as None."""
+        return {k: (None if np.isnan(v) else round(v, 4)) if isinstance(v, float) else v
+                for k, v in asdict(self).items()}
 
 
 def bootstrap_tau(truth: np.ndarray, scores: np.ndarray, seed: int = 0,
@@ -56,6 +66,19 @@ def bootstrap_tau(truth: np.ndarray, scores: np.ndarray, seed: int = 0,
     return float(low), float(high)
 
 
+def pairwise_tau(truth: np.ndarray, scores: np.ndarray, pairs: Sequence[tuple[int, int]]) -> float:
+    """Kendall's tau-a over the given pairs only: (concordant - discordant) / pairs (ties count as neither)."""
+    if not pairs:
+        return float("nan")
+    signs = [np.sign(truth[i] - truth[j]) * np.sign(scores[i] - scores[j]) for i, j in pairs]
+    return float(np.sum(signs) / len(pairs))
+
+
+def similar_cost_pairs(macs: np.ndarray, factor: float = SIMILAR_COST) -> list[tuple[int, int]]:
+    return [(i, j) for i in range(len(macs)) for j in range(i + 1, len(macs))
+            if max(macs[i], macs[j]) <= factor * max(min(macs[i], macs[j]), 1)]
+
+
 def summarize(rows: Sequence[Mapping[str, Any]], seed: int = 0) -> AuditSummary:
     """Summary of rows holding inherited, standalone, macs and params (at least 3 rows)."""
     if len(rows) < 3:
@@ -64,12 +87,15 @@ def summarize(rows: Sequence[Mapping[str, Any]], seed: int = 0) -> AuditSummary:
     inherited = np.array([r["inherited"] for r in rows], float)
     gaps = (inherited - standalone) * 100
     low, high = bootstrap_tau(standalone, inherited, seed)
+    macs = np.array([r["macs"] for r in rows], float)
+    pairs = similar_cost_pairs(macs)
     return AuditSummary(
         archs=len(rows), tau=kendall_tau(standalone, inherited), tau_low=low, tau_high=high,
         spearman=spearman_rho(standalone, inherited),
         tau_macs=kendall_tau(standalone, np.array([r["macs"] for r in rows], float)),
         tau_params=kendall_tau(standalone, np.array([r["params"] for r in rows], float)),
-        mean_gap_points=float(gaps.mean()), worst_gap_points=float(gaps.min()))
+        mean_gap_points=float(gaps.mean()), worst_gap_points=float(gaps.min()), similar_pairs=len(pairs),
+        tau_similar=pairwise_tau(standalone, inherited, pairs), tau_macs_similar=pairwise_tau(standalone, macs, pairs))
 
 
 def plot_audit(rows: Sequence[Mapping[str, Any]], summary: AuditSummary, title: str, path: Any) -> None:

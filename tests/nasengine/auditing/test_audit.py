@@ -181,3 +181,16 @@ def test_parallel_workers_give_the_references_one_worker_gives(tiny_supernet_dir
     two = run_audit(AuditRequest(tiny_supernet_dir, tmp_path / "two", archs=3, epochs=1, workers=2, threads=1,
                                  progress=False), say=lambda s: None)
     assert two["summary"] == one["summary"]  # seeded, one thread each: the same trainings
+
+
+def test_rank_agreement_among_archs_of_similar_cost() -> None:
+    from nasengine.auditing.summary import pairwise_tau, similar_cost_pairs
+
+    macs = np.array([100, 150, 190, 1000, 1900])
+    assert similar_cost_pairs(macs) == [(0, 1), (0, 2), (1, 2), (3, 4)]
+    truth = np.array([0.80, 0.82, 0.81, 0.90, 0.91])
+    assert pairwise_tau(truth, truth, similar_cost_pairs(macs)) == 1.0
+    assert pairwise_tau(truth, macs, similar_cost_pairs(macs)) == pytest.approx((1 + 1 - 1 + 1) / 4)
+    rows = [{"standalone": s, "inherited": s, "macs": m, "params": 1} for s, m in zip(truth, macs)]
+    summary = summarize(rows)
+    assert summary.similar_pairs == 4 and summary.tau_similar == 1.0 and summary.tau_macs_similar == 0.5
