@@ -31,7 +31,7 @@ from nasengine import supernets
 from nasengine.tasks import get_task
 from nasengine.search_spaces.storage import atomic_write
 from nasengine.supernets.training import Checkpointing, Sandwich, TrainSettings, TrainHooks, train_supernet
-from nasengine.supernets.training import loop as training_loop
+from nasengine.supernets.training import step as training_loop  # where train_step draws its subnets
 from nasengine.supernets.training.checkpoint import save_tensors
 from tests.conftest import TINY
 
