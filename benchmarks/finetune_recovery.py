@@ -6,6 +6,10 @@ the supernet and with labels only, and trains the arch alone (the reference `nas
 resumes from what is already in --out.
 
     python benchmarks/finetune_recovery.py runs/fmnist/supernet --out runs/finetune [--evals 30 --epochs 3]
+        [--arch ARCH.json --reuse AUDIT_DIR]
+
+With --arch it exports that arch instead of searching (e.g. the arch an audit found furthest below training alone),
+and --reuse takes the arch's standalone training from that audit when it holds it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from nasengine.auditing.standalone import read_reference, reference_identity, train_alone
+from nasengine.auditing.standalone import read_reference, reference_identity, reference_key, train_alone
 from nasengine.supernets.io import read_config
 
 
@@ -38,6 +42,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs")
     parser.add_argument("--alone-epochs", type=int, default=None, help="default: the supernet's epochs")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--arch", type=Path, default=None, help="export this arch (JSON file) instead of searching")
+    parser.add_argument("--reuse", type=Path, default=None, help="an audit directory whose standalone trainings "
+                        "to reuse")
     args = parser.parse_args()
     run, exp = args.out / "search", args.out / "export"
     threads = ["--threads", str(args.threads)]
@@ -45,7 +52,8 @@ def main() -> None:
         nasengine("search", str(args.supernet_dir), "--out", str(run), "--objectives", "error,macs", "--evals",
                   str(args.evals), "--strategy", "random", "--quiet", *threads)
     if not (exp / "manifest.json").exists():
-        nasengine("export", str(run), "--out", str(exp), "--quiet", *threads)
+        chosen = ["--arch", f"@{args.arch}"] if args.arch is not None else []
+        nasengine("export", str(run), "--out", str(exp), "--quiet", *threads, *chosen)
     tuned = {"distilled": args.out / "finetuned", "labels only": args.out / "finetuned-labels"}
     for name, path in tuned.items():
         if not (path / "manifest.json").exists():
@@ -56,6 +64,10 @@ def main() -> None:
     arch = json.loads((exp / "manifest.json").read_text())["arch"]
     epochs = args.alone_epochs or int(config["training"]["epochs"])
     reference = args.out / "alone.json"
+    identity = reference_identity(config, arch, epochs)
+    audited = args.reuse / "standalone" / f"{reference_key(identity)}.json" if args.reuse else None
+    if not reference.exists() and audited is not None and read_reference(audited, identity) is not None:
+        reference.write_text(audited.read_text())
     if read_reference(reference, reference_identity(config, arch, epochs)) is None:
         print(f"training the arch alone for {epochs} epochs", flush=True)
         train_alone(str(args.supernet_dir), arch, epochs, args.threads, str(reference))

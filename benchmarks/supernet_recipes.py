@@ -27,6 +27,7 @@ VARIANTS: dict[str, list[str]] = {
     "teacher+low-lr": LOW_LR_TEACHER,
     "teacher+low-lr per-subnet": [*LOW_LR_TEACHER, "--resolution", "per-subnet"],
     "uniform x3": ["--epochs", "x3"],
+    "per-subnet x3": ["--resolution", "per-subnet", "--epochs", "x3"],
     "cost-uniform": ["--sampler", "cost-uniform"],
     "attentive-worst": ["--sampler", "attentive-worst"],
     "complexity-shift": ["--sampler", "complexity-shift"],
@@ -37,8 +38,12 @@ VARIANTS: dict[str, list[str]] = {
 
 
 def train_options(extra: list[str], epochs: int) -> list[str]:
-    """`--epochs xN` as N times the base epochs; the base epochs when a variant names none."""
+    """`--epochs xN` as N times the base epochs; the base epochs when a variant names none. Variants that name no
+    resolution rule train with one resolution per step, the rule of the rows measured before per-subnet became
+    the default, so that those rows reproduce."""
     out = list(extra)
+    if "--resolution" not in out:
+        out += ["--resolution", "per-step"]
     if "--epochs" in out:
         i = out.index("--epochs") + 1
         out[i] = str(epochs * int(out[i].lstrip("x")))

@@ -165,9 +165,9 @@ def add_data_and_train_commands(sub: Any) -> None:
     p.add_argument("--kd-temperature", type=positive_float, default=None,
                    help="temperature of the distillation targets (default 1)")
     p.add_argument("--resolution", default=None, choices=["per-step", "per-subnet"],
-                   help="elastic resolution in training: per-step (default; one resolution per step for every "
-                        "subnet, as Once-for-All) or per-subnet (each at its own: the largest always at the largest, "
-                        "as BigNAS)")
+                   help="elastic resolution in training: per-subnet (default; each subnet at its own: the largest "
+                        "always at the largest, as BigNAS) or per-step (one resolution per step for every subnet, as "
+                        "Once-for-All)")
     p.add_argument("--sampler", default=None,
                    help="random subnets of each step: uniform (default), cost-uniform, attentive-best, "
                         "attentive-worst, complexity-shift, or a plugin's (see supernets/training/samplers.py)")

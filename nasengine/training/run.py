@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,6 +21,7 @@ from nasengine.progress import Progress
 from nasengine.rundir import prepare_output, recorded_status, update_marker
 from nasengine.plugins import plugins_to_record
 from nasengine.tasks import Task, open_data
+from nasengine.search_spaces.space import Space
 from nasengine.search_spaces.storage import atomic_file
 from nasengine.supernets.training import (Checkpointing, Phase, TrainSettings, distributed, get_recipe, TrainHooks,
                                           train_supernet)
@@ -69,7 +71,10 @@ class TrainRequest:
     teacher_lr: float | None = None  # the teacher phase's peak learning rate (default: the recipe's)
     kd_temperature: float = 1.0
     sampler: str = "uniform"  # the random subnets of each step (see `nasengine supernets`' samplers)
-    resolution: str = "per-step"  # per-step: one resolution per step (OFA); per-subnet: each its own (BigNAS)
+    # per-step: one resolution per step for every subnet (OFA); per-subnet: each its own (BigNAS). None: per-subnet
+    # where the space has an elastic resolution (at equal cost it halves the gap to archs trained alone; measured
+    # in BENCHMARKS.md, issue #22), train() resolves it from the built space
+    resolution: str | None = None
 
     def setting(self, key: str) -> Any:
         """`epochs`, `lr` or `warmup` as given, else the family's default for it, else the generic one."""
@@ -90,7 +95,7 @@ class TrainRequest:
                              seed=self.seed, warmup_fraction=self.setting("warmup"), label_smoothing=smoothing,
                              teacher_epochs=teacher_epochs, kd_temperature=self.kd_temperature, sampler=self.sampler,
                              teacher_lr=self.teacher_lr if self.teacher == "auto" else None,
-                             resolution=self.resolution)
+                             resolution=self.resolution or "per-step")
 
     def pretrained(self) -> Path | None:
         """The checkpoint this family grows from (None for families trained from scratch); UserError when it
@@ -153,7 +158,7 @@ class TrainRequest:
             raise UserError(f"--teacher-lr must be positive, got {self.teacher_lr}")
         if self.teacher_epochs is not None and self.teacher_epochs < 1:
             raise UserError(f"--teacher-epochs must be at least 1, got {self.teacher_epochs}")
-        if self.resolution not in RESOLUTION_MODES:
+        if self.resolution is not None and self.resolution not in RESOLUTION_MODES:
             raise UserError(f"--resolution must be one of {', '.join(RESOLUTION_MODES)}, got {self.resolution!r}")
         try:
             SAMPLERS.get(self.sampler)
@@ -215,6 +220,25 @@ def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
+def default_resolution(space: Space) -> str:
+    """per-subnet where the space has more than one resolution (each subnet then trains at its own), else
+    per-step, which is the same thing without one and keeps such runs' identities as they were."""
+    elastic = any(gene.tag == "resolution" and len(gene) > 1 for gene in space.genes)
+    return "per-subnet" if elastic else "per-step"
+
+
+def _resumed_resolution(out: Path, request: TrainRequest) -> str | None:
+    """The rule a run in `out` was started with, so that rerunning its command resumes it even if it predates
+    per-subnet as the default (its identity then records none: per-step); None when there is none to resume."""
+    if request.overwrite:
+        return None
+    try:
+        identity = json.loads((out / MARKER).read_text())["identity"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return identity.get("resolution", "per-step") if isinstance(identity, dict) else None
+
+
 def train(request: TrainRequest) -> dict[str, Any]:
     """Train (or resume training) and write DIR/config.json, DIR/model.safetensors and DIR/train_log.csv.
 
@@ -233,9 +257,12 @@ def _train(request: TrainRequest, device: torch.device) -> dict[str, Any]:
         raise UserError(f"{out} already holds a trained supernet; use --overwrite to retrain")
     task = request.open_task()
     try:  # refuse bad overrides, and ops the engine cannot export, cost or quantize, before anything is written
-        request.build(task, seed=request.seed).check_export()
+        built = request.build(task, seed=request.seed)
+        built.check_export()
     except TypeError as exc:
         raise UserError(f"{request.supernet} cannot be searched and exported: {exc}") from None
+    if request.resolution is None:
+        request = replace(request, resolution=_resumed_resolution(out, request) or default_resolution(built.space))
     plugins = [p.to_dict() for p in plugins_to_record(supernets.entry(request.supernet).module)]
     settings = request.settings()
     identity = {"supernet": request.supernet, "overrides": request.overrides, "recipe": request.recipe,

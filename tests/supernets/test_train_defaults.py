@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from nasengine.training.run import GENERIC_DEFAULTS, TrainRequest
+from nasengine.training.run import GENERIC_DEFAULTS, TrainRequest, train
 from nasengine.search_spaces.registry import RegistryError
 from nasengine.supernets import register
 from nasengine.supernets.training import TrainSettings
 from nasengine.supernets.training.loop import _lr_factor
 from tests.cli_helpers import one_line_error, run_cli
+from tests.conftest import TINY
 
 
 def test_bert_fine_tunes_with_its_own_defaults_and_the_user_overrides_them(tmp_path: Path) -> None:
@@ -46,3 +48,27 @@ def test_cli_refuses_a_warmup_share_out_of_range(tmp_path: Path, capsys) -> None
     code, _, err = run_cli(capsys, "train", "ofa_mbv3_digits", "--out", tmp_path / "sn", "--warmup", "0.7")
     assert "--warmup" in one_line_error(code, err)
     assert not (tmp_path / "sn").exists()
+
+
+@pytest.mark.parametrize("resolutions, expected", [([8, 12, 16], "per-subnet"), ([8], None)])
+def test_elastic_resolution_trains_each_subnet_at_its_own_by_default(tmp_path: Path, resolutions: list[int],
+                                                                     expected: str | None) -> None:
+    """per-subnet halves the gap to archs trained alone at equal cost (BENCHMARKS.md, issue #22); a space with one
+    resolution keeps per-step, the same thing there, so its recorded identity is what it always was."""
+    out = tmp_path / "sn"
+    train(TrainRequest("ofa_mbv3_digits", out, epochs=1, batch_size=256, progress=False,
+                       overrides={**TINY, "resolutions": resolutions}))
+    identity = json.loads((out / "train.json").read_text())["identity"]
+    assert identity.get("resolution") == expected
+    chosen = TrainRequest("ofa_mbv3_digits", tmp_path / "other", resolution="per-step").settings()
+    assert chosen.resolution == "per-step"
+
+
+def test_a_run_started_under_the_old_default_resumes_with_its_own_rule(tmp_path: Path) -> None:
+    out = tmp_path / "sn"
+    request = dict(epochs=1, batch_size=256, progress=False, overrides=dict(TINY))
+    train(TrainRequest("ofa_mbv3_digits", out, resolution="per-step", **request))  # records no rule, as runs did
+    (out / "config.json").unlink()  # as if it had crashed before writing the supernet
+    train(TrainRequest("ofa_mbv3_digits", out, **request))  # the same command, no --resolution: resumes
+    assert "resolution" not in json.loads((out / "train.json").read_text())["identity"]
+    assert (out / "config.json").exists()
