@@ -68,7 +68,7 @@ def main() -> None:
     audited = args.reuse / "standalone" / f"{reference_key(identity)}.json" if args.reuse else None
     if not reference.exists() and audited is not None and read_reference(audited, identity) is not None:
         reference.write_text(audited.read_text())
-    if read_reference(reference, reference_identity(config, arch, epochs)) is None:
+    if read_reference(reference, identity) is None:
         print(f"training the arch alone for {epochs} epochs", flush=True)
         train_alone(str(args.supernet_dir), arch, epochs, args.threads, str(reference))
     alone = json.loads(reference.read_text())
