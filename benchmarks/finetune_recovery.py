@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from nasengine.auditing.standalone import read_reference, reference_identity, reference_key, train_alone
+from nasengine.auditing.standalone import read_reference, reference_identity, reuse_reference, train_alone
 from nasengine.supernets.io import read_config
 
 
@@ -65,9 +65,8 @@ def main() -> None:
     epochs = args.alone_epochs or int(config["training"]["epochs"])
     reference = args.out / "alone.json"
     identity = reference_identity(config, arch, epochs)
-    audited = args.reuse / "standalone" / f"{reference_key(identity)}.json" if args.reuse else None
-    if not reference.exists() and audited is not None and read_reference(audited, identity) is not None:
-        reference.write_text(audited.read_text())
+    if read_reference(reference, identity) is None and args.reuse is not None:
+        reuse_reference(reference, identity, [args.reuse])
     if read_reference(reference, identity) is None:
         print(f"training the arch alone for {epochs} epochs", flush=True)
         train_alone(str(args.supernet_dir), arch, epochs, args.threads, str(reference))

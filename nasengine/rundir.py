@@ -14,6 +14,17 @@ from nasengine.errors import UserError, one_line
 from nasengine.supernets.training.checkpoint import atomic_write_text
 
 
+def recorded_identity(directory: Path, marker: str) -> dict[str, Any] | None:
+    """The identity that `directory`'s marker records (what a rerun must match to resume), None when there is no
+    readable one."""
+    try:
+        existing = json.loads((Path(directory) / marker).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    identity = existing.get("identity") if isinstance(existing, dict) else None
+    return identity if isinstance(identity, dict) else None
+
+
 def prepare_output(directory: Path, marker: str, identity: Mapping[str, Any], overwrite: bool,
                    what: str) -> dict[str, Any] | None:
     """Create or reopen `directory`, whose `marker` JSON file records the settings that made it.

@@ -7,7 +7,6 @@ import csv
 import json
 import multiprocessing
 import os
-import shutil
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -18,7 +17,8 @@ import torch
 
 from nasengine import supernets
 from nasengine.auditing.picks import spread_archs, spread_order
-from nasengine.auditing.standalone import read_reference, reference_identity, reference_key, train_alone
+from nasengine.auditing.standalone import (read_reference, reference_identity, reference_path, reuse_reference,
+                                          train_alone)
 from nasengine.auditing.summary import plot_audit, summarize
 from nasengine.errors import UserError
 from nasengine.evaluation.evaluator import Evaluator
@@ -100,15 +100,10 @@ def _audit(request: AuditRequest, net: supernets.Supernet, config: dict[str, Any
     out = Path(request.out)
     archs = spread_archs(net.space, lambda a: float(net.cost(a).macs), request.archs, request.seed)
     identities = [reference_identity(config, arch, epochs) for arch in archs]
-    paths = [out / "standalone" / f"{reference_key(i)}.json" for i in identities]
+    paths = [reference_path(out, i) for i in identities]
     for path, ident in zip(paths, identities):
         if read_reference(path, ident) is None:
-            for other in request.reuse:
-                found = Path(other) / "standalone" / path.name
-                if read_reference(found, ident) is not None:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(found, path)
-                    break
+            reuse_reference(path, ident, [Path(other) for other in request.reuse])
     inherited = _inherited(out, net, config, archs, request.progress)
     pending = [i for i in spread_order(len(archs)) if read_reference(paths[i], identities[i]) is None]
     if pending:

@@ -13,7 +13,7 @@ import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -64,6 +64,22 @@ def read_reference(path: Path, identity: Mapping[str, Any]) -> dict[str, Any] | 
     if not isinstance(data, dict) or data.get("identity") != json.loads(json.dumps(identity, default=str)):
         return None
     return data
+
+
+def reference_path(audit_dir: Path, identity: Mapping[str, Any]) -> Path:
+    """Where an audit directory keeps the training alone that `identity` decides."""
+    return Path(audit_dir) / "standalone" / f"{reference_key(identity)}.json"
+
+
+def reuse_reference(path: Path, identity: Mapping[str, Any], audits: Sequence[Path]) -> bool:
+    """Copy to `path` the finished reference for `identity` from the first of `audits` that holds it."""
+    for audit in audits:
+        found = reference_path(audit, identity)
+        if read_reference(found, identity) is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(found, path)
+            return True
+    return False
 
 
 def _untrained(config: Mapping[str, Any]) -> supernets.Supernet:

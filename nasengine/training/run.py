@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 import time
 from contextlib import contextmanager
@@ -18,7 +17,7 @@ from nasengine.kernels.weights import load_weights
 from nasengine.errors import UserError
 from nasengine.evaluation.evaluator import Evaluator
 from nasengine.progress import Progress
-from nasengine.rundir import prepare_output, recorded_status, update_marker
+from nasengine.rundir import prepare_output, recorded_identity, recorded_status, update_marker
 from nasengine.plugins import plugins_to_record
 from nasengine.tasks import Task, open_data
 from nasengine.search_spaces.space import Space
@@ -85,7 +84,8 @@ class TrainRequest:
 
     def settings(self) -> TrainSettings:
         """The loop's settings; a family may set its own label smoothing (none for a language model: smoothing over
-        a whole vocabulary costs perplexity)."""
+        a whole vocabulary costs perplexity). An unset resolution rule reads per-step here; train() first sets it
+        from the built space (default_resolution)."""
         defaults = supernets.entry(self.supernet).train_defaults
         smoothing = defaults.get("label_smoothing", TrainSettings.label_smoothing)
         teacher_epochs = 0
@@ -230,13 +230,8 @@ def default_resolution(space: Space) -> str:
 def _resumed_resolution(out: Path, request: TrainRequest) -> str | None:
     """The rule a run in `out` was started with, so that rerunning its command resumes it even if it predates
     per-subnet as the default (its identity then records none: per-step); None when there is none to resume."""
-    if request.overwrite:
-        return None
-    try:
-        identity = json.loads((out / MARKER).read_text())["identity"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return identity.get("resolution", "per-step") if isinstance(identity, dict) else None
+    identity = None if request.overwrite else recorded_identity(out, MARKER)
+    return None if identity is None else identity.get("resolution", "per-step")
 
 
 def train(request: TrainRequest) -> dict[str, Any]:
@@ -295,18 +290,18 @@ def _train(request: TrainRequest, device: torch.device) -> dict[str, Any]:
         raise UserError(outcome["error"])
     resumed = bool(outcome["resumed"])
     with recorded_status(out / MARKER, enabled=main):
-        return _run(request, device, task, identity, plugins, resumed)
+        return _run(request, built, device, task, identity, plugins, resumed)
 
 
-def _run(request: TrainRequest, device: torch.device, task: Task, identity: dict[str, Any],
+def _run(request: TrainRequest, net: supernets.Supernet, device: torch.device, task: Task, identity: dict[str, Any],
          plugins: list[dict[str, Any]], resumed: bool) -> dict[str, Any]:
-    """Train in a prepared directory (resuming from its checkpoint) and write the supernet."""
+    """Train `net` (built untrained by _train, so a pretrained checkpoint is read once) in a prepared directory,
+    resuming from its checkpoint, and write the supernet."""
     out = Path(request.out)
     world, main = distributed.world_size(), distributed.is_main()
     settings = request.settings()
     if main and resumed:
         update_marker(out / MARKER, status="running", error=None)
-    net = request.build(task, seed=request.seed)
     if request.init_from is not None:  # a resumed run then continues from its own checkpoint
         load_weights(net, Path(request.init_from) / supernets.io.WEIGHTS, f"{request.supernet} with "
                      f"{request.overrides or 'its defaults'}")
