@@ -105,7 +105,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     given = {k: getattr(args, k) for k in ("epochs", "seed", "recipe", "batch_size", "lr", "warmup", "n_random",
                                             "checkpoint_every", "checkpoint_seconds", "teacher", "teacher_epochs",
-                                            "teacher_lr", "kd_temperature", "sampler", "resolution")
+                                            "teacher_lr", "kd_temperature", "sampler", "resolution",
+                                            "budget_minutes")
              if getattr(args, k) is not None}  # unset options take TrainRequest's defaults
     overrides = _overrides(args.set)
     _check_overrides(args.supernet, overrides)
@@ -142,8 +143,12 @@ def add_data_and_train_commands(sub: Any) -> None:
                         "sub-folder of PNG/JPEG images per class, a TSV of labelled text, or a .txt / .jsonl of "
                         "text for a language model (default: the family's own, if it names one)")
     _add_data_options(p)
-    p.add_argument("--epochs", type=positive_int, help="default 20 (families grown from a checkpoint: their own, "
-                                                       "bert 2)")
+    p.add_argument("--epochs", type=positive_int, help="default 20, or fewer if they would take over 30 minutes "
+                                                       "here (timed on the first steps); families grown from a "
+                                                       "checkpoint: their own (bert 2, llama 1)")
+    p.add_argument("--budget-minutes", type=positive_float, metavar="M",
+                   help="instead of --epochs: as many epochs as fit in M minutes on this machine, timed on the first "
+                        "steps (the learning-rate schedule is sized to them; a resumed run keeps its epochs)")
     p.add_argument("--seed", type=whole_number, help="default 0")
     p.add_argument("--recipe", help="sandwich (default), progressive or sorted (nested members, search-free picks)")
     p.add_argument("--batch-size", type=positive_int, help="default 32")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -27,11 +28,14 @@ from nasengine.supernets.training import (Checkpointing, Phase, TrainSettings, d
 from nasengine.supernets.training.loop import CHECKPOINT_EVERY_SECONDS, CHECKPOINT_EVERY_STEPS, RESOLUTION_MODES
 from nasengine.supernets.training.samplers import SAMPLERS
 from nasengine.supernets.training.teacher import FrozenTeacher
+from nasengine.training import budget as budget_plan
 from nasengine.training.teachers import is_teacher, teacher_from
 
 MARKER = "train.json"
 # what a family trained from scratch gets when neither the user nor the family's train_defaults say
 GENERIC_DEFAULTS: dict[str, Any] = {"epochs": 20, "lr": 4e-3, "warmup": None}
+# without --epochs, a family trained from scratch gets GENERIC_DEFAULTS' epochs, fewer where they would overrun this
+DEFAULT_BUDGET_MINUTES = 30.0
 LOG = "train_log.csv"
 
 
@@ -74,6 +78,9 @@ class TrainRequest:
     # where the space has an elastic resolution (at equal cost it halves the gap to archs trained alone; measured
     # in BENCHMARKS.md, issue #22), train() resolves it from the built space
     resolution: str | None = None
+    # wall minutes the training should take here: without `epochs`, as many epochs as fit (timed on the first
+    # steps); None: the family's default epochs, for a family trained from scratch at most DEFAULT_BUDGET_MINUTES'
+    budget_minutes: float | None = None
 
     def setting(self, key: str) -> Any:
         """`epochs`, `lr` or `warmup` as given, else the family's default for it, else the generic one."""
@@ -139,6 +146,10 @@ class TrainRequest:
         epochs, lr, warmup = (self.setting(k) for k in ("epochs", "lr", "warmup"))
         if epochs < 1:
             raise UserError(f"--epochs must be at least 1, got {epochs}")
+        if self.budget_minutes is not None and not self.budget_minutes > 0:
+            raise UserError(f"--budget-minutes must be positive, got {self.budget_minutes}")
+        if self.budget_minutes is not None and self.epochs is not None:
+            raise UserError("give --epochs or --budget-minutes, not both (the budget decides the number of epochs)")
         if self.batch_size < 2:
             raise UserError(f"--batch-size must be at least 2, got {self.batch_size}")
         if not lr > 0:
@@ -227,11 +238,37 @@ def default_resolution(space: Space) -> str:
     return "per-subnet" if elastic else "per-step"
 
 
-def _resumed_resolution(out: Path, request: TrainRequest) -> str | None:
-    """The rule a run in `out` was started with, so that rerunning its command resumes it even if it predates
-    per-subnet as the default (its identity then records none: per-step); None when there is none to resume."""
-    identity = None if request.overwrite else recorded_identity(out, MARKER)
-    return None if identity is None else identity.get("resolution", "per-step")
+def _resumed(out: Path, request: TrainRequest) -> dict[str, Any] | None:
+    """The identity of the run that rerunning this command would resume (None: there is none), so that what was
+    chosen for it (its epochs, its resolution rule) is what it resumes with, whatever the defaults are now."""
+    return None if request.overwrite else recorded_identity(out, MARKER)
+
+
+def _planned_epochs(request: TrainRequest, net: supernets.Supernet, task: Task) -> int:
+    """Without --epochs: the family's default epochs, or as many as fit the budget (an explicit one, or for a
+    family trained from scratch DEFAULT_BUDGET_MINUTES capping the generic default), timed on this machine."""
+    family_default = "epochs" in supernets.entry(request.supernet).train_defaults
+    if request.budget_minutes is None and family_default:
+        return int(request.setting("epochs"))
+    budget = request.budget_minutes or DEFAULT_BUDGET_MINUTES
+    ceiling = budget_plan.MOST_EPOCHS if request.budget_minutes is not None else int(request.setting("epochs"))
+    recipe, main = get_recipe(request.recipe), distributed.is_main()
+    data = task.train_data(request.batch_size, request.seed)
+    if distributed.world_size() > 1:
+        data = data.shard(distributed.rank(), distributed.world_size())
+    if request.progress and main:
+        print(f"timing the first steps to fit the schedule into {budget:g} min ...", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    cost = budget_plan.measure_epoch_cost(net, recipe, task, data, request.settings(), _teacher_of(request, task),
+                                          with_teacher_phase=request.teacher == "auto")
+    left = budget * 60 - (time.perf_counter() - started)  # the timing is part of the run
+    fits = cost.epochs_within(left, request.teacher_epochs, request.teacher == "auto")
+    fits = distributed.broadcast_json(fits)  # every rank trains rank 0's schedule
+    epochs = max(budget_plan.min_epochs(recipe, net), min(ceiling, fits))
+    if request.progress and main:
+        for line in budget_plan.describe(epochs, cost, budget, fits):
+            print(line, file=sys.stderr, flush=True)
+    return epochs
 
 
 def train(request: TrainRequest) -> dict[str, Any]:
@@ -256,8 +293,13 @@ def _train(request: TrainRequest, device: torch.device) -> dict[str, Any]:
         built.check_export()
     except TypeError as exc:
         raise UserError(f"{request.supernet} cannot be searched and exported: {exc}") from None
+    resumed_identity = _resumed(out, request)
     if request.resolution is None:
-        request = replace(request, resolution=_resumed_resolution(out, request) or default_resolution(built.space))
+        rule = resumed_identity.get("resolution", "per-step") if resumed_identity else default_resolution(built.space)
+        request = replace(request, resolution=rule)
+    if request.epochs is None:
+        epochs = resumed_identity.get("epochs") if resumed_identity else None
+        request = replace(request, epochs=epochs or _planned_epochs(request, built, task))
     plugins = [p.to_dict() for p in plugins_to_record(supernets.entry(request.supernet).module)]
     settings = request.settings()
     identity = {"supernet": request.supernet, "overrides": request.overrides, "recipe": request.recipe,

@@ -148,12 +148,13 @@ def test_torchrun_runs_the_train_command_unchanged(tmp_path: Path) -> None:
     out = tmp_path / "sn"
     sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={json.dumps(v)}")]
     cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "nasengine", "train", "ofa_mbv3_digits", *sets,
-           "--epochs", "1", "--batch-size", "64", "--threads", "1", "--quiet", "--out", str(out)]
+           "--budget-minutes", "0.0001", "--batch-size", "64", "--threads", "1", "--quiet", "--out", str(out)]
     result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     marker = json.loads((out / "train.json").read_text())
     assert marker["status"] == "complete" and marker["identity"]["world_size"] == 2
+    assert marker["identity"]["epochs"] == 1  # the ranks timed their steps together and agreed on rank 0's plan
     assert not (out / "checkpoints").exists()
     assert (out / "train_log.csv").read_text().count("\n") == 2
     supernets.load_supernet(out)

@@ -1,0 +1,119 @@
+"""Epochs that fit a wall-time budget: a supernet's schedule sized by its data, its recipe and this machine.
+
+The learning-rate schedule needs the number of epochs before the first step, so the cost of an epoch is
+measured first: a few real training steps of the recipe (every phase, the teacher phase too) on a copy of the
+untrained supernet, plus one validation pass as at each epoch's end. The copy is thrown away; the supernet and
+the caller's random state are left as they were.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import time
+from dataclasses import dataclass, replace
+from typing import Iterable, Iterator
+
+import torch
+
+from nasengine.evaluation.evaluator import Evaluator
+from nasengine import supernets
+from nasengine.supernets.training import SingleArch, TrainSettings, distributed, train_supernet
+from nasengine.supernets.training.loop import EpochData
+from nasengine.supernets.training.recipes import Recipe
+from nasengine.supernets.training.teacher import FrozenTeacher
+from nasengine.tasks import Task
+
+TIMED_SECONDS = 8.0  # about how long the timed steps of one recipe run
+TIMED_STEPS = (3, 60)  # fewest and most timed steps per phase
+MOST_EPOCHS = 1000  # what an explicit budget may buy at most
+
+
+@dataclass(frozen=True)
+class EpochCost:
+    """Measured wall seconds of one epoch of the recipe and of the teacher phase (0 without one)."""
+
+    recipe_seconds: float
+    teacher_seconds: float
+    steps_per_epoch: int
+
+    def epochs_within(self, budget_seconds: float, teacher_epochs: int | None, auto_teacher: bool) -> int:
+        """Most recipe epochs whose run fits `budget_seconds`. With a teacher phase of unset length ("auto" and no
+        --teacher-epochs) it has as many epochs as the recipe, so each recipe epoch costs both."""
+        if auto_teacher and teacher_epochs is None:
+            return math.floor(budget_seconds / (self.recipe_seconds + self.teacher_seconds))
+        spent = (teacher_epochs or 0) * self.teacher_seconds if auto_teacher else 0.0
+        return math.floor((budget_seconds - spent) / self.recipe_seconds)
+
+
+class _FirstBatches:
+    """The first `steps` batches of each epoch of `data`: a short run with the real batches and transforms."""
+
+    def __init__(self, data: EpochData, steps: int):
+        self.data, self.steps_per_epoch = data, min(steps, data.steps_per_epoch)
+        self.world_size = getattr(data, "world_size", 1)  # a shard stays this rank's shard
+
+    def batches(self, epoch: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        return itertools.islice(iter(self.data.batches(epoch)), self.steps_per_epoch)
+
+
+def min_epochs(recipe: Recipe, net: supernets.Supernet) -> int:
+    """Fewest epochs the recipe can split into its phases (progressive shrinking needs one per phase)."""
+    for epochs in itertools.count(1):
+        try:
+            recipe.phases(net.space, epochs)
+            return epochs
+        except ValueError:
+            continue
+    raise AssertionError("unreachable")
+
+
+def _seconds_per_step(net: supernets.Supernet, recipe: Recipe, data: EpochData, settings: TrainSettings,
+                      teacher: FrozenTeacher | None) -> float:
+    """Wall seconds of one training step of `recipe` (all its phases in turn), timed on a copy of `net`."""
+    phases = min_epochs(recipe, net)
+    short = replace(settings, epochs=phases, teacher_epochs=0, teacher_lr=None)
+
+    def run(steps: int) -> float:
+        scratch = copy.deepcopy(net)
+        started = time.perf_counter()
+        train_supernet(scratch, recipe, _FirstBatches(data, steps), short, teacher=teacher)
+        return (time.perf_counter() - started) / (phases * min(steps, data.steps_per_epoch))
+
+    first = run(2)  # also pays one-off costs (allocations, first calls), so it is not what an epoch sees
+    lo, hi = TIMED_STEPS
+    steps = distributed.broadcast_json(max(lo, min(hi, round(TIMED_SECONDS / (first * phases)))))  # ranks in step
+    return run(steps)
+
+
+def _validation_seconds(net: supernets.Supernet, task: Task) -> float:
+    """One epoch end's validation (the largest and the smallest subnet), timed on a copy."""
+    scratch = copy.deepcopy(net)
+    evaluator = Evaluator(scratch, task, "val")
+    started = time.perf_counter()
+    for arch in (net.space.max(), net.space.min()):
+        evaluator.scores(arch)
+    return time.perf_counter() - started
+
+
+def measure_epoch_cost(net: supernets.Supernet, recipe: Recipe, task: Task, data: EpochData, settings: TrainSettings,
+                       teacher: FrozenTeacher | None = None, with_teacher_phase: bool = False) -> EpochCost:
+    """What one epoch of training `net` with `recipe` on `data` costs here (and one of the teacher phase)."""
+    with torch.random.fork_rng(devices=[]):
+        validation = _validation_seconds(net, task)
+        recipe_step = _seconds_per_step(net, recipe, data, settings, teacher)
+        teacher_step = _seconds_per_step(net, SingleArch(), data, settings, None) if with_teacher_phase else 0.0
+    steps = data.steps_per_epoch
+    return EpochCost(recipe_step * steps + validation, teacher_step * steps + validation if with_teacher_phase else 0.0,
+                     steps)
+
+
+def describe(epochs: int, cost: EpochCost, budget_minutes: float, fits: int) -> Iterator[str]:
+    """What the user is told about the chosen schedule."""
+    minutes = cost.recipe_seconds / 60
+    yield (f"{epochs} epoch(s): one epoch of {cost.steps_per_epoch} steps takes about {minutes:.1f} min here, "
+           f"so {max(fits, 0)} fit the budget of {budget_minutes:g} min (--epochs N or --budget-minutes M to choose)")
+    if fits < 1:
+        yield ("even one epoch overruns the budget: training one anyway (fewer examples with --max-train, or a "
+               "larger --budget-minutes, keep it within)")
