@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from nasengine import supernets
@@ -38,7 +39,8 @@ class AuditRequest:
     (None: as many as the supernet's teacher phase, else as many as the supernet was trained), `workers` at a time
     with `threads` torch threads each; no training starts after `budget_minutes` (a rerun continues). `reuse` names
     other audit directories whose finished references (same task, settings, epochs and arch) are taken instead of
-    training again."""
+    training again. With `reference_seeds` N > 1 each arch is trained alone with N seeds: its standalone accuracy is
+    their mean, and how well the seeds rank the archs alike is the ceiling of any rank agreement measured here."""
 
     supernet_dir: Path
     out: Path
@@ -49,6 +51,7 @@ class AuditRequest:
     seed: int = 0
     budget_minutes: float | None = None
     reuse: tuple[Path, ...] = ()
+    reference_seeds: int = 1
     overwrite: bool = False
     progress: bool = True
 
@@ -59,6 +62,8 @@ class AuditRequest:
             raise UserError(f"--epochs must be at least 1, got {self.epochs}")
         if self.workers < 1 or (self.threads is not None and self.threads < 1):
             raise UserError("--workers and --threads must be at least 1")
+        if self.reference_seeds < 1:
+            raise UserError(f"--reference-seeds must be at least 1, got {self.reference_seeds}")
         if self.budget_minutes is not None and not self.budget_minutes > 0:
             raise UserError(f"--budget-minutes must be positive, got {self.budget_minutes}")
         for directory in self.reuse:
@@ -85,6 +90,8 @@ def run_audit(request: AuditRequest, say: Callable[[str], None] = print) -> dict
     identity = {"supernet_dir": str(Path(request.supernet_dir).resolve()),
                 "weights_sha1": supernets.weights_digest(Path(request.supernet_dir)),
                 "archs": request.archs, "epochs": epochs, "seed": request.seed}
+    if request.reference_seeds > 1:  # audits of one seed keep the identity they always had
+        identity["reference_seeds"] = request.reference_seeds
     out = Path(request.out)
     prepare_output(out, MARKER, identity, request.overwrite, "audit")
     with recorded_status(out / MARKER):
@@ -99,26 +106,31 @@ def _audit(request: AuditRequest, net: supernets.Supernet, config: dict[str, Any
            deadline: float | None, say: Callable[[str], None]) -> dict[str, Any]:
     out = Path(request.out)
     archs = spread_archs(net.space, lambda a: float(net.cost(a).macs), request.archs, request.seed)
-    identities = [reference_identity(config, arch, epochs) for arch in archs]
-    paths = [reference_path(out, i) for i in identities]
-    for path, ident in zip(paths, identities):
-        if read_reference(path, ident) is None:
-            reuse_reference(path, ident, [Path(other) for other in request.reuse])
+    # one job per (arch, seed): every arch's first seed before any second one, archs in spread order
+    jobs = [Job(i, s, reference_identity(config, archs[i], epochs, s))
+            for s in range(request.reference_seeds) for i in spread_order(len(archs))]
+    for job in jobs:
+        if read_reference(reference_path(out, job.identity), job.identity) is None:
+            reuse_reference(reference_path(out, job.identity), job.identity, [Path(other) for other in request.reuse])
     inherited = _inherited(out, net, config, archs, request.progress)
-    pending = [i for i in spread_order(len(archs)) if read_reference(paths[i], identities[i]) is None]
+    pending = [job for job in jobs if read_reference(reference_path(out, job.identity), job.identity) is None]
     if pending:
-        say(f"training {len(pending)} of {len(archs)} archs alone for {epochs} epochs, {request.workers} at a time "
-            f"with {request.threads_per_worker()} thread(s) each ({len(archs) - len(pending)} done or reused)")
-    _train_pending(request, archs, epochs, pending, paths, deadline)
+        say(f"training {len(pending)} of {len(jobs)} archs{_seeds(request)} alone for {epochs} epochs, "
+            f"{request.workers} at a time with {request.threads_per_worker()} thread(s) each "
+            f"({len(jobs) - len(pending)} done or reused)")
+    _train_pending(request, archs, epochs, pending, deadline)
     rows = []
-    for arch, ident, path in zip(archs, identities, paths):
-        reference = read_reference(path, ident)
+    for i, arch in enumerate(archs):
+        found = [read_reference(reference_path(out, job.identity), job.identity) for job in jobs if job.arch == i]
+        done = None if any(reference is None for reference in found) else found
         cost = net.cost(arch)
         row = {"macs": int(cost.macs), "params": int(cost.params), "inherited": inherited[net.space.key(arch)],
-               "standalone": None if reference is None else reference["standalone"],
-               "train_seconds": None if reference is None else reference["train_seconds"],
-               "train_threads": None if reference is None else reference["threads"],
+               "standalone": None if done is None else float(np.mean([r["standalone"] for r in done])),
+               "train_seconds": None if done is None else float(np.mean([r["train_seconds"] for r in done])),
+               "train_threads": None if done is None else done[0]["threads"],
                "arch": json.dumps(arch, sort_keys=True)}
+        if request.reference_seeds > 1:
+            row["standalone_seeds"] = None if done is None else json.dumps([r["standalone"] for r in done])
         gap = None if row["standalone"] is None else round(100 * (row["inherited"] - row["standalone"]), 3)
         row["gap_points"] = gap
         rows.append(row)
@@ -165,20 +177,37 @@ def _inherited(out: Path, net: supernets.Supernet, config: dict[str, Any], archs
     return known
 
 
-def _train_pending(request: AuditRequest, archs: list[dict[str, Any]], epochs: int, pending: list[int],
-                   paths: list[Path], deadline: float | None) -> None:
-    """Train the pending archs alone, `workers` at a time; none starts after the `deadline` (monotonic clock)."""
+@dataclass(frozen=True)
+class Job:
+    """One training alone: arch `arch` (its index) with seed offset `seed`, and the identity of its reference."""
+
+    arch: int
+    seed: int
+    identity: dict[str, Any]
+
+
+def _seeds(request: AuditRequest) -> str:
+    return f" x {request.reference_seeds} seeds" if request.reference_seeds > 1 else ""
+
+
+def _train_pending(request: AuditRequest, archs: list[dict[str, Any]], epochs: int, pending: list[Job],
+                   deadline: float | None) -> None:
+    """Train the pending jobs, `workers` at a time; none starts after the `deadline` (monotonic clock)."""
     if not pending:
         return
     threads = request.threads_per_worker()
     queue = list(pending)
+
+    def arguments(job: Job) -> tuple[Any, ...]:
+        return (str(request.supernet_dir), archs[job.arch], epochs, threads,
+                str(reference_path(Path(request.out), job.identity)), job.seed)
+
     with Progress(len(pending), "audit: training alone", "arch", request.progress) as bar:
         if request.workers == 1:  # in this process (its torch thread count restored afterwards)
             before = torch.get_num_threads()
             try:
                 while queue and (deadline is None or time.monotonic() < deadline):
-                    i = queue.pop(0)
-                    _report(bar, train_alone(str(request.supernet_dir), archs[i], epochs, threads, str(paths[i])))
+                    _report(bar, train_alone(*arguments(queue.pop(0))))
             finally:
                 torch.set_num_threads(before)
             return
@@ -187,9 +216,7 @@ def _train_pending(request: AuditRequest, archs: list[dict[str, Any]], epochs: i
             running: set[Future] = set()
             while queue or running:
                 while queue and len(running) < request.workers and (deadline is None or time.monotonic() < deadline):
-                    i = queue.pop(0)
-                    running.add(pool.submit(train_alone, str(request.supernet_dir), archs[i], epochs, threads,
-                                            str(paths[i])))
+                    running.add(pool.submit(train_alone, *arguments(queue.pop(0))))
                 if not running:
                     break
                 finished, running = wait(running, return_when=FIRST_COMPLETED)
@@ -221,6 +248,8 @@ def _training_cost(supernet_dir: Path, config: dict[str, Any], rows: list[dict[s
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     keys = ["macs", "params", "inherited", "standalone", "gap_points", "train_seconds", "train_threads", "arch"]
+    if any("standalone_seeds" in row for row in rows):
+        keys.insert(4, "standalone_seeds")
     with atomic_file(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()

@@ -29,21 +29,24 @@ SINGLE_ARCH_SETTINGS = ("lr", "weight_decay", "label_smoothing", "warmup_epochs"
                         "seed")
 
 
-def single_arch_settings(config: Mapping[str, Any], epochs: int) -> TrainSettings:
+def single_arch_settings(config: Mapping[str, Any], epochs: int, seed_offset: int = 0) -> TrainSettings:
     """The supernet's recorded training settings, for one arch trained `epochs` epochs from scratch: no teacher
-    phase, no sampler, and the learning rate it trains a network alone with (its teacher phase's, if set)."""
+    phase, no sampler, and the learning rate it trains a network alone with (its teacher phase's, if set).
+    `seed_offset` > 0 gives another seed of the same training (initialisation, data order, augmentation)."""
     training = config["training"]
     fields = {k: training[k] for k in TrainSettings.__dataclass_fields__ if k in training}
     alone_lr = fields.pop("teacher_lr", None) or fields.get("lr", TrainSettings.lr)
+    seed = fields.get("seed", TrainSettings.seed) + seed_offset
     return replace(TrainSettings(**fields), epochs=epochs, lr=alone_lr, teacher_epochs=0, sampler="uniform",
-                   kd_temperature=1.0, resolution="per-step")
+                   kd_temperature=1.0, resolution="per-step", seed=seed)
 
 
-def reference_identity(config: Mapping[str, Any], arch: Mapping[str, Any], epochs: int) -> dict[str, Any]:
+def reference_identity(config: Mapping[str, Any], arch: Mapping[str, Any], epochs: int,
+                       seed_offset: int = 0) -> dict[str, Any]:
     """What decides the standalone accuracy of `arch`: two supernets trained on the same task with the same
     batch and optimiser settings share their references, whatever their recipes."""
     training = config["training"]
-    settings = single_arch_settings(config, epochs).to_dict()
+    settings = single_arch_settings(config, epochs, seed_offset).to_dict()
     return {"supernet": training.get("supernet"), "overrides": training.get("overrides", {}),
             "checkpoint": training.get("checkpoint"), "task": config["task"],
             "batch_size": training["batch_size"], "epochs": epochs,
@@ -94,7 +97,8 @@ def _untrained(config: Mapping[str, Any]) -> supernets.Supernet:
     return supernets.create(str(config["supernet"]), **dict(config.get("kwargs", {})), checkpoint=checkpoint)
 
 
-def train_alone(supernet_dir: str, arch: dict[str, Any], epochs: int, threads: int, out: str) -> dict[str, Any]:
+def train_alone(supernet_dir: str, arch: dict[str, Any], epochs: int, threads: int, out: str,
+                seed_offset: int = 0) -> dict[str, Any]:
     """Train `arch` alone from scratch (checkpoints under OUT.checkpoints, so a killed run resumes) and write the
     reference to OUT: test accuracy and wall seconds of training. Runs in a worker process."""
     torch.set_num_threads(threads)
@@ -102,8 +106,8 @@ def train_alone(supernet_dir: str, arch: dict[str, Any], epochs: int, threads: i
     del net
     training = config["training"]
     task = task_from_spec(config["task"])
-    settings = single_arch_settings(config, epochs)
-    identity = reference_identity(config, arch, epochs)
+    settings = single_arch_settings(config, epochs, seed_offset)
+    identity = reference_identity(config, arch, epochs, seed_offset)
     target = Path(out)
     checkpoints = target.with_suffix(".checkpoints")
     torch.manual_seed(settings.seed)

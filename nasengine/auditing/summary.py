@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
@@ -33,13 +35,21 @@ class AuditSummary:
     similar_pairs: int = 0
     tau_similar: float = float("nan")
     tau_macs_similar: float = float("nan")
+    # with several seeds of each reference: their mean Kendall tau between seeds (the ceiling of `tau`: no
+    # supernet ranks the archs more alike than training alone does twice) and mean |difference| in points
+    reference_seeds: int = 1
+    reference_tau: float = float("nan")
+    reference_difference_points: float = float("nan")
 
     def line(self) -> str:
+        seeds = (f"; {self.reference_seeds} seeds of training alone agree at tau {self.reference_tau:.3f} (mean "
+                 f"difference {self.reference_difference_points:.2f} points), the ceiling of any tau here"
+                 if self.reference_seeds > 1 else "")
         return (f"{self.archs} archs: Kendall tau {self.tau:.3f} (90% interval {self.tau_low:.3f}..{self.tau_high:.3f})"
                 f", MACs proxy {self.tau_macs:.3f}, params proxy {self.tau_params:.3f}; among the {self.similar_pairs} "
                 f"pairs within {SIMILAR_COST:g}x in MACs: {self.tau_similar:.3f} vs MACs {self.tau_macs_similar:.3f}; "
                 f"inherited minus standalone: mean {self.mean_gap_points:+.2f} points, worst "
-                f"{self.worst_gap_points:+.2f}")
+                f"{self.worst_gap_points:+.2f}{seeds}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: floats rounded, an undefined tau (no pair of similar cost) as None."""
@@ -95,7 +105,8 @@ def summarize(rows: Sequence[Mapping[str, Any]], seed: int = 0) -> AuditSummary:
         tau_macs=kendall_tau(standalone, np.array([r["macs"] for r in rows], float)),
         tau_params=kendall_tau(standalone, np.array([r["params"] for r in rows], float)),
         mean_gap_points=float(gaps.mean()), worst_gap_points=float(gaps.min()), similar_pairs=len(pairs),
-        tau_similar=pairwise_tau(standalone, inherited, pairs), tau_macs_similar=pairwise_tau(standalone, macs, pairs))
+        tau_similar=pairwise_tau(standalone, inherited, pairs), tau_macs_similar=pairwise_tau(standalone, macs, pairs),
+        **_reference_agreement(rows))
 
 
 def plot_audit(rows: Sequence[Mapping[str, Any]], summary: AuditSummary, title: str, path: Any) -> None:
@@ -125,3 +136,19 @@ def plot_audit(rows: Sequence[Mapping[str, Any]], summary: AuditSummary, title: 
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _reference_agreement(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """How alike several seeds of training alone rank and score the archs (rows with `standalone_seeds`, a JSON
+    list per arch); nothing with one seed."""
+    seeds = [r.get("standalone_seeds") for r in rows]
+    if any(s is None for s in seeds):
+        return {}
+    table = np.array([json.loads(s) if isinstance(s, str) else s for s in seeds], float)  # archs x seeds
+    if table.ndim != 2 or table.shape[1] < 2:
+        return {}
+    pairs = list(itertools.combinations(range(table.shape[1]), 2))
+    return {"reference_seeds": table.shape[1],
+            "reference_tau": float(np.mean([kendall_tau(table[:, a], table[:, b]) for a, b in pairs])),
+            "reference_difference_points": float(np.mean([np.abs(table[:, a] - table[:, b]).mean() * 100
+                                                          for a, b in pairs]))}

@@ -15,7 +15,7 @@ def _cmd_audit(args: argparse.Namespace) -> None:
     run_audit(AuditRequest(Path(args.supernet_dir), Path(args.out), archs=args.archs, epochs=args.epochs,
                            workers=args.workers, threads=args.threads, seed=args.seed,
                            budget_minutes=args.budget_minutes, reuse=tuple(Path(d) for d in args.reuse or ()),
-                           overwrite=args.overwrite, progress=not args.quiet))
+                           reference_seeds=args.reference_seeds, overwrite=args.overwrite, progress=not args.quiet))
 
 
 def add_audit_command(sub: Any) -> None:
@@ -40,6 +40,9 @@ def add_audit_command(sub: Any) -> None:
     p.add_argument("--reuse", action="append", metavar="AUDIT_DIR",
                    help="take finished standalone trainings from another audit (same task, settings, epochs and "
                         "arch), e.g. when comparing supernets trained with other recipes (repeatable)")
+    p.add_argument("--reference-seeds", type=positive_int, default=1, metavar="N",
+                   help="train each arch alone with N seeds (default 1): the standalone accuracy is their mean, and "
+                        "the report says how alike the seeds rank the archs, the ceiling of the supernet's tau")
     p.add_argument("--overwrite", action="store_true", help="replace the audit directory")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(handler=_cmd_audit)

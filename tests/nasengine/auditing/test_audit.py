@@ -92,6 +92,36 @@ def test_audit_writes_the_report_resumes_and_reuses(tiny_supernet_dir: Path, tmp
         run_audit(AuditRequest(tiny_supernet_dir, out, archs=5, epochs=1, progress=False), say=lambda s: None)
 
 
+def test_reference_seeds_agreement_in_the_summary() -> None:
+    """Two seeds that rank 4 archs alike but for one swapped pair: tau 4/6; they differ by 1 point on average."""
+    seeds = [(0.80, 0.81), (0.82, 0.84), (0.85, 0.83), (0.88, 0.88)]
+    rows = [{"standalone": sum(s) / 2, "standalone_seeds": json.dumps(s), "inherited": 0.8 + i / 100, "macs": i + 1,
+             "params": 1} for i, s in enumerate(seeds)]
+    summary = summarize(rows)
+    assert summary.reference_seeds == 2 and summary.reference_tau == pytest.approx(4 / 6)
+    assert summary.reference_difference_points == pytest.approx(1.25)
+    assert "2 seeds of training alone agree at tau 0.667" in summary.line()
+    assert summarize([{k: v for k, v in r.items() if k != "standalone_seeds"} for r in rows]).reference_seeds == 1
+
+
+def test_a_second_reference_seed_reuses_the_first_and_trains_another(tiny_supernet_dir: Path,
+                                                                     tmp_path: Path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    first = run_audit(AuditRequest(tiny_supernet_dir, one, archs=3, epochs=1, threads=1, progress=False),
+                      say=lambda s: None)
+    said: list[str] = []
+    both = run_audit(AuditRequest(tiny_supernet_dir, two, archs=3, epochs=1, threads=1, reference_seeds=2,
+                                  reuse=(one,), progress=False), say=said.append)
+    assert "training 3 of 6 archs x 2 seeds" in said[0]  # the seed-0 references came from the first audit
+    rows = list(csv.DictReader(open(two / "audit.csv")))
+    firsts = {r["arch"]: float(r["standalone"]) for r in csv.DictReader(open(one / "audit.csv"))}
+    for row in rows:
+        seed0, seed1 = json.loads(row["standalone_seeds"])
+        assert seed0 == firsts[row["arch"]] and float(row["standalone"]) == pytest.approx((seed0 + seed1) / 2)
+    assert any(json.loads(r["standalone_seeds"])[0] != json.loads(r["standalone_seeds"])[1] for r in rows)
+    assert both["summary"]["reference_seeds"] == 2 and first["summary"]["reference_seeds"] == 1
+
+
 def test_a_time_budget_reports_what_is_done(tiny_supernet_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "audit"
     said: list[str] = []
