@@ -8,6 +8,7 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -258,11 +259,16 @@ def _planned_epochs(request: TrainRequest, net: supernets.Supernet, task: Task) 
         data = data.shard(distributed.rank(), distributed.world_size())
     if request.progress and main:
         print(f"timing the first steps to fit the schedule into {budget:g} min ...", file=sys.stderr, flush=True)
-    started = time.perf_counter()
-    cost = budget_plan.measure_epoch_cost(net, recipe, task, data, request.settings(), _teacher_of(request, task),
-                                          with_teacher_phase=request.teacher == "auto")
+    started, auto_teacher = time.perf_counter(), request.teacher == "auto"
+    measure = partial(budget_plan.measure_epoch_cost, net, recipe, task, data, request.settings(),
+                      _teacher_of(request, task), auto_teacher)
+    cost = measure()
+    sustained = min(budget_plan.SUSTAINED_SECONDS, budget_plan.TIMING_SHARE * budget * 60)
+    quick_fit = cost.epochs_within(budget * 60, request.teacher_epochs, auto_teacher)
+    if 1 <= quick_fit < 2 * ceiling and sustained > budget_plan.QUICK_SECONDS:  # the budget may bind: time longer
+        cost = measure(seconds=sustained)
     left = budget * 60 - (time.perf_counter() - started)  # the timing is part of the run
-    fits = cost.epochs_within(left, request.teacher_epochs, request.teacher == "auto")
+    fits = cost.epochs_within(left, request.teacher_epochs, auto_teacher)
     fits = distributed.broadcast_json(fits)  # every rank trains rank 0's schedule
     epochs = max(budget_plan.min_epochs(recipe, net), min(ceiling, fits))
     if request.progress and main:
