@@ -33,9 +33,7 @@ def prepare_output(directory: Path, marker: str, identity: Mapping[str, Any], ov
     Raises UserError when the directory holds something else or other settings, unless `overwrite`.
     """
     directory = Path(directory)
-    check_creatable(directory)
-    if directory.exists() and not directory.is_dir():
-        raise UserError(f"{directory} exists and is not a directory")
+    check_output(directory, marker, what, overwrite)
     if overwrite and directory.exists():
         shutil.rmtree(directory)
     marker_path = directory / marker
@@ -53,8 +51,6 @@ def prepare_output(directory: Path, marker: str, identity: Mapping[str, Any], ov
             raise UserError(f"{directory} holds a {what} made with {key}={recorded.get(key)!r} "
                             f"(now {identity.get(key)!r}); use the same options to resume, or --overwrite")
         return existing
-    if directory.exists() and any(directory.iterdir()):
-        raise UserError(f"{directory} exists and is not a {what} directory; choose another path or --overwrite")
     if not directory.exists():
         # created complete with its marker in one rename, so processes started together on the same output
         # (several search workers) find either nothing or a prepared directory, never a half-made one
@@ -74,6 +70,17 @@ def prepare_output(directory: Path, marker: str, identity: Mapping[str, Any], ov
     write_marker(directory / marker, {"identity": dict(identity), "status": "running"})
     return None
 
+
+
+def check_output(directory: Path, marker: str, what: str, overwrite: bool) -> None:
+    """The refusals of prepare_output that need no identity, made without writing anything: for a caller with slow
+    work to do before it can prepare the directory (a training timing its steps first)."""
+    directory = Path(directory)
+    check_creatable(directory)
+    if directory.exists() and not directory.is_dir():
+        raise UserError(f"{directory} exists and is not a directory")
+    if not overwrite and directory.is_dir() and not (directory / marker).exists() and any(directory.iterdir()):
+        raise UserError(f"{directory} exists and is not a {what} directory; choose another path or --overwrite")
 
 
 def check_creatable(path: Path, option: str = "--out") -> None:

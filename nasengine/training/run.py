@@ -19,7 +19,7 @@ from nasengine.kernels.weights import load_weights
 from nasengine.errors import UserError
 from nasengine.evaluation.evaluator import Evaluator
 from nasengine.progress import Progress
-from nasengine.rundir import prepare_output, recorded_identity, recorded_status, update_marker
+from nasengine.rundir import check_output, prepare_output, recorded_identity, recorded_status, update_marker
 from nasengine.plugins import plugins_to_record
 from nasengine.tasks import Task, open_data
 from nasengine.search_spaces.space import Space
@@ -299,6 +299,7 @@ def _train(request: TrainRequest, device: torch.device) -> dict[str, Any]:
         built.check_export()
     except TypeError as exc:
         raise UserError(f"{request.supernet} cannot be searched and exported: {exc}") from None
+    check_output(out, MARKER, "training", request.overwrite)  # refused before timing steps, not after
     resumed_identity = _resumed(out, request)
     if request.resolution is None:
         rule = resumed_identity.get("resolution", "per-step") if resumed_identity else default_resolution(built.space)
