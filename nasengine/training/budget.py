@@ -11,20 +11,27 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import sys
 import time
 from dataclasses import dataclass, replace
-from typing import Iterable, Iterator
+from functools import partial
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import torch
 
 from nasengine.evaluation.evaluator import Evaluator
 from nasengine import supernets
-from nasengine.supernets.training import SingleArch, TrainSettings, distributed, train_supernet
+from nasengine.supernets.training import SingleArch, TrainSettings, distributed, get_recipe, train_supernet
 from nasengine.supernets.training.loop import EpochData
 from nasengine.supernets.training.recipes import Recipe
 from nasengine.supernets.training.teacher import FrozenTeacher
 from nasengine.tasks import Task
 
+if TYPE_CHECKING:
+    from nasengine.training.run import TrainRequest
+
+# without --epochs, a family trained from scratch trains its default epochs, fewer where they would overrun this
+DEFAULT_BUDGET_MINUTES = 30.0
 QUICK_SECONDS = 8.0  # about how long the timed steps of one recipe run at first
 # where the quick timing leaves under 2x slack, steps are timed this long: this machine sustains up to 1.4x fewer
 # steps per second than in its first seconds of full load (BENCHMARKS.md, issue #22)
@@ -124,3 +131,34 @@ def describe(epochs: int, cost: EpochCost, budget_minutes: float, fits: int) -> 
     if fits < 1:
         yield ("even one epoch overruns the budget: training one anyway (fewer examples with --max-train, or a "
                "larger --budget-minutes, keep it within)")
+
+
+def plan_epochs(request: TrainRequest, net: supernets.Supernet, task: Task, teacher: FrozenTeacher | None) -> int:
+    """Without --epochs: the family's default epochs, or as many as fit the budget (an explicit one, or for a
+    family trained from scratch DEFAULT_BUDGET_MINUTES capping the generic default), timed on this machine.
+    `teacher` is the fixed teacher a path in --teacher names (None otherwise)."""
+    family_default = "epochs" in supernets.entry(request.supernet).train_defaults
+    if request.budget_minutes is None and family_default:
+        return int(request.setting("epochs"))
+    budget = request.budget_minutes or DEFAULT_BUDGET_MINUTES
+    ceiling = MOST_EPOCHS if request.budget_minutes is not None else int(request.setting("epochs"))
+    recipe, main = get_recipe(request.recipe), distributed.is_main()
+    data = task.train_data(request.batch_size, request.seed)
+    if distributed.world_size() > 1:
+        data = data.shard(distributed.rank(), distributed.world_size())
+    if request.progress and main:
+        print(f"timing the first steps to fit the schedule into {budget:g} min ...", file=sys.stderr, flush=True)
+    started, auto_teacher = time.perf_counter(), request.teacher == "auto"
+    measure = partial(measure_epoch_cost, net, recipe, task, data, request.settings(), teacher, auto_teacher)
+    cost = measure()
+    sustained = min(SUSTAINED_SECONDS, TIMING_SHARE * budget * 60)
+    binds = 1 <= cost.epochs_within(budget * 60, request.teacher_epochs, auto_teacher) < 2 * ceiling
+    if distributed.broadcast_json(binds and sustained > QUICK_SECONDS):  # every rank alike: timed steps synchronise
+        cost = measure(seconds=sustained)
+    left = budget * 60 - (time.perf_counter() - started)  # the timing is part of the run
+    fits = distributed.broadcast_json(cost.epochs_within(left, request.teacher_epochs, auto_teacher))  # rank 0's
+    epochs = max(min_epochs(recipe, net), min(ceiling, fits))
+    if request.progress and main:
+        for line in describe(epochs, cost, budget, fits):
+            print(line, file=sys.stderr, flush=True)
+    return epochs

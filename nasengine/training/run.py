@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import csv
 import shutil
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -35,8 +33,6 @@ from nasengine.training.teachers import is_teacher, teacher_from
 MARKER = "train.json"
 # what a family trained from scratch gets when neither the user nor the family's train_defaults say
 GENERIC_DEFAULTS: dict[str, Any] = {"epochs": 20, "lr": 4e-3, "warmup": None}
-# without --epochs, a family trained from scratch gets GENERIC_DEFAULTS' epochs, fewer where they would overrun this
-DEFAULT_BUDGET_MINUTES = 30.0
 LOG = "train_log.csv"
 
 
@@ -80,7 +76,8 @@ class TrainRequest:
     # in BENCHMARKS.md, issue #22), train() resolves it from the built space
     resolution: str | None = None
     # wall minutes the training should take here: without `epochs`, as many epochs as fit (timed on the first
-    # steps); None: the family's default epochs, for a family trained from scratch at most DEFAULT_BUDGET_MINUTES'
+    # steps); None: the family's default epochs, for a family trained from scratch fewer where they would take over
+    # budget.DEFAULT_BUDGET_MINUTES
     budget_minutes: float | None = None
 
     def setting(self, key: str) -> Any:
@@ -245,38 +242,6 @@ def _resumed(out: Path, request: TrainRequest) -> dict[str, Any] | None:
     return None if request.overwrite else recorded_identity(out, MARKER)
 
 
-def _planned_epochs(request: TrainRequest, net: supernets.Supernet, task: Task) -> int:
-    """Without --epochs: the family's default epochs, or as many as fit the budget (an explicit one, or for a
-    family trained from scratch DEFAULT_BUDGET_MINUTES capping the generic default), timed on this machine."""
-    family_default = "epochs" in supernets.entry(request.supernet).train_defaults
-    if request.budget_minutes is None and family_default:
-        return int(request.setting("epochs"))
-    budget = request.budget_minutes or DEFAULT_BUDGET_MINUTES
-    ceiling = budget_plan.MOST_EPOCHS if request.budget_minutes is not None else int(request.setting("epochs"))
-    recipe, main = get_recipe(request.recipe), distributed.is_main()
-    data = task.train_data(request.batch_size, request.seed)
-    if distributed.world_size() > 1:
-        data = data.shard(distributed.rank(), distributed.world_size())
-    if request.progress and main:
-        print(f"timing the first steps to fit the schedule into {budget:g} min ...", file=sys.stderr, flush=True)
-    started, auto_teacher = time.perf_counter(), request.teacher == "auto"
-    measure = partial(budget_plan.measure_epoch_cost, net, recipe, task, data, request.settings(),
-                      _teacher_of(request, task), auto_teacher)
-    cost = measure()
-    sustained = min(budget_plan.SUSTAINED_SECONDS, budget_plan.TIMING_SHARE * budget * 60)
-    quick_fit = cost.epochs_within(budget * 60, request.teacher_epochs, auto_teacher)
-    if 1 <= quick_fit < 2 * ceiling and sustained > budget_plan.QUICK_SECONDS:  # the budget may bind: time longer
-        cost = measure(seconds=sustained)
-    left = budget * 60 - (time.perf_counter() - started)  # the timing is part of the run
-    fits = cost.epochs_within(left, request.teacher_epochs, auto_teacher)
-    fits = distributed.broadcast_json(fits)  # every rank trains rank 0's schedule
-    epochs = max(budget_plan.min_epochs(recipe, net), min(ceiling, fits))
-    if request.progress and main:
-        for line in budget_plan.describe(epochs, cost, budget, fits):
-            print(line, file=sys.stderr, flush=True)
-    return epochs
-
-
 def train(request: TrainRequest) -> dict[str, Any]:
     """Train (or resume training) and write DIR/config.json, DIR/model.safetensors and DIR/train_log.csv.
 
@@ -306,7 +271,8 @@ def _train(request: TrainRequest, device: torch.device) -> dict[str, Any]:
         request = replace(request, resolution=rule)
     if request.epochs is None:
         epochs = resumed_identity.get("epochs") if resumed_identity else None
-        request = replace(request, epochs=epochs or _planned_epochs(request, built, task))
+        request = replace(request, epochs=epochs or budget_plan.plan_epochs(request, built, task,
+                                                                            _teacher_of(request, task)))
     plugins = [p.to_dict() for p in plugins_to_record(supernets.entry(request.supernet).module)]
     settings = request.settings()
     identity = {"supernet": request.supernet, "overrides": request.overrides, "recipe": request.recipe,
