@@ -107,13 +107,14 @@ def _audit(request: AuditRequest, net: supernets.Supernet, config: dict[str, Any
     out = Path(request.out)
     archs = spread_archs(net.space, lambda a: float(net.cost(a).macs), request.archs, request.seed)
     # one job per (arch, seed): every arch's first seed before any second one, archs in spread order
-    jobs = [Job(i, s, reference_identity(config, archs[i], epochs, s))
-            for s in range(request.reference_seeds) for i in spread_order(len(archs))]
+    jobs = [Job(i, s, identity, reference_path(out, identity))
+            for s in range(request.reference_seeds) for i in spread_order(len(archs))
+            for identity in [reference_identity(config, archs[i], epochs, s)]]
     for job in jobs:
-        if read_reference(reference_path(out, job.identity), job.identity) is None:
-            reuse_reference(reference_path(out, job.identity), job.identity, [Path(other) for other in request.reuse])
+        if job.result() is None:
+            reuse_reference(job.path, job.identity, [Path(other) for other in request.reuse])
     inherited = _inherited(out, net, config, archs, request.progress)
-    pending = [job for job in jobs if read_reference(reference_path(out, job.identity), job.identity) is None]
+    pending = [job for job in jobs if job.result() is None]
     if pending:
         say(f"training {len(pending)} of {len(jobs)} archs{_seeds(request)} alone for {epochs} epochs, "
             f"{request.workers} at a time with {request.threads_per_worker()} thread(s) each "
@@ -121,7 +122,7 @@ def _audit(request: AuditRequest, net: supernets.Supernet, config: dict[str, Any
     _train_pending(request, archs, epochs, pending, deadline)
     rows = []
     for i, arch in enumerate(archs):
-        found = [read_reference(reference_path(out, job.identity), job.identity) for job in jobs if job.arch == i]
+        found = [job.result() for job in jobs if job.arch == i]
         done = None if any(reference is None for reference in found) else found
         cost = net.cost(arch)
         row = {"macs": int(cost.macs), "params": int(cost.params), "inherited": inherited[net.space.key(arch)],
@@ -179,11 +180,17 @@ def _inherited(out: Path, net: supernets.Supernet, config: dict[str, Any], archs
 
 @dataclass(frozen=True)
 class Job:
-    """One training alone: arch `arch` (its index) with seed offset `seed`, and the identity of its reference."""
+    """One training alone: arch `arch` (its index) with seed offset `seed`, the identity of its reference and where
+    the audit keeps it."""
 
     arch: int
     seed: int
     identity: dict[str, Any]
+    path: Path
+
+    def result(self) -> dict[str, Any] | None:
+        """The finished reference, else None."""
+        return read_reference(self.path, self.identity)
 
 
 def _seeds(request: AuditRequest) -> str:
@@ -199,8 +206,7 @@ def _train_pending(request: AuditRequest, archs: list[dict[str, Any]], epochs: i
     queue = list(pending)
 
     def arguments(job: Job) -> tuple[Any, ...]:
-        return (str(request.supernet_dir), archs[job.arch], epochs, threads,
-                str(reference_path(Path(request.out), job.identity)), job.seed)
+        return str(request.supernet_dir), archs[job.arch], epochs, threads, str(job.path), job.seed
 
     with Progress(len(pending), "audit: training alone", "arch", request.progress) as bar:
         if request.workers == 1:  # in this process (its torch thread count restored afterwards)

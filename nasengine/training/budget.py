@@ -48,6 +48,7 @@ class EpochCost:
     recipe_seconds: float
     teacher_seconds: float
     steps_per_epoch: int
+    validation_seconds: float = 0.0  # of the epoch end, included in both
 
     def epochs_within(self, budget_seconds: float, teacher_epochs: int | None, auto_teacher: bool) -> int:
         """Most recipe epochs whose run fits `budget_seconds`. With a teacher phase of unset length ("auto" and no
@@ -108,19 +109,19 @@ def _validation_seconds(net: supernets.Supernet, task: Task) -> float:
     return time.perf_counter() - started
 
 
-def measure_epoch_cost(net: supernets.Supernet, recipe: Recipe, task: Task, data: EpochData, settings: TrainSettings,
+def _measure_epoch_cost(net: supernets.Supernet, recipe: Recipe, task: Task, data: EpochData, settings: TrainSettings,
                        teacher: FrozenTeacher | None = None, with_teacher_phase: bool = False,
-                       seconds: float = QUICK_SECONDS) -> EpochCost:
+                       seconds: float = QUICK_SECONDS, validation: float | None = None) -> EpochCost:
     """What one epoch of training `net` with `recipe` on `data` costs here (and one of the teacher phase), from
-    about `seconds` of timed steps each."""
+    about `seconds` of timed steps each; `validation` is the epoch end's seconds when already timed."""
     with torch.random.fork_rng(devices=[]):
-        validation = _validation_seconds(net, task)
+        validation = _validation_seconds(net, task) if validation is None else validation
         recipe_step = _seconds_per_step(net, recipe, data, settings, teacher, seconds)
         teacher_step = (_seconds_per_step(net, SingleArch(), data, settings, None, seconds) if with_teacher_phase
                         else 0.0)
     steps = data.steps_per_epoch
     return EpochCost(recipe_step * steps + validation, teacher_step * steps + validation if with_teacher_phase else 0.0,
-                     steps)
+                     steps, validation)
 
 
 def describe(epochs: int, cost: EpochCost, budget_minutes: float, fits: int) -> Iterator[str]:
@@ -149,12 +150,12 @@ def plan_epochs(request: TrainRequest, net: supernets.Supernet, task: Task, teac
     if request.progress and main:
         print(f"timing the first steps to fit the schedule into {budget:g} min ...", file=sys.stderr, flush=True)
     started, auto_teacher = time.perf_counter(), request.teacher == "auto"
-    measure = partial(measure_epoch_cost, net, recipe, task, data, request.settings(), teacher, auto_teacher)
+    measure = partial(_measure_epoch_cost, net, recipe, task, data, request.settings(), teacher, auto_teacher)
     cost = measure()
     sustained = min(SUSTAINED_SECONDS, TIMING_SHARE * budget * 60)
     binds = 1 <= cost.epochs_within(budget * 60, request.teacher_epochs, auto_teacher) < 2 * ceiling
     if distributed.broadcast_json(binds and sustained > QUICK_SECONDS):  # every rank alike: timed steps synchronise
-        cost = measure(seconds=sustained)
+        cost = measure(seconds=sustained, validation=cost.validation_seconds)
     left = budget * 60 - (time.perf_counter() - started)  # the timing is part of the run
     fits = distributed.broadcast_json(cost.epochs_within(left, request.teacher_epochs, auto_teacher))  # rank 0's
     epochs = max(min_epochs(recipe, net), min(ceiling, fits))
