@@ -86,6 +86,9 @@ class LINAS(Strategy):
     mutants = 8  # mutants of every real front member in each pool
     explore = 32  # uniform samples in each pool
     enumerate_below = 10_000  # spaces with at most this many encodings are scored whole instead of evolved
+    initial_share, initial_range = 20, (8, 16)  # first batch: plan // share, clipped to the range
+    round_share, round_range = 50, (4, 10)  # each later batch: plan // share, clipped to the range
+    kinds: tuple[str, ...] | None = None  # predictor kinds cross-validation chooses among (None: every kind)
 
     def run(self, problem: SearchProblem, seed: int) -> None:
         rng = np.random.default_rng(seed)
@@ -93,7 +96,8 @@ class LINAS(Strategy):
         self._kinds: dict[str, tuple[str, int]] = {}
         self._views: dict[str, tuple[str, str, int]] = {}
         # small rounds: every real evaluation should inform the next choice; the first batch anchors the front
-        initial, batch = int(np.clip(problem.plan // 20, 8, 16)), int(np.clip(problem.plan // 50, 4, 10))
+        initial = int(np.clip(problem.plan // self.initial_share, *self.initial_range))
+        batch = int(np.clip(problem.plan // self.round_share, *self.round_range))
         problem.evaluate_archs(problem.initial_archs(min(initial, problem.remaining), rng))
         round_ = 0
         while not problem.done:
@@ -115,7 +119,7 @@ class LINAS(Strategy):
         y = _target(rows, column)
         kind, chosen_at = self._kinds.get(column, ("auto", 0))
         if kind == "auto" or len(rows) >= 2 * chosen_at:
-            model = fit_predictor(X, y, seed=seed, log_target=_ratio_scale(y))
+            model = fit_predictor(X, y, seed=seed, log_target=_ratio_scale(y), candidates=self.kinds)
             self._kinds[column] = (model.kind, len(rows))
             return model
         return fit_predictor(X, y, kind=kind, seed=seed, log_target=_ratio_scale(y))
@@ -134,7 +138,7 @@ class LINAS(Strategy):
         if not view or len(rows) >= 2 * chosen_at:
             scored = []
             for name, columns in views.items():
-                cv = cross_validate(F[:, columns], y, seed=seed, log_target=log_target)
+                cv = cross_validate(F[:, columns], y, kinds=self.kinds, seed=seed, log_target=log_target)
                 best = choose_kind(cv)
                 tau = cv[best]["kendall_tau"]
                 scored.append((tau if np.isfinite(tau) else -np.inf, -len(scored), name, best))

@@ -251,6 +251,29 @@ def test_linas_goes_on_when_its_first_evaluations_fail() -> None:
     assert result.rows and all(r.arch["width"] == 16 for r in result.rows) and result.failed
 
 
+def test_linas_chooses_its_predictors_among_its_kinds_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A LINAS variant with `kinds` set (say, for a quick search) never cross-validates or fits any other kind."""
+    from nasengine.searching.strategies import linas
+    from nasengine.searching.strategies.base import register_strategy
+
+    asked: list[tuple[str, ...]] = []
+    real_cv = linas.cross_validate
+
+    def spy(X, y, kinds=None, **kwargs):  # type: ignore[no-untyped-def]
+        asked.append(tuple(kinds or ()))
+        return real_cv(X, y, kinds=kinds, **kwargs)
+
+    monkeypatch.setattr(linas, "cross_validate", spy)
+    register_strategy("linas-ridge-only")(type("RidgeOnly", (linas.LINAS,), {"kinds": ("ridge",)}))
+    try:
+        result = nasengine.search(toy.SPACE, {"error": toy.error, "latency_ms": toy.latency_ms},
+                                  strategy="linas-ridge-only", budget=20, seed=0)
+    finally:
+        from nasengine.searching.strategies.base import _STRATEGIES
+        _STRATEGIES.remove("linas-ridge-only")
+    assert len(result.rows) == 20 and asked and set(asked) == {("ridge",)}
+
+
 def test_a_search_whose_every_evaluation_fails_says_so_and_keeps_the_reasons(tmp_path: Path) -> None:
     def broken(arch: dict) -> float:
         raise ZeroDivisionError("division by zero")
