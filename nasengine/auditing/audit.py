@@ -106,10 +106,13 @@ def _audit(request: AuditRequest, net: supernets.Supernet, config: dict[str, Any
            deadline: float | None, say: Callable[[str], None]) -> dict[str, Any]:
     out = Path(request.out)
     archs = spread_archs(net.space, lambda a: float(net.cost(a).macs), request.archs, request.seed)
+
+    def job(i: int, seed: int) -> Job:
+        identity = reference_identity(config, archs[i], epochs, seed)
+        return Job(i, seed, identity, reference_path(out, identity))
+
     # one job per (arch, seed): every arch's first seed before any second one, archs in spread order
-    jobs = [Job(i, s, identity, reference_path(out, identity))
-            for s in range(request.reference_seeds) for i in spread_order(len(archs))
-            for identity in [reference_identity(config, archs[i], epochs, s)]]
+    jobs = [job(i, s) for s in range(request.reference_seeds) for i in spread_order(len(archs))]
     for job in jobs:
         if job.result() is None:
             reuse_reference(job.path, job.identity, [Path(other) for other in request.reuse])
